@@ -1,0 +1,83 @@
+/**
+ * Mark generated cells: a CSS class on the cell and a badge in its header,
+ * kept up to date as the cell is edited.
+ */
+import { Cell, ICellModel } from '@jupyterlab/cells';
+import { NotebookPanel } from '@jupyterlab/notebook';
+import { factsOf } from './cellFacts';
+import { badgeText, badgeTooltip } from './badgeText';
+import { isEdited } from './placement';
+import { GENERATED_TAG, readInfo } from './protocol';
+
+const GENERATED_CLASS = 'llmscript-generated-cell';
+const EDITED_CLASS = 'llmscript-mod-edited';
+const BADGE_CLASS = 'llmscript-badge';
+
+function badgeHost(cell: Cell): HTMLElement {
+  return cell.node.querySelector<HTMLElement>(':scope > .jp-CellHeader') ?? cell.node;
+}
+
+function updateCell(cell: Cell): void {
+  const facts = factsOf(cell.model);
+  const info = facts.tags.includes(GENERATED_TAG) ? readInfo(facts.info) : null;
+  let badge = cell.node.querySelector<HTMLElement>(`.${BADGE_CLASS}`);
+  if (!info) {
+    cell.removeClass(GENERATED_CLASS);
+    cell.removeClass(EDITED_CLASS);
+    badge?.remove();
+    return;
+  }
+  const edited = isEdited(facts.source, info);
+  cell.addClass(GENERATED_CLASS);
+  cell.toggleClass(EDITED_CLASS, edited);
+  if (!badge) {
+    badge = document.createElement('div');
+    badge.className = BADGE_CLASS;
+    const host = badgeHost(cell);
+    host.insertBefore(badge, host.firstChild);
+  }
+  const text = badgeText(info, edited);
+  if (badge.textContent !== text) {
+    badge.textContent = text;
+  }
+  badge.title = badgeTooltip(info, edited);
+  badge.dataset.validation = info.validation;
+  badge.dataset.edited = String(edited);
+}
+
+/** Keep the badges of one notebook panel up to date. */
+export function trackBadges(panel: NotebookPanel): void {
+  const watched = new WeakSet<ICellModel>();
+  let timer: number | undefined;
+
+  const refresh = (): void => {
+    timer = undefined;
+    if (panel.isDisposed) {
+      return;
+    }
+    for (const cell of panel.content.widgets) {
+      watch(cell.model);
+      updateCell(cell);
+    }
+  };
+  const schedule = (): void => {
+    if (timer === undefined) {
+      timer = window.setTimeout(refresh, 30);
+    }
+  };
+  const watch = (model: ICellModel): void => {
+    if (!watched.has(model)) {
+      watched.add(model);
+      model.contentChanged.connect(schedule);
+      model.metadataChanged.connect(schedule);
+    }
+  };
+
+  const connectModel = (): void => {
+    panel.content.model?.cells.changed.connect(schedule);
+    schedule();
+  };
+  panel.content.modelChanged.connect(connectModel);
+  connectModel();
+  void panel.context.ready.then(schedule);
+}

@@ -1,0 +1,413 @@
+"""Docker backend: hardened single-use containers, fed over the attach socket.
+
+A container starts `_runner.py` as its main process with no network, no
+capabilities, a read-only root, a non-root user, an empty environment and
+caps on memory (+swap), CPU, pids, file size and open files. The work dir is
+an anonymous tmpfs-backed volume (put_archive/get_archive reach it, unlike a
+--tmpfs mount). The host keeps the wall clock and output cap too: it never
+trusts the runner to stop on its own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import struct
+import tarfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
+from . import Limits, OutputFile, RunResult, Sandbox
+from ._image import DEFAULT_IMAGE, LABEL, MPL_CACHE
+from ._pool import Slot, get_pool, remove
+
+WORK = "/work"
+UID = "65534:65534"
+GRACE = 1.0  # SIGTERM -> SIGKILL inside the container
+HOST_SLACK = 3.0  # the host kills the container this long after the inner deadline
+DIAG_CAP = 64 * 1024
+MAX_FIGURES = 64
+PNG = b"\x89PNG\r\n\x1a\n"
+_SOURCES = Path(__file__).parent
+
+
+def connect(timeout: int = 60) -> Any:
+    """A client for the engine DOCKER_HOST names (or the local socket)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise SandboxUnavailableError(
+            f"Docker engine not reachable ({reason}): start it with "
+            "`bash scripts/start-docker` or use --sandbox local"
+        ) from None
+    return client
+
+
+def child_env(limits: Limits) -> dict[str, str]:
+    """The script's whole environment: nothing comes from the host."""
+    threads = str(max(1, int(limits.cpus)))
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/.config/matplotlib",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": threads,
+        "OMP_NUM_THREADS": threads,
+    }
+
+
+def _host_config(client: Any, limits: Limits) -> Any:
+    from docker.types import DriverConfig, Mount, Ulimit
+
+    size = f"{limits.disk_mb}m"
+    work = Mount(
+        target=WORK, source=None, type="volume", no_copy=True, labels={LABEL: "1"},
+        driver_config=DriverConfig("local", {
+            "type": "tmpfs", "device": "tmpfs",
+            "o": f"size={size},uid=65534,gid=65534,mode=0700,nosuid,nodev",
+        }),
+    )
+    return client.api.create_host_config(
+        network_mode="none",
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        mounts=[work],
+        tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={size},mode=1777"},
+        shm_size=f"{min(limits.disk_mb, 64)}m",
+        mem_limit=f"{limits.memory_mb}m",
+        memswap_limit=f"{limits.memory_mb}m",
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        ulimits=[
+            Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
+            Ulimit(name="nofile", soft=256, hard=256),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        log_config={"type": "none", "config": {}},
+        auto_remove=True,
+    )
+
+
+def _factory(client: Any, image: str, limits: Limits) -> Slot:
+    """Create, attach and start one container whose runner waits for a job.
+
+    detach=False + stdin_open sets StdinOnce: closing our socket ends the runner.
+    """
+    runner = (_SOURCES / "_runner.py").read_text()
+    wrapper = (_SOURCES / "_wrapper.py").read_text()
+    created = client.api.create_container(
+        image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE],
+        user=UID, working_dir=WORK, environment={}, labels={LABEL: "1"},
+        stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
+        host_config=_host_config(client, limits),
+    )
+    cid = created["Id"]
+    try:
+        raw = client.api.attach_socket(
+            cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        sock = getattr(raw, "_sock", raw)
+        client.api.start(cid)
+    except BaseException:
+        remove(client, cid)
+        raise
+    return Slot(client, cid, sock)
+
+
+class _Stream:
+    """Splits the attach stream into runner frames (stdout) and diagnostics."""
+
+    def __init__(self) -> None:
+        self.mux = bytearray()
+        self.proto = bytearray()
+        self.diag = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self.mux += data
+        while len(self.mux) >= 8:
+            kind, size = self.mux[0], struct.unpack_from(">I", self.mux, 4)[0]
+            if len(self.mux) < 8 + size:
+                break
+            payload = bytes(self.mux[8:8 + size])
+            del self.mux[:8 + size]
+            if kind == 1:
+                self.proto += payload
+            elif len(self.diag) < DIAG_CAP:
+                self.diag += payload[:DIAG_CAP - len(self.diag)]
+        frames = []
+        while len(self.proto) >= 5:
+            size = struct.unpack_from(">I", self.proto, 1)[0]
+            if len(self.proto) < 5 + size:
+                break
+            frames.append((bytes(self.proto[:1]), bytes(self.proto[5:5 + size])))
+            del self.proto[:5 + size]
+        return frames
+
+
+def _safe_name(name: str) -> str:
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ConfigurationError(
+            f"Input file name {name!r} is not allowed: use a plain relative path like 'data.csv'")
+    return "/".join(parts)
+
+
+def _tar_inputs(files: Mapping[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs: set[str] = set()
+        for name, data in files.items():
+            rel = _safe_name(name)
+            parents = rel.split("/")[:-1]
+            for i in range(len(parents)):
+                d = "/".join(parents[:i + 1])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, 65534, 65534
+                    tar.addfile(info)
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.uid, info.gid = len(data), 0o644, 65534, 65534
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(bytes(data)))
+    return buf.getvalue()
+
+
+def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
+                 wanted: set[str]) -> list[OutputFile]:
+    """Regular files from a get_archive stream, checked member by member."""
+    budget = limits.disk_mb * 2**20 + 2**20
+    read = 0
+
+    class _Reader(io.RawIOBase):
+        def __init__(self) -> None:
+            self.buf = b""
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            nonlocal read
+            while not self.buf:
+                try:
+                    self.buf = next(chunks)
+                except StopIteration:
+                    return 0
+                read += len(self.buf)
+                if read > budget:
+                    raise SandboxError("The sandbox returned more data than its disk holds")
+            n = min(len(b), len(self.buf))
+            b[:n], self.buf = self.buf[:n], self.buf[n:]
+            return n
+
+    out = []
+    with tarfile.open(fileobj=io.BufferedReader(_Reader()), mode="r|") as tar:
+        for member in tar:
+            name = member.name.split("/", 1)[1] if "/" in member.name else ""
+            parts = name.split("/")
+            if (not member.isreg() or not name or member.name.startswith("/")
+                    or ".." in parts or member.size > limits.file_bytes or name not in wanted):
+                continue  # links, devices, escapes and oversize files are never returned
+            fh = tar.extractfile(member)
+            data = fh.read() if fh is not None else b""
+            if inputs.get(name) == data:
+                continue
+            out.append(OutputFile(name=name, size=len(data), data=data))
+    return sorted(out, key=lambda f: f.name)
+
+
+class DockerSandbox(Sandbox):
+    """The default backend; see the module docstring for what it enforces."""
+
+    backend = "docker"
+
+    def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 2) -> None:
+        import docker
+
+        self.client = connect()
+        self.image = image
+        self.pool_size = pool_size
+        try:
+            self.image_id = self.client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"Sandbox image {image} is not built: run `llmscript sandbox build`") from None
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(
+                f"Docker engine not reachable ({exc}): start it with "
+                "`bash scripts/start-docker` or use --sandbox local") from None
+
+    def _pool_take(self, limits: Limits) -> Slot:
+        key = (self.client.api.base_url, self.image_id, limits.container_key())
+        pool = get_pool(key, lambda: _factory(self.client, self.image, limits), self.pool_size)
+        return pool.take()
+
+    def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
+            limits: Limits | None = None) -> RunResult:
+        limits = limits or Limits()
+        files = dict(files or {})
+        tar = _tar_inputs(files) if files else b""
+        start = time.monotonic()
+        slot = self._pool_take(limits)
+        done = False
+        try:
+            result = self._run_in(slot, code, files, tar, limits, start)
+            done = True
+            return result
+        finally:
+            slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
+
+    def _run_in(self, slot: Slot, code: str, files: dict[str, bytes], tar: bytes,
+                limits: Limits, start: float) -> RunResult:
+        api, cid = self.client.api, slot.container_id
+        if tar:
+            api.put_archive(cid, WORK, tar)
+        job = json.dumps({"code": code, "timeout": limits.timeout, "grace": GRACE,
+                          "output_bytes": limits.output_bytes, "env": child_env(limits)})
+        payload = job.encode()
+        slot.sock.sendall(struct.pack(">I", len(payload)) + payload)
+        deadline = time.monotonic() + limits.timeout + GRACE + HOST_SLACK
+        stream = _Stream()
+        out, err = bytearray(), bytearray()
+        figures: list[bytes] = []
+        report: dict[str, Any] | None = None
+        host_capped = host_timeout = False
+        while report is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                host_timeout = True
+                break
+            slot.sock.settimeout(min(left, 1.0))
+            try:
+                data = slot.sock.recv(262144)
+            except (TimeoutError, socket.timeout):
+                continue
+            if not data:
+                break
+            for kind, body in stream.feed(data):
+                if kind in (b"o", b"e"):
+                    (out if kind == b"o" else err).extend(body)
+                    if len(out) + len(err) > limits.output_bytes:
+                        host_capped = True
+                elif kind == b"f" and body.startswith(PNG) and len(figures) < MAX_FIGURES:
+                    figures.append(body)
+                elif kind == b"r":
+                    report = json.loads(body)
+            if host_capped:
+                break
+        output_files: list[OutputFile] = []
+        if report is not None and report.get("changed"):
+            wanted = {str(n) for n, size in report["changed"]}
+            chunks, _ = api.get_archive(cid, WORK)
+            output_files = read_outputs(iter(chunks), limits, files, wanted)
+        oom = bool(report and report.get("oom"))
+        if report is None and not host_capped:
+            _kill(api, cid)
+            oom = _oom_killed(api, cid)
+        return _result(report, bytes(out), bytes(err), figures, output_files, limits,
+                       time.monotonic() - start, self.image, oom=oom,
+                       host_timeout=host_timeout, host_capped=host_capped,
+                       diag=bytes(stream.diag))
+
+
+def _kill(api: Any, cid: str) -> None:
+    import docker
+
+    try:
+        api.kill(cid)
+    except docker.errors.APIError:
+        pass
+
+
+def _oom_killed(api: Any, cid: str) -> bool:
+    try:
+        return bool(api.inspect_container(cid)["State"].get("OOMKilled"))
+    except Exception:
+        return False
+
+
+def _result(report: dict[str, Any] | None, out: bytes, err: bytes, figures: list[bytes],
+            files: list[OutputFile], limits: Limits, duration: float, image: str, *,
+            oom: bool, host_timeout: bool, host_capped: bool, diag: bytes) -> RunResult:
+    report = report or {}
+    rc = report.get("returncode")
+    exit_code = None if rc is None else (rc - 256 if rc > 255 else rc)
+    capped = host_capped or bool(report.get("capped"))
+    oom = oom or report.get("exception") == "MemoryError"
+    stderr = err.decode("utf-8", "replace")
+    stdout = out.decode("utf-8", "replace")
+    if capped:
+        status, reason = "output_capped", (
+            f"Output passed the {limits.output_bytes}-byte limit; the script was stopped")
+        marker = f"\n[... output truncated at {limits.output_bytes} bytes ...]\n"
+        stdout = stdout[:limits.output_bytes] + marker
+    elif oom:
+        status, reason = "memory", f"Ran out of memory (limit {limits.memory_mb} MB)"
+    elif host_timeout or report.get("timed_out"):
+        status, reason = "timeout", f"Stopped at the {limits.timeout:g} s time limit"
+    elif not report:
+        status = "error"
+        reason = "The sandbox runner ended without a report"
+        if diag:
+            reason += ": " + diag.decode("utf-8", "replace").strip().splitlines()[-1][:200]
+    elif rc == 0:
+        status, reason = "ok", ""
+    else:
+        status = "error"
+        exc = report.get("exception")
+        if exc:
+            reason = f"The script raised {exc}"
+        elif rc is not None and rc > 128:
+            reason = f"The script was killed by signal {rc - 128}"
+            if rc - 128 == 25:
+                reason += f" (file size limit {limits.file_bytes} bytes)"
+        else:
+            reason = f"The script exited with code {rc}"
+    if status in ("timeout", "memory"):
+        stderr += f"\n[sandbox] {reason}\n"
+    return RunResult(status=status, exit_code=exit_code, stdout=stdout, stderr=stderr,  # type: ignore[arg-type]
+                     duration=duration, truncated=capped, files=files, figures=figures,
+                     backend="docker", image=image, reason=reason)
+
+
+_modules_cache: dict[str, frozenset[str]] = {}
+_LIST_MODULES = ("import json, pkgutil, sys\n"
+                 "names = {m.name for m in pkgutil.iter_modules()} | set(sys.builtin_module_names)\n"
+                 "print(json.dumps(sorted(names)))\n")
+
+
+def available_modules(image: str = DEFAULT_IMAGE) -> frozenset[str]:
+    """Ask the image once which top-level modules import; cache per image id."""
+    sandbox = DockerSandbox(image, pool_size=0)
+    cached = _modules_cache.get(sandbox.image_id)
+    if cached is not None:
+        return cached
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmscript"
+    cache_file = cache_dir / f"modules-{sandbox.image_id.replace(':', '-')}.json"
+    try:
+        names = frozenset(json.loads(cache_file.read_text()))
+    except (OSError, ValueError):
+        result = sandbox.run(_LIST_MODULES, limits=Limits(timeout=60))
+        if result.status != "ok":
+            raise SandboxError(f"Could not list the image's modules: {result.reason}")
+        names = frozenset(json.loads(result.stdout))
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(sorted(names)))
+        except OSError:
+            pass
+    _modules_cache[sandbox.image_id] = names
+    return names

@@ -1,0 +1,166 @@
+"""Warm pool of single-use containers, and the reaper that removes used ones.
+
+Each container waits on stdin for its one job, so taking one from the pool
+skips create+start. Pools are keyed by engine, image and the limits baked in
+at creation; a daemon thread refills them. Removal happens off the critical
+path on a reaper thread; both are drained at interpreter exit so nothing leaks.
+Containers also remove themselves (auto-remove) when our end of the attach
+socket closes, which covers a killed interpreter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Slot:
+    """A started container and the attach socket that feeds its stdin."""
+
+    client: Any
+    container_id: str
+    sock: Any
+
+    def discard(self, *, now: bool = False) -> None:
+        """Close the socket and remove the container (now, or on the reaper)."""
+        with contextlib.suppress(Exception):
+            self.sock.close()
+        if now:
+            remove(self.client, self.container_id)
+        else:
+            _reaper().put((self.client, self.container_id))
+
+
+def remove(client: Any, container_id: str) -> None:
+    """Force-remove a container and its anonymous volume; already gone is fine."""
+    import docker
+
+    try:
+        client.api.remove_container(container_id, force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: auto-removal already in progress
+            raise
+
+
+class _Reaper(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="llmscript-sandbox-reaper", daemon=True)
+        self.jobs: queue.Queue[tuple[Any, str] | None] = queue.Queue()
+
+    def put(self, job: tuple[Any, str]) -> None:
+        self.jobs.put(job)
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            with contextlib.suppress(Exception):
+                remove(*job)
+            self.jobs.task_done()
+        self.jobs.task_done()
+
+    def drain(self) -> None:
+        self.jobs.join()
+
+
+_lock = threading.Lock()
+_reaper_thread: _Reaper | None = None
+_pools: dict[tuple[Any, ...], Pool] = {}
+
+
+def _reaper() -> _Reaper:
+    global _reaper_thread
+    with _lock:
+        if _reaper_thread is None or not _reaper_thread.is_alive():
+            _reaper_thread = _Reaper()
+            _reaper_thread.start()
+        return _reaper_thread
+
+
+class Pool:
+    """Keeps `size` started containers for one (engine, image, limits) key."""
+
+    def __init__(self, factory: Callable[[], Slot], size: int) -> None:
+        self.factory = factory
+        self.size = size
+        self._ready: list[Slot] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._failed = False
+        self._creating = 0
+        self._thread = threading.Thread(target=self._fill, name="llmscript-sandbox-pool",
+                                        daemon=True)
+        if size > 0:
+            self._thread.start()
+
+    def take(self) -> Slot:
+        """A ready container, or a fresh one if the pool is empty."""
+        with self._cond:
+            slot = self._ready.pop(0) if self._ready else None
+            self._failed = False
+            self._cond.notify_all()
+        return slot if slot is not None else self.factory()
+
+    def _fill(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (
+                        self._failed or len(self._ready) + self._creating >= self.size):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._creating += 1
+            slot: Slot | None = None
+            try:
+                slot = self.factory()
+            except Exception:
+                with self._cond:
+                    self._failed = True  # retry on the next take(), not in a hot loop
+            with self._cond:
+                self._creating -= 1
+                if slot is not None:
+                    if self._closed:
+                        slot.discard(now=True)
+                    else:
+                        self._ready.append(slot)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            ready, self._ready = self._ready, []
+            self._cond.notify_all()
+        threads = [threading.Thread(target=s.discard, kwargs={"now": True}) for s in ready]
+        for t in threads:
+            t.start()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)  # a create in flight is discarded on arrival
+        for t in threads:
+            t.join()
+
+
+def get_pool(key: tuple[Any, ...], factory: Callable[[], Slot], size: int) -> Pool:
+    """The shared pool for key, created on first use."""
+    with _lock:
+        pool = _pools.get(key)
+        if pool is None:
+            if not _pools:
+                atexit.register(shutdown_all)
+            pool = _pools[key] = Pool(factory, size)
+        return pool
+
+
+def shutdown_all() -> None:
+    """Close every pool and finish pending removals."""
+    with _lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+    if _reaper_thread is not None and _reaper_thread.is_alive():
+        _reaper_thread.drain()

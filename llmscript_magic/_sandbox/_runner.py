@@ -1,0 +1,234 @@
+"""Supervisor shared by both backends: starts the script, relays capped output.
+
+In Docker this file is the container's main process (``python3 -I -S -c
+SOURCE WRAPPER``): it prepares everything, then blocks on stdin for the
+go-signal, so a pooled container answers in milliseconds. Everything it sends
+the host is framed (1 type byte, 4-byte length, payload) on stdout: ``o``/``e``
+output chunks, ``f`` PNG figures, ``x`` exception name, ``r`` the result. The
+local backend imports ``supervise``/``snapshot``/``changed_files`` directly.
+Standard library only: the image has nothing else that we control.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+HEADER = struct.Struct(">I")
+MARK = "\n[... output truncated: more than {} bytes ...]\n"
+STATUS_CAP = 64 * 2**20  # figures + exception frames from the wrapper
+
+
+def frame(kind: bytes, payload: bytes) -> bytes:
+    return kind + HEADER.pack(len(payload)) + payload
+
+
+def _oom_kills() -> int:
+    """Count of OOM kills in this cgroup (v1 memory.oom_control, v2 memory.events)."""
+    for path, key in (("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+                      ("/sys/fs/cgroup/memory.events", "oom_kill")):
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def snapshot(root: str) -> dict[str, str]:
+    """Size and hash of every regular file, to tell unchanged inputs apart later."""
+    out: dict[str, str] = {}
+    for rel, path in _walk(root):
+        with open(path, "rb") as fh:
+            out[rel] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+def _walk(root: str) -> list[tuple[str, str]]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue  # symlinks are never followed or returned
+            files.append((os.path.relpath(path, root), path))
+    return files
+
+
+def changed_files(root: str, before: dict[str, str]) -> list[list[Any]]:
+    """[relpath, size] of files that are new or differ from the inputs."""
+    out = []
+    for rel, path in _walk(root):
+        size = os.lstat(path).st_size
+        if rel in before:
+            with open(path, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() == before[rel]:
+                    continue
+        out.append([rel, size])
+    return sorted(out)
+
+
+def _parse_status(buf: bytearray, figures: list[bytes], info: dict[str, Any]) -> None:
+    while len(buf) >= 5:
+        size = HEADER.unpack_from(buf, 1)[0]
+        if len(buf) < 5 + size:
+            return
+        kind, payload = bytes(buf[:1]), bytes(buf[5:5 + size])
+        del buf[:5 + size]
+        if kind == b"f":
+            figures.append(payload)
+        elif kind == b"x":
+            info["exception"] = payload.decode("utf-8", "replace")[:200]
+
+
+def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
+              output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
+              preexec_fn: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run cmd in its own process group; relay output via emit(kind, data).
+
+    The group is killed at timeout (+grace for SIGTERM-ignoring code), when the
+    output passes output_bytes, and after the main process exits (so nothing
+    is left behind). cmd may hold "{fd}" where the status pipe's number goes.
+    """
+    status_r, status_w = os.pipe()
+    cmd = [str(status_w) if part == "{fd}" else part for part in cmd]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, pass_fds=(status_w,), start_new_session=True,
+        preexec_fn=preexec_fn,
+    )
+    os.close(status_w)
+    assert proc.stdout is not None and proc.stderr is not None
+    streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e", status_r: b"s"}
+    status_buf = bytearray()
+    figures: list[bytes] = []
+    info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None}
+    sent = 0
+    status_bytes = 0
+    killed_at: float | None = None
+    exited_at: float | None = None
+
+    def kill(sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    while streams:
+        now = time.monotonic()
+        if proc.poll() is not None and exited_at is None:
+            exited_at = now
+            kill()  # leftovers in the group go with the script
+        if exited_at is not None and now - exited_at > 0.3:
+            break  # something that left the group still holds a pipe
+        if exited_at is None and now - start > timeout and killed_at is None:
+            info["timed_out"] = True
+            killed_at = now
+            kill(signal.SIGTERM)
+        if killed_at is not None and now - killed_at > grace:
+            kill()
+        ready, _, _ = select.select(list(streams), [], [], 0.05)
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                del streams[fd]
+                continue
+            kind = streams[fd]
+            if kind == b"s":
+                status_bytes += len(data)
+                if status_bytes <= STATUS_CAP:
+                    status_buf += data
+                    _parse_status(status_buf, figures, info)
+                continue
+            if info["capped"]:
+                continue
+            room = output_bytes - sent
+            if len(data) > room:
+                data = data[:room]
+                info["capped"] = True
+                kill()
+            if data:
+                sent += len(data)
+                emit(kind, data)
+    proc.wait()
+    os.close(status_r)
+    proc.stdout.close()
+    proc.stderr.close()
+    info.update(returncode=proc.returncode, elapsed=time.monotonic() - start, figures=figures)
+    return info
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def main() -> None:
+    """Container entry point: prepare, wait for go, run once, report, wait for EOF."""
+    wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
+    tmp = "/tmp/.llmscript"
+    os.makedirs(tmp, exist_ok=True)
+    wrapper = os.path.join(tmp, "wrapper.py")
+    with open(wrapper, "w") as fh:
+        fh.write(wrapper_src)
+    mpl_dir = "/tmp/.config/matplotlib"
+    os.makedirs(mpl_dir, exist_ok=True)
+    try:
+        for name in os.listdir(mpl_cache):
+            with open(os.path.join(mpl_cache, name), "rb") as src, \
+                    open(os.path.join(mpl_dir, name), "wb") as dst:
+                dst.write(src.read())
+    except OSError:
+        pass
+    out = sys.stdout.buffer
+    stdin = sys.stdin.buffer
+    try:
+        job = json.loads(_read_exact(stdin, HEADER.unpack(_read_exact(stdin, 4))[0]))
+    except (EOFError, ValueError):
+        return  # the pool was shut down before this container was used
+    script = os.path.join(tmp, "script.py")
+    with open(script, "w", encoding="utf-8") as fh:
+        fh.write(job["code"])
+    before = snapshot("/work")
+    oom_before = _oom_kills()
+    timeout = float(job["timeout"])
+    grace = float(job.get("grace", 1.0))
+
+    def emit(kind: bytes, data: bytes) -> None:
+        out.write(frame(kind, data))
+        out.flush()
+
+    cmd = ["timeout", "-k", f"{grace:g}", f"{timeout:g}", "python3", "-B", "-I",
+           wrapper, script, "{fd}"]
+    info = supervise(cmd, env=job["env"], cwd="/work", timeout=timeout + 0.5,
+                     output_bytes=int(job["output_bytes"]), emit=emit, grace=grace)
+    rc = info["returncode"]
+    if rc in (124, 137) and info["elapsed"] >= timeout - 0.05:
+        info["timed_out"] = True
+    for png in info.pop("figures"):
+        emit(b"f", png)
+    info["oom"] = _oom_kills() > oom_before
+    info["changed"] = changed_files("/work", before)
+    emit(b"r", json.dumps(info).encode())
+    while stdin.read(65536):  # hold the work volume until the host has the files
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Shared fixtures: a real InteractiveShell with the extension loaded, stand-ins."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from standins import anthropic_standin, openai_standin  # noqa: F401  (fixtures)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real key, cache or replay setting leaks into a test."""
+    for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LLMSCRIPT_REPLAY", "LLMSCRIPT_AUDIT_LOG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LLMSCRIPT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    """A real IPython shell with a fresh GenerateMagics (default traits) per test."""
+    from llmscript_magic._magics import GenerateMagics, LLMScriptMagics
+
+    shell = InteractiveShell.instance()
+    shell.register_magics(GenerateMagics(shell), LLMScriptMagics(shell))
+    gm = shell.magics_manager.registry["GenerateMagics"]
+    gm.widgets = False
+    monkeypatch.chdir(tmp_path)
+    shell.rl_next_input = None
+    yield shell
+    shell.rl_next_input = None
+
+
+def in_ci() -> bool:
+    return bool(os.environ.get("CI"))
