@@ -95,20 +95,24 @@ def records_in_notebook(nb: Mapping[str, Any]) -> Iterable[tuple[int, dict[str, 
 
 
 class Recordings:
-    """Replies recorded in a notebook, looked up by request key (replay mode)."""
+    """Generations recorded in a notebook, by spec hash (replay mode).
 
-    def __init__(self, entries: Mapping[str, dict[str, Any]], source: str) -> None:
-        self.entries = dict(entries)
+    Keyed by the spec, not the full request, so a saved notebook still replays
+    after the prompt template or library version changes; a changed spec is
+    a miss, reported as such.
+    """
+
+    def __init__(self, records: Mapping[str, dict[str, Any]], source: str) -> None:
+        self.records = dict(records)
         self.source = source
 
     @classmethod
     def from_notebook(cls, path: str | os.PathLike[str]) -> Recordings:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))
-        entries = {}
+        records: dict[str, dict[str, Any]] = {}
         for _, record in records_in_notebook(nb):
-            for entry in record.get("replies", []):
-                entries[entry["key"]] = entry
-        return cls(entries, str(path))
+            records.setdefault(record.get("spec_hash", ""), record)
+        return cls(records, str(path))
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.entries.get(key)
+    def get(self, spec_hash: str) -> dict[str, Any] | None:
+        return self.records.get(spec_hash)

@@ -168,11 +168,21 @@ def _stream(provider: Provider, request: Request, reply: Reply,
 class _Completer:
     """Answers a request from replay recordings, the cache, or the provider."""
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: Options, spec: Spec) -> None:
         self.opts = opts
         self.cls, self.model = resolve_model(opts.model)
         self.provider_name = self.cls.name
-        self.recordings = Recordings.from_notebook(opts.replay) if opts.replay else None
+        self.label = f"{self.provider_name}:{self.model}"
+        self.recorded: list[dict[str, Any]] | None = None
+        if opts.replay:
+            record = Recordings.from_notebook(opts.replay).get(spec.hash())
+            if record is None:
+                raise ReplayError(
+                    f"No recorded generation for this spec in {opts.replay} (the spec changed "
+                    "since recording, or it was never run): run without --replay, with an API key."
+                )
+            self.recorded = list(record.get("replies", []))
+            self.label = record.get("model") or self.label
         self.cache = DiskCache(opts.cache_dir) if opts.cache else None
         self._provider: Provider | None = None
 
@@ -183,17 +193,16 @@ class _Completer:
             self._provider.api_key()  # fail early, with the how-to-fix line, before streaming
         return self._provider
 
-    def complete(self, request: Request, on_chunk: ChunkCallback | None,
+    def complete(self, request: Request, attempt: int, on_chunk: ChunkCallback | None,
                  cancel: threading.Event | None) -> tuple[Reply, str, str]:
         key = request_key(self.provider_name, request)
-        if self.recordings is not None:
-            entry = self.recordings.get(key)
-            if entry is None:
+        if self.recorded is not None:
+            if attempt >= len(self.recorded):
                 raise ReplayError(
-                    "No recorded generation matches this cell in replay mode (its spec or "
-                    "options changed since recording): run it without --replay, with an API key."
+                    f"The recording has {len(self.recorded)} attempt(s) but replay needed "
+                    "another (the checks differ from when it was recorded): run without --replay."
                 )
-            reply = entry_to_reply(entry)
+            reply = entry_to_reply(self.recorded[attempt])
             if on_chunk:
                 on_chunk(reply.text)
             return reply, key, "replay"
@@ -268,17 +277,17 @@ def generate(
     """
     opts = replace(options or Options(), **overrides)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
-    completer = _Completer(opts)
+    completer = _Completer(opts, spec)
     prompt = build_prompt(spec, extra_system=opts.system, context=opts.context,
                           history=opts.history)
-    gen = Generation(spec, prompt, f"{completer.provider_name}:{completer.model}")
+    gen = Generation(spec, prompt, completer.label)
     messages = prompt.messages
     available = _available_modules(opts)
     t0 = time.monotonic()
     for n in range(opts.retries + 1):
         request = Request(completer.model, prompt.system, messages, opts.max_tokens,
                           opts.temperature)
-        reply, key, source = completer.complete(request, on_chunk, cancel)
+        reply, key, source = completer.complete(request, n, on_chunk, cancel)
         gen.timing.setdefault("reply_s", time.monotonic() - t0)
         gen.usage = gen.usage + reply.usage
         gen.entries.append(reply_to_entry(key, reply))

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 TEST_ANTHROPIC_KEY = "sk-ant-test-key-0000"
 TEST_OPENAI_KEY = "sk-openai-test-key-0000"
@@ -129,6 +129,9 @@ class RecordedRequest:
         return data
 
 
+_S = TypeVar("_S", bound="_StandIn")
+
+
 class _ClientGone(Exception):
     """The client closed the connection while we were answering."""
 
@@ -137,6 +140,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() hangs up on held connections instead
     standin: _StandIn
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client hanging up on an idle keep-alive connection is normal, not news
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -261,7 +269,7 @@ class _StandIn:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------
-    def start(self) -> _StandIn:
+    def start(self: _S) -> _S:
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.standin = self
         self._server = server
@@ -284,7 +292,7 @@ class _StandIn:
             self._thread.join(timeout=5)
         self._server = None
 
-    def __enter__(self) -> _StandIn:
+    def __enter__(self: _S) -> _S:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -516,9 +524,10 @@ class AnthropicStandIn(_StandIn):
         pieces = self._pieces(s)
         usage = self._usage(s, body, len(pieces))
         start_usage = {**usage, "output_tokens": 1}
-        message = {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-                   "model": model, "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": start_usage}
+        message: dict[str, Any] = {
+            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": model, "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": start_usage}
         yield self._sse("message_start", {"type": "message_start", "message": message})
         yield self._sse("content_block_start", {"type": "content_block_start", "index": 0,
                                                 "content_block": {"type": "text", "text": ""}})

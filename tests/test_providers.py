@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import GeneratorType
 from typing import Any
 
 import pytest
@@ -65,6 +66,8 @@ def assert_user_facing(err: BaseException, *secrets: str, logs: str = "") -> Non
     """One line, and no key anywhere a user or a log could see it."""
     text = str(err)
     assert text and "\n" not in text
+    if logs:
+        assert "HTTP Request" in logs  # the SDK's debug log was captured, so its absence counts
     for secret in secrets:
         assert secret not in text
         assert secret not in repr(err)
@@ -191,7 +194,7 @@ def test_anthropic_missing_key_fails_before_any_request(
 def test_anthropic_retries_overloaded_then_succeeds(anthropic_standin: AnthropicStandIn) -> None:
     anthropic_standin.enqueue(status=529)
     anthropic_standin.enqueue(CODE)
-    chunks, reply = run(AnthropicProvider(max_retries=1), make_request())
+    chunks, _ = run(AnthropicProvider(max_retries=1), make_request())
     assert "".join(chunks) == CODE
     assert anthropic_standin.request_count == 2
     assert anthropic_standin.requests[1].headers["x-stainless-retry-count"] == "1"
@@ -249,6 +252,7 @@ def test_anthropic_error_event_mid_stream(anthropic_standin: AnthropicStandIn) -
 def test_anthropic_close_hangs_up_the_http_stream(anthropic_standin: AnthropicStandIn) -> None:
     anthropic_standin.enqueue(CODE * 20, chunk_size=4, chunk_delay=0.05)
     gen = AnthropicProvider().stream(make_request(), Reply())
+    assert isinstance(gen, GeneratorType)  # close() is how the magic cancels
     assert next(gen) and next(gen)
     start = time.monotonic()
     gen.close()
@@ -410,6 +414,7 @@ def test_openai_error_chunk_mid_stream(openai_standin: OpenAIStandIn) -> None:
 def test_openai_close_hangs_up_the_http_stream(openai_standin: OpenAIStandIn) -> None:
     openai_standin.enqueue(CODE * 20, chunk_size=4, chunk_delay=0.05)
     gen = OpenAIProvider().stream(make_request("gpt-5-mini"), Reply())
+    assert isinstance(gen, GeneratorType)
     assert next(gen) and next(gen)
     gen.close()
     assert openai_standin.disconnected.wait(3)
@@ -422,14 +427,15 @@ def test_openai_compatible_server_needs_no_key(monkeypatch: pytest.MonkeyPatch) 
         local.enqueue("print(1)\n")
         local.enqueue(status=404, message='model "qwen9:1b" not found, try pulling it first',
                       error_type="api_error")
-        provider = OpenAIProvider(base_url=local.url, max_retries=0)
+        url = local.url
+        provider = OpenAIProvider(base_url=url, max_retries=0)
         chunks, _ = run(provider, make_request("qwen3:8b"))
         err = failure(provider, make_request("qwen9:1b"))
     assert "".join(chunks) == "print(1)\n"
     assert local.requests[0].sent_key("not-needed")
     assert local.requests[0].body["max_tokens"] == 4096  # what older local servers know
     assert type(err) is UnknownModelError
-    assert str(err) == (f"The OpenAI-compatible server at {local.url} has no model 'qwen9:1b': "
+    assert str(err) == (f"The OpenAI-compatible server at {url} has no model 'qwen9:1b': "
                         f"pull it there or pick one it serves.")
 
 

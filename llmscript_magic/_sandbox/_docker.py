@@ -317,7 +317,7 @@ class DockerSandbox(Sandbox):
         if report is None and not host_capped:
             _kill(api, cid)
             oom = _oom_killed(api, cid)
-        return _result(report, bytes(out), bytes(err), figures, output_files, limits,
+        return build_result(report, bytes(out), bytes(err), figures, output_files, limits,
                        time.monotonic() - start, self.image, oom=oom,
                        host_timeout=host_timeout, host_capped=host_capped,
                        diag=bytes(stream.diag))
@@ -339,7 +339,7 @@ def _oom_killed(api: Any, cid: str) -> bool:
         return False
 
 
-def _result(report: dict[str, Any] | None, out: bytes, err: bytes, figures: list[bytes],
+def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures: list[bytes],
             files: list[OutputFile], limits: Limits, duration: float, image: str, *,
             oom: bool, host_timeout: bool, host_capped: bool, diag: bytes) -> RunResult:
     report = report or {}

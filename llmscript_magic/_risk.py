@@ -1,0 +1,312 @@
+"""The risk layer: point at what a generated script could do that deserves a look.
+
+This layer informs; it does not protect. Any static scan of Python can be
+evaded, so the Docker sandbox (no network, limited files, dropped privileges)
+is the security boundary, and every message says so. Names are resolved through
+aliases (``import subprocess as sp``, ``from os import system as s``,
+``run = sp.run``), ``__import__``/``importlib``/``getattr`` with constant or
+constant-folded names (``'o' + 's'``), so the usual obfuscations still show.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import posixpath
+import re
+from dataclasses import dataclass
+
+BOUNDARY = "informational only: the sandbox, not this check, is the security boundary"
+_EXEC = ("execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe")
+_SPAWN = ("spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe",
+          "posix_spawn", "posix_spawnp", "fork", "forkpty", "startfile")
+_NETWORK = ("socket", "urllib.request", "http.client", "requests", "httpx", "aiohttp", "ftplib",
+            "smtplib", "urllib3", "telnetlib", "poplib", "imaplib", "xmlrpc.client", "socketserver",
+            "http.server", "websocket", "websockets", "paramiko", "pycurl")
+RULES: dict[str, tuple[str, str]] = {
+    "subprocess": ("process", "starts a new process"),
+    "pty": ("process", "starts a process on a pseudo-terminal"),
+    "asyncio.create_subprocess_exec": ("process", "starts a new process"),
+    **{f"os.{n}": ("process", "replaces, forks or starts a process") for n in _EXEC + _SPAWN},
+    "os.system": ("shell", "runs a shell command"),
+    "os.popen": ("shell", "runs a shell command"),
+    "asyncio.create_subprocess_shell": ("shell", "runs a shell command"),
+    "builtins.eval": ("eval", "runs code built from a string"),
+    "builtins.exec": ("eval", "runs code built from a string"),
+    "builtins.compile": ("eval", "compiles code from a string"),
+    **{m: ("network", "opens network connections") for m in _NETWORK},
+    **{f"os.{n}": ("delete", "deletes files or folders") for n in ("remove", "unlink", "rmdir",
+                                                                    "removedirs")},
+    "shutil.rmtree": ("delete", "deletes a folder tree"),
+    "ctypes": ("ffi", "calls native code directly"),
+    "cffi": ("ffi", "calls native code directly"),
+    **{f"os.{n}": ("env", "reads environment variables, which may hold secrets")
+       for n in ("environ", "environb", "getenv", "getenvb")},
+}
+_DUNDERS = {"__builtins__", "__subclasses__", "__globals__", "__bases__", "__mro__", "__code__",
+            "__closure__", "__loader__"}
+_PATH_TYPES = {"pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "pathlib.PurePosixPath",
+               "pathlib.WindowsPath", "os.path.join"}
+_PATH_WRITERS = {"write_text", "write_bytes", "touch", "mkdir", "symlink_to", "hardlink_to"}
+_BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    line: int
+    col: int
+    message: str
+    target: str = ""
+
+
+def fold(node: ast.AST | None) -> str | None:
+    """The value of a string expression made only of constants (``'o' + 's'``, f-strings, join)."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = fold(node.left), fold(node.right)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.JoinedStr):
+        parts = [fold(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        return "".join(p for p in parts if p is not None) if None not in parts else None
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+        base, sl = fold(node.value), node.slice
+        bounds = [_int(b) for b in (sl.lower, sl.upper, sl.step)]
+        if base is None or any(b is False for b in bounds) or bounds[2] == 0:
+            return None
+        return base[slice(*bounds)]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and not node.keywords:
+        base, attr = fold(node.func.value), node.func.attr
+        if attr == "join" and base is not None and len(node.args) == 1:
+            arg = node.args[0]
+            items = [fold(e) for e in arg.elts] if isinstance(arg, ast.List | ast.Tuple) else [None]
+            return base.join(i for i in items if i is not None) if None not in items else None
+        if attr in ("lower", "upper", "strip") and base is not None and not node.args:
+            return str(getattr(base, attr)())
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "chr"
+            and len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, int) and 0 <= node.args[0].value < 0x110000):
+        return chr(node.args[0].value)
+    return None
+
+
+def _int(node: ast.expr | None) -> int | bool | None:
+    """A constant slice bound; False when it is not one."""
+    if node is None:
+        return None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _int(node.operand)
+        return -inner if isinstance(inner, int) and inner is not False else False
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    return False
+
+
+class Resolver:
+    """Maps expressions to dotted names (``sp.run`` -> ``subprocess.run``) for one module."""
+
+    def __init__(self, tree: ast.AST) -> None:
+        self.aliases: dict[str, str] = {}
+        self.imports: list[tuple[str, ast.stmt]] = []
+        shadow: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    top = a.name.split(".")[0]
+                    self.aliases[a.asname or top] = a.name if a.asname else top
+                    self.imports.append((a.name, node))
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for a in node.names:
+                    full = node.module if a.name == "*" else f"{node.module}.{a.name}"
+                    if a.name != "*":
+                        self.aliases[a.asname or a.name] = full
+                    self.imports.append((full, node))
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                shadow.add(node.id)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                shadow.add(node.name)
+            elif isinstance(node, ast.arg):
+                shadow.add(node.arg)
+        self.shadow = shadow - set(self.aliases)
+        for _ in range(2):  # ``run = sp.run`` and chains of such
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                        and isinstance(node.targets[0], ast.Name)
+                        and (q := self.name(node.value)) is not None):
+                    self.aliases[node.targets[0].id] = q
+                    self.shadow.discard(node.targets[0].id)
+
+    def name(self, node: ast.AST) -> str | None:
+        """Dotted name an expression refers to, or None when it cannot be known statically."""
+        if isinstance(node, ast.Name):
+            if node.id in self.aliases:
+                return self.aliases[node.id]
+            if node.id == "__builtins__":
+                return "builtins"
+            if node.id in _BUILTIN_NAMES and node.id not in self.shadow:
+                return f"builtins.{node.id}"
+            return None
+        if isinstance(node, ast.Attribute):
+            base = self.name(node.value)
+            return f"{base}.{node.attr}" if base else None
+        if isinstance(node, ast.Call) and node.args:
+            func, arg = self.name(node.func), fold(node.args[0])
+            if func == "builtins.__import__" and arg and not arg.startswith("."):
+                return arg if any(k.arg == "fromlist" for k in node.keywords) else (
+                    arg.split(".")[0])
+            if func == "importlib.import_module" and arg and not arg.startswith("."):
+                return arg
+            if func == "builtins.getattr" and len(node.args) >= 2:
+                base, attr = self.name(node.args[0]), fold(node.args[1])
+                return f"{base}.{attr}" if base and attr else None
+        return None
+
+
+def rule_for(target: str) -> tuple[str, str] | None:
+    """The rule for a dotted name or its closest parent (``os.environ.get`` -> ``os.environ``)."""
+    parts = target.split(".")
+    for n in range(len(parts), 0, -1):
+        if (hit := RULES.get(".".join(parts[:n]))) is not None:
+            return hit
+    return None
+
+
+def path_of(node: ast.AST, res: Resolver) -> str | None:
+    """A constant path expression: ``'/etc/x'``, ``Path('/etc') / 'x'``, ``Path.home()``."""
+    if (text := fold(node)) is not None:
+        return text
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        left, right = path_of(node.left, res), path_of(node.right, res)
+        return posixpath.join(left, right) if left is not None and right is not None else None
+    if isinstance(node, ast.Call):
+        func = res.name(node.func)
+        if func in _PATH_TYPES:
+            parts = [p for a in node.args if (p := path_of(a, res)) is not None]
+            if len(parts) != len(node.args):
+                return None
+            return posixpath.join(*parts) if parts else "."
+        if func in ("pathlib.Path.home", "os.path.expanduser"):
+            return "~"
+    return None
+
+
+def outside(path: str) -> bool:
+    """Absolute, home-relative or climbing out with ``..``."""
+    return (path.startswith(("/", "\\", "~")) or bool(re.match(r"[A-Za-z]:[\\/]", path))
+            or ".." in re.split(r"[\\/]", path))
+
+
+def find_risks(tree: ast.AST) -> list[Finding]:
+    """Every risky reference in ``tree``, one per (kind, line), in line order."""
+    scan = _Scanner(Resolver(tree))
+    scan.visit(tree)
+    for target, node in scan.res.imports:  # imported but never used in a way we can follow
+        hit = rule_for(target)
+        if hit and not any(f.target == target or f.target.startswith(target + ".")
+                           for f in scan.found.values()):
+            scan.add(hit[0], node, f"imports {target}, which {hit[1]}", target)
+    return sorted(scan.found.values(), key=lambda f: (f.line, f.col, f.kind))
+
+
+class _Scanner(ast.NodeVisitor):
+    def __init__(self, res: Resolver) -> None:
+        self.res = res
+        self.found: dict[tuple[str, int], Finding] = {}
+        self.done: set[int] = set()
+
+    def add(self, kind: str, node: ast.AST, what: str, target: str = "") -> None:
+        line, col = getattr(node, "lineno", 0), getattr(node, "col_offset", 0) + 1
+        msg = f"{what} (line {line}); {BOUNDARY}"
+        self.found.setdefault((kind, line), Finding(kind, line, col, msg, target))
+
+    def _chain(self, node: ast.AST) -> None:
+        """Mark a matched chain's inner names so they are not reported again."""
+        while isinstance(node, ast.Attribute | ast.Name):
+            self.done.add(id(node))
+            node = node.value if isinstance(node, ast.Attribute) else node
+
+    def _ref(self, node: ast.Name | ast.Attribute) -> None:
+        if id(node) in self.done:
+            return
+        target = self.res.name(node)
+        hit = rule_for(target) if target else None
+        if target and hit:
+            src = ast.unparse(node)
+            shown = target.removeprefix("builtins.")
+            self.add(hit[0], node, f"{src} {hit[1]}" if src == shown else
+                     f"{src} (= {shown}) {hit[1]}", target)
+            self._chain(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id == "__builtins__":
+            self.add("dynamic", node, "touches __builtins__ to reach functions indirectly")
+        self._ref(node)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in _DUNDERS or (node.attr == "__dict__" and self.res.name(node.value)):
+            self.add("dynamic", node, f"reaches into interpreter internals (.{node.attr})")
+        self._ref(node)
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        value = node.value
+        if isinstance(value, ast.Call) and self.res.name(value.func) in (
+                "builtins.globals", "builtins.locals", "builtins.vars"):
+            self.add("dynamic", node, f"looks up names at run time through {ast.unparse(value)}")
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = self.res.name(node.func)
+        first = node.args[0] if node.args else None
+        dynamic_import = func in ("builtins.__import__", "importlib.import_module")
+        if dynamic_import and first is not None and not isinstance(first, ast.Constant):
+            value = fold(first)
+            known = f" ({value!r})" if value else ""
+            self.add("dynamic", node, f"{ast.unparse(node.func)} builds a module name at run "
+                     f"time{known}")
+        if func == "builtins.getattr" and len(node.args) >= 2 and not isinstance(
+                node.args[1], ast.Constant) and self.res.name(node.args[0]):
+            self.add("dynamic", node, f"getattr on {ast.unparse(node.args[0])} with a name built "
+                     "at run time")
+        if func and func.startswith("subprocess.") and any(
+                k.arg == "shell" and isinstance(k.value, ast.Constant) and k.value.value
+                for k in node.keywords):
+            self.add("shell", node, f"{ast.unparse(node.func)}(..., shell=True) runs a shell "
+                     "command", func)
+            self._chain(node.func)
+        if func and not isinstance(node.func, ast.Name | ast.Attribute) and (hit := rule_for(func)):
+            self.add(hit[0], node, f"{ast.unparse(node.func)} (= {func.removeprefix('builtins.')})"
+                     f" {hit[1]}", func)
+        self._writes(node, func)
+        if (func is None and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("unlink", "rmdir")):
+            self.add("delete", node, f".{node.func.attr}() deletes a file or folder")
+        for arg in node.args:
+            url = fold(arg)
+            if url and re.match(r"(https?|ftp|wss?)://", url) and not (func and rule_for(func)):
+                self.add("network", node, f"{ast.unparse(node.func)} fetches {url[:60]}")
+        self.generic_visit(node)
+
+    def _writes(self, node: ast.Call, func: str | None) -> None:
+        """Writes to a constant path outside the working folder."""
+        path: ast.AST | None = None
+        mode: ast.AST | None = None
+        if func in ("builtins.open", "io.open", "codecs.open"):
+            path, mode = _arg(node, 0, "file"), _arg(node, 1, "mode")
+        elif func in ("shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.move",
+                      "shutil.copytree", "os.rename", "os.replace") and len(node.args) >= 2:
+            path, mode = node.args[1], ast.Constant("w")
+        elif isinstance(node.func, ast.Attribute) and node.func.attr in _PATH_WRITERS | {"open"}:
+            path = node.func.value
+            mode = _arg(node, 0, "mode") if node.func.attr == "open" else ast.Constant("w")
+        text = fold(mode) if mode is not None else None
+        where = path_of(path, self.res) if path is not None else None
+        if where is not None and text and set(text) & set("wax+") and outside(where):
+            self.add("write", node, f"writes to {where}, outside the working folder")
+
+
+def _arg(call: ast.Call, pos: int, name: str) -> ast.expr | None:
+    if len(call.args) > pos and not isinstance(call.args[pos], ast.Starred):
+        return call.args[pos]
+    return next((k.value for k in call.keywords if k.arg == name), None)

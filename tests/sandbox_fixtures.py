@@ -1,0 +1,99 @@
+"""Fixtures for the sandbox tests (imported by the test files; conftest is the lead's).
+
+Docker tests skip only when the engine is really missing and CI is not set;
+under CI a missing engine or image is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmscript_magic._errors import SandboxError
+from llmscript_magic._sandbox import DEFAULT_IMAGE, shutdown
+from llmscript_magic._sandbox._image import LABEL
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """A client for the real engine, or a skip (a failure under CI)."""
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        _unavailable("the docker SDK is not installed")
+    from llmscript_magic._sandbox._docker import connect
+
+    try:
+        client = connect()
+    except SandboxError as exc:
+        _unavailable(f"no Docker engine: {exc}")
+    try:
+        client.images.get(DEFAULT_IMAGE)
+    except Exception:
+        _unavailable(f"image {DEFAULT_IMAGE} missing: run `bash scripts/build-sandbox-image`")
+    return client
+
+
+def leftovers(client: Any) -> list[str]:
+    found = [f"container {c.short_id}" for c in
+             client.containers.list(all=True, filters={"label": f"{LABEL}=1"})]
+    found += [f"volume {v.name}" for v in client.volumes.list(filters={"label": f"{LABEL}=1"})]
+    return found
+
+
+@pytest.fixture(scope="session")
+def host_canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A host dir with a secret; its content must be the same after the suite."""
+    root = tmp_path_factory.mktemp("canary")
+    (root / "secret.txt").write_text("canary-secret-7f3a\n")
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        for path in sorted(root.rglob("*")):
+            h.update(str(path).encode())
+            if path.is_file():
+                h.update(path.read_bytes())
+        return h.hexdigest()
+
+    before = digest()
+    yield root
+    assert digest() == before, "the host canary dir was changed by a sandboxed run"
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox(docker_client: Any, host_canary: Path) -> Iterator[Any]:
+    """The shared Docker sandbox; at the end no labelled container/volume may remain."""
+    from llmscript_magic._sandbox import get_sandbox
+
+    yield get_sandbox("docker")
+    shutdown()
+    deadline = time.monotonic() + 15
+    while leftovers(docker_client) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers(docker_client) == [], "sandbox containers or volumes were left behind"
+
+
+def wait_gone(client: Any, container_id: str, seconds: float = 10) -> bool:
+    """True once the container no longer exists (removal is off the critical path)."""
+    import docker
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return True
+        time.sleep(0.1)
+    return False

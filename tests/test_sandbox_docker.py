@@ -1,0 +1,342 @@
+"""The Docker sandbox against the real engine: normal runs and hostile code.
+
+Every hostile script is actually run; each test checks both that the host was
+not touched and that the user is told what happened (status + reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sandbox_fixtures import (  # noqa: F401  (pytest fixtures)
+    docker_client,
+    docker_sandbox,
+    host_canary,
+    wait_gone,
+)
+
+from llmscript_magic._errors import (
+    ConfigurationError,
+    ImageNotFoundError,
+    SandboxUnavailableError,
+)
+from llmscript_magic._sandbox import Limits, get_sandbox
+
+GRACE = 1.0 + 3.0 + 1.5  # inner SIGTERM->SIGKILL, host slack, scheduling noise
+FAST = Limits(timeout=5)
+pytestmark = pytest.mark.docker
+
+
+def test_stdout_stderr_and_exit_code(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("import sys\nprint('to out')\nprint('to err', file=sys.stderr)\n"
+                           "sys.exit(3)")
+    assert (r.status, r.exit_code) == ("error", 3)
+    assert r.stdout == "to out\n" and r.stderr == "to err\n"
+    assert r.reason == "The script exited with code 3"
+    assert r.backend == "docker" and r.image == "llmscript-sandbox:1"
+
+
+def test_exception_shows_only_user_traceback(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("x = 1\nraise ValueError('bad value')\n")
+    assert r.status == "error" and r.reason == "The script raised ValueError"
+    assert "ValueError: bad value" in r.stderr and "runpy" not in r.stderr
+
+
+def test_input_files_in_and_output_files_out(docker_sandbox: Any) -> None:
+    code = ("import pandas as pd, os\n"
+            "df = pd.read_csv('sales.csv')\n"
+            "os.makedirs('out', exist_ok=True)\n"
+            "df.groupby('region').amount.sum().to_csv('out/summary.csv')\n"
+            "print(len(df))\n")
+    csv = b"region,amount\nnorth,10\nsouth,5\nnorth,7\n"
+    r = docker_sandbox.run(code, files={"sales.csv": csv, "notes/readme.txt": b"keep"})
+    assert r.status == "ok", r.stderr
+    assert r.stdout == "3\n"
+    assert [f.name for f in r.files] == ["out/summary.csv"]  # unchanged inputs are not returned
+    assert r.files[0].data == b"region,amount\nnorth,17\nsouth,5\n"
+    assert r.files[0].size == len(r.files[0].data)
+
+
+def test_changed_input_is_returned(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("open('a.txt', 'a').write('more')", files={"a.txt": b"some"})
+    assert [(f.name, f.data) for f in r.files] == [("a.txt", b"somemore")]
+
+
+def test_matplotlib_figure_comes_back_as_png(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\n"
+                           "plt.title('t')\nplt.show()\nplt.figure()\nplt.bar([1], [2])\n")
+    assert r.status == "ok", r.stderr
+    assert len(r.figures) == 2
+    for png in r.figures:
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", png[16:24])
+        assert (width, height) == (640, 480)
+    assert "non-interactive" not in r.stderr
+
+
+def test_no_matplotlib_import_means_no_figures(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("import sys\nprint('matplotlib' in sys.modules)")
+    assert r.stdout == "False\n" and r.figures == []
+
+
+def test_numpy_and_pandas_are_available(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("import numpy as np, pandas as pd\n"
+                           "print(int(np.arange(5).sum()), pd.DataFrame({'a': [1, 2]}).a.sum())")
+    assert (r.status, r.stdout) == ("ok", "10 3\n")
+
+
+def test_runs_as_nobody_without_capabilities(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run(
+        "import os\nst = dict(l.split(':\\t') for l in open('/proc/self/status').read()"
+        ".splitlines() if ':\\t' in l)\nprint(os.getuid(), os.getgid(), st['CapEff'].strip(),"
+        " st['NoNewPrivs'].strip())")
+    assert r.stdout.split() == ["65534", "65534", "0000000000000000", "1"]
+
+
+def test_environment_holds_no_host_secret(docker_sandbox: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-secret")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    r = docker_sandbox.run(
+        "import os\nprint(dict(os.environ))\n"
+        "for p in ('/proc/1/environ', '/proc/self/environ'):\n"
+        "    try: print(open(p, 'rb').read())\n"
+        "    except OSError as e: print('denied', e)\n")
+    assert r.status == "ok"
+    assert "sk-test-secret" not in r.stdout and "HTTPS_PROXY" not in r.stdout
+    assert "'HOME': '/tmp'" in r.stdout and "'MPLBACKEND': 'Agg'" in r.stdout
+
+
+def test_fork_bomb_is_capped_by_pids_limit(docker_sandbox: Any) -> None:
+    code = ("import os, time\nn = 0\n"
+            "for _ in range(100000):\n"
+            "    try:\n        pid = os.fork()\n"
+            "    except OSError as e:\n        print('fork refused after', n, flush=True)\n"
+            "        break\n"
+            "    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n"
+            "    n += 1\n")
+    r = docker_sandbox.run(code, limits=Limits(timeout=20, pids=64))
+    assert r.status == "ok", r.stderr
+    refused_after = int(r.stdout.split()[-1])
+    assert 0 < refused_after < 64  # the cgroup stopped it, not our loop bound
+    assert r.duration < 15  # the sleeping children did not hold the run open
+
+
+def test_exponential_fork_bomb_ends_on_time(docker_sandbox: Any) -> None:
+    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    start = time.monotonic()
+    r = docker_sandbox.run(code, limits=Limits(timeout=4))
+    assert r.status == "timeout" and "time limit" in r.reason
+    assert time.monotonic() - start < 4 + GRACE
+    assert get_sandbox("docker").run("print('still fine')").stdout == "still fine\n"
+
+
+def test_memory_hog_reports_memory(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("data = b'x' * (2 * 2**30)\nprint('allocated')",
+                           limits=Limits(timeout=30, memory_mb=256))
+    assert r.status == "memory", (r.status, r.stderr)
+    assert "allocated" not in r.stdout
+    assert "Ran out of memory (limit 256 MB)" in r.reason and "[sandbox]" in r.stderr
+
+
+def test_cpu_spin_times_out_on_time(docker_sandbox: Any) -> None:
+    start = time.monotonic()
+    r = docker_sandbox.run("print('spinning', flush=True)\nwhile True:\n    pass\n",
+                           limits=Limits(timeout=3))
+    elapsed = time.monotonic() - start
+    assert r.status == "timeout" and r.reason == "Stopped at the 3 s time limit"
+    assert r.stdout == "spinning\n"  # output before the kill is kept
+    assert 3 <= elapsed < 3 + GRACE
+
+
+def test_sigterm_ignoring_sleeper_still_ends(docker_sandbox: Any) -> None:
+    code = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ignoring', flush=True)\ntime.sleep(600)\n")
+    start = time.monotonic()
+    r = docker_sandbox.run(code, limits=Limits(timeout=3))
+    assert r.status == "timeout" and r.stdout == "ignoring\n"
+    assert time.monotonic() - start < 3 + GRACE
+
+
+def test_endless_stdout_is_capped_with_marker(docker_sandbox: Any) -> None:
+    cap = 2**20
+    tracemalloc.start()
+    r = docker_sandbox.run("while True:\n    print('y' * 999)\n",
+                           limits=Limits(timeout=20, output_bytes=cap))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert r.status == "output_capped" and r.truncated
+    assert r.stdout.endswith(f"[... output truncated at {cap} bytes ...]\n")
+    assert cap <= len(r.stdout) + len(r.stderr) < cap + 200
+    assert peak < 12 * cap  # the host read a stream, never the whole flood
+    assert r.duration < 10
+
+
+def test_tcp_to_host_loopback_is_blocked(docker_sandbox: Any) -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    code = (f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), "
+            "timeout=3)\n    print('connected')\nexcept OSError as e:\n"
+            "    print('blocked', type(e).__name__)\n"
+            "print(sorted(n for _, n in socket.if_nameindex()))\n")
+    r = docker_sandbox.run(code, limits=FAST)
+    server.setblocking(False)
+    with pytest.raises(BlockingIOError):  # nothing reached the listen queue
+        server.accept()
+    server.close()
+    assert r.stdout.startswith("blocked ConnectionRefusedError"), r.stdout
+    assert "['lo']" in r.stdout  # no interface but loopback
+
+
+def test_dns_lookup_fails(docker_sandbox: Any) -> None:
+    code = ("import socket\ntry:\n    print(socket.getaddrinfo('example.com', 443))\n"
+            "except OSError as e:\n    print('no dns', type(e).__name__)\n")
+    r = docker_sandbox.run(code, limits=FAST)
+    assert r.stdout.startswith("no dns gaierror"), r.stdout
+
+
+def test_writing_etc_fails(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("open('/etc/hacked', 'w').write('x')", limits=FAST)
+    assert r.status == "error" and r.reason == "The script raised OSError"
+    assert "Read-only file system" in r.stderr
+
+
+def test_host_file_is_not_readable(docker_sandbox: Any, host_canary: Path) -> None:
+    secret = host_canary / "secret.txt"
+    code = (f"import os\nfor p in ({str(secret)!r}, '/proc/1/root{secret}'):\n"
+            "    try:\n        print(open(p).read())\n"
+            "    except OSError as e:\n        print('unreadable', type(e).__name__)\n")
+    r = docker_sandbox.run(code, limits=FAST)
+    assert "canary-secret" not in r.stdout
+    assert r.stdout.count("unreadable FileNotFoundError") == 2
+
+
+def test_background_process_does_not_outlive_the_run(docker_sandbox: Any,
+                                                     docker_client: Any) -> None:
+    code = ("import socket, subprocess\n"
+            "subprocess.Popen(['sleep', '987654'], start_new_session=True)\n"
+            "subprocess.Popen(['sh', '-c', 'sleep 987653 &'], start_new_session=True)\n"
+            "print(socket.gethostname())\n")
+    r = docker_sandbox.run(code, limits=FAST)
+    assert r.status == "ok" and r.duration < 3
+    assert wait_gone(docker_client, r.stdout.strip())
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 98765" not in ps
+
+
+def test_filling_the_disk_is_bounded(docker_sandbox: Any) -> None:
+    code = ("chunk = b'0' * 2**20\nwith open('big.bin', 'wb') as f:\n"
+            "    for i in range(1000):\n        f.write(chunk)\n        f.flush()\n")
+    r = docker_sandbox.run(code, limits=Limits(timeout=20, disk_mb=16, memory_mb=256))
+    assert r.status == "error" and r.reason == "The script raised OSError"
+    assert "No space left on device" in r.stderr
+    assert all(f.size <= 16 * 2**20 for f in r.files)
+
+
+def test_single_file_size_limit(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("open('f', 'wb').write(b'0' * 3 * 2**20)",
+                           limits=Limits(timeout=10, file_bytes=2**20))
+    assert r.status == "error" and "File too large" in r.stderr
+    assert all(f.size <= 2**20 for f in r.files)
+
+
+def test_symlinks_in_output_are_not_followed(docker_sandbox: Any) -> None:
+    code = ("import os\nos.makedirs('out')\nos.symlink('/etc/passwd', 'out/passwd')\n"
+            "os.symlink('/etc', 'out/etcdir')\nos.symlink('/proc/1/root/etc/shadow', 'shadow')\n"
+            "try:\n    os.link('/etc/passwd', 'out/hard')\nexcept OSError as e:\n"
+            "    print('no hardlink', type(e).__name__)\n"
+            "open('out/real.txt', 'w').write('fine')\n")
+    r = docker_sandbox.run(code, limits=FAST)
+    assert r.status == "ok", r.stderr
+    assert [(f.name, f.data) for f in r.files] == [("out/real.txt", b"fine")]
+    assert "no hardlink" in r.stdout
+
+
+def test_setuid_root_fails(docker_sandbox: Any) -> None:
+    r = docker_sandbox.run("import os\nos.setuid(0)", limits=FAST)
+    assert r.status == "error" and "PermissionError" in r.stderr
+
+
+def test_proc_kcore_gives_nothing(docker_sandbox: Any) -> None:
+    code = ("try:\n    data = open('/proc/kcore', 'rb').read(4096)\n    print('bytes', len(data))\n"
+            "except OSError as e:\n    print('denied', type(e).__name__)\n")
+    r = docker_sandbox.run(code, limits=FAST)
+    # Docker masks it (empty) or the kernel has none / refuses: never kernel memory.
+    assert r.stdout == "bytes 0\n" or r.stdout.startswith("denied "), r.stdout
+
+
+def test_keyboard_interrupt_removes_the_container(docker_client: Any) -> None:
+    sandbox = get_sandbox("docker", pool_size=0)
+    limits = Limits(timeout=30, pids=97)  # its own pool key: nothing pre-started
+
+    def mine() -> list[Any]:
+        return [c for c in docker_client.containers.list(all=True, filters={
+            "label": "llmscript.sandbox=1"}) if c.attrs["HostConfig"]["PidsLimit"] == 97]
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sandbox.run("import time\ntime.sleep(60)", limits=limits)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert mine() == []  # removed before run() let the interrupt through
+
+
+def test_bad_input_name_is_a_configuration_error(docker_sandbox: Any) -> None:
+    with pytest.raises(ConfigurationError, match="plain relative path"):
+        docker_sandbox.run("print(1)", files={"../escape.txt": b"x"})
+
+
+def test_missing_image_is_reported(docker_client: Any) -> None:
+    with pytest.raises(ImageNotFoundError) as err:
+        get_sandbox("docker", image="llmscript-sandbox:does-not-exist")
+    assert str(err.value) == ("Sandbox image llmscript-sandbox:does-not-exist is not built: "
+                              "run `llmscript sandbox build`")
+
+
+def test_available_modules_lists_the_image(docker_client: Any) -> None:
+    from llmscript_magic._sandbox import available_modules
+
+    mods = available_modules()
+    assert {"numpy", "pandas", "matplotlib", "json", "sys"} <= mods
+    assert "docker" not in mods and "anthropic" not in mods
+
+
+@pytest.mark.docker
+def test_unreachable_engine_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    with pytest.raises(SandboxUnavailableError) as err:
+        get_sandbox("docker")
+    msg = str(err.value)
+    assert msg.startswith("Docker engine not reachable (")
+    assert msg.endswith("start it with `bash scripts/start-docker` or use --sandbox local")
+    assert "\n" not in msg
+
+
+def test_unknown_backend_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="Unknown sandbox 'vm'"):
+        get_sandbox("vm")
+
+
+def test_import_does_not_load_docker() -> None:
+    code = ("import sys, llmscript_magic, llmscript_magic._sandbox\n"
+            "print(json.dumps('docker' in sys.modules))" ).replace("import sys", "import sys, json")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ}).stdout
+    assert json.loads(out) is False
