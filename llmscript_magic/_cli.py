@@ -24,7 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="where to write the executed notebook (one input) "
                      "or folder (several); default: NAME.out.ipynb beside the input")
     run.add_argument("--replay", action="store_true",
-                     help="answer from the generations recorded in the notebook: no key, no network")
+                     help="answer from the generations recorded in the notebook "
+                     "(no key, no network)")
     run.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run in parallel")
     run.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     run.add_argument("--kernel", default="python3", help="kernel name")
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write each generated cell's code to a .py script")
     ex.add_argument("notebook")
-    ex.add_argument("-d", "--dir", default=None, help="output folder (default: beside the notebook)")
+    ex.add_argument("-d", "--dir", default=None,
+                    help="output folder (default: beside the notebook)")
     return p
 
 

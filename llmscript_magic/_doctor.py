@@ -34,7 +34,7 @@ def _keys() -> tuple[bool, str]:
     from ._provider import providers
 
     parts, ok = [], False
-    for name, cls in sorted(providers().items()):
+    for _, cls in sorted(providers().items()):
         if cls.key_env_var is None:
             continue
         is_set = cls.key_is_set()

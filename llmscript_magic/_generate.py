@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -96,7 +96,8 @@ class Generation:
     timing: dict[str, float] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
     def last(self) -> Attempt:
@@ -152,7 +153,7 @@ class Generation:
 def _stream(provider: Provider, request: Request, reply: Reply,
             on_chunk: ChunkCallback | None, cancel: threading.Event | None) -> None:
     chunks: list[str] = []
-    gen: Iterator[str] = provider.stream(request, reply)
+    gen = provider.stream(request, reply)
     try:
         for chunk in gen:
             chunks.append(chunk)
@@ -161,7 +162,8 @@ def _stream(provider: Provider, request: Request, reply: Reply,
             if cancel is not None and cancel.is_set():
                 raise CancelledError("Generation stopped; nothing was inserted.")
     finally:
-        gen.close()  # closes the HTTP stream on cancel or interrupt
+        if isinstance(gen, Generator):
+            gen.close()  # closes the HTTP stream on cancel or interrupt
     reply.text = reply.text or "".join(chunks)
 
 

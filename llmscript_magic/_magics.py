@@ -141,6 +141,7 @@ class GenerateMagics(Magics):
         ``Constraints:`` (``-`` items), ``Example input:`` and ``Example output:``.
         """
         args = parse_argstring(self.generate, line)
+        assert self.shell is not None
         if not cell.strip():
             raise UsageError("%%generate needs a spec: describe the script in the cell body.")
         opts = self.options(args)
@@ -213,8 +214,9 @@ class GenerateMagics(Magics):
             replay=replay or None,
             audit_log=self.audit_log or None,
         )
-        for name, value, low in (("--max-tokens", opts.max_tokens, 1), ("--retries", opts.retries, 0),
-                                 ("--timeout", opts.timeout, 0.1), ("--cpus", opts.cpus, 0.01)):
+        bounds = (("--max-tokens", opts.max_tokens, 1), ("--retries", opts.retries, 0),
+                  ("--timeout", opts.timeout, 0.1), ("--cpus", opts.cpus, 0.01))
+        for name, value, low in bounds:
             if value < low:
                 raise UsageError(f"{name} must be at least {low}, got {value}.")
         return opts
@@ -223,7 +225,7 @@ class GenerateMagics(Magics):
         """What the generated cell carries (also the extension's payload), no record."""
         report = gen.report
         return {
-            "source_cell": parent_cell_id(self.shell),
+            "source_cell": parent_cell_id(self.shell) if self.shell else None,
             "generation_id": gen.id,
             "spec_hash": gen.spec.hash(),
             "code_hash": gen.code_hash(),
@@ -243,7 +245,7 @@ class GenerateMagics(Magics):
         if gen.source == "model":
             self.session_usage = self.session_usage + gen.usage
             self.session_cost += estimate(gen.model, gen.usage, self._prices()) or 0.0
-        if cell_id := parent_cell_id(self.shell):
+        if self.shell is not None and (cell_id := parent_cell_id(self.shell)):
             self.by_cell[cell_id] = gen
 
     def _prices(self) -> dict[str, tuple[float, float]]:

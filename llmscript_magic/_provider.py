@@ -145,10 +145,10 @@ def resolve_model(name: str, default_provider: str = "anthropic") -> tuple[type[
         cls = known[pname]
         return cls, model or cls.default_model
     if not name:
-        cls = known.get(default_provider)
-        if cls is None:
+        default = known.get(default_provider)
+        if default is None:
             raise UnknownModelError(f"Default provider {default_provider!r} is not installed.")
-        return cls, cls.default_model
+        return default, default.default_model
     for cls in known.values():
         if name in cls.models or any(name.startswith(p) for p in cls.model_prefixes):
             return cls, name

@@ -285,8 +285,12 @@ class WidgetView:
         comm.on_msg(on_reply)
         comm.on_close(on_close)
         self._notice("Inserting below …")
-        self._later(self.INSERT_WAIT, lambda: answered.is_set() or self._no_insert(code,
-                                                                                    NO_EXTENSION))
+
+        def no_answer() -> None:
+            if not answered.is_set():
+                self._no_insert(code, NO_EXTENSION)
+
+        self._later(self.INSERT_WAIT, no_answer)
 
     # -- helpers ----------------------------------------------------------------------
     def _no_insert(self, code: str, message: str) -> None:

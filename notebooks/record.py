@@ -23,9 +23,8 @@ from nbclient import NotebookClient
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from standins import TEST_ANTHROPIC_KEY, AnthropicStandIn  # noqa: E402
-
 from demo_content import NOTEBOOKS  # noqa: E402
+from standins import TEST_ANTHROPIC_KEY, AnthropicStandIn  # noqa: E402
 
 
 def build(name: str) -> Path:

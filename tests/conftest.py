@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-
 from standins import anthropic_standin, openai_standin  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-
 from standins import TEST_ANTHROPIC_KEY
 
 SALES_SPEC = """\

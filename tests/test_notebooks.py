@@ -10,7 +10,6 @@ from typing import Any
 
 import nbformat
 from nbclient import NotebookClient
-
 from standins import TEST_ANTHROPIC_KEY
 
 CODE = "total = sum(range(10))\nprint(f'total={total}')\n"

@@ -23,7 +23,8 @@ def test_sections_are_parsed() -> None:
     assert spec.task == "Read sales.csv, sum the numeric columns and write totals.json."
     assert spec.input == "a CSV path"
     assert spec.output == "a JSON object {column: total}"
-    assert spec.constraints == ("handle missing values", "no pandas (the standard library is enough)")
+    assert spec.constraints == ("handle missing values",
+                                "no pandas (the standard library is enough)")
     assert spec.example_output == '{"a": 1, "b": 2}'
     assert spec.sections == ("input", "output", "constraints", "example_input", "example_output")
 
