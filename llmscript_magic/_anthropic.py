@@ -8,7 +8,7 @@ SDK imports stay inside methods so listing providers does not load the SDK.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from ._errors import (
@@ -59,7 +59,7 @@ class AnthropicProvider(Provider):
                 names.extend(str(m) for m in get_args(arg))
         return tuple(m for m in names if m not in DEPRECATED_MODELS)
 
-    def stream(self, request: Request, reply: Reply) -> Iterator[str]:
+    def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
         """Stream text deltas; usage and stop reason come from the final message."""
         key = self.api_key()  # MissingKeyError before anything touches the network
         try:

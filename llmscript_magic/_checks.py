@@ -21,18 +21,20 @@ if TYPE_CHECKING:
 
 MARKER = "@@llmscript-check:"
 SCRIPT_NAME = "script.py"
-_RUNNER = """\
-import json, os, runpy, sys
-_ns = {{}}
+_RUN_SCRIPT = """\
+import json, os, sys
+_ns = {{"__name__": "__main__", "__file__": {script!r}, "__builtins__": __builtins__}}
 try:
-    _ns = runpy.run_path({script!r}, run_name="__main__")
+    with open({script!r}) as _f:
+        exec(compile(_f.read(), {script!r}, "exec"), _ns)
 except SystemExit as _e:
     if _e.code not in (0, None):
         raise
+"""
+_CHECK = """\
 _g = {{"json": json, "os": os, "sys": sys, **_ns}}
 try:
-    _ok = bool(eval({expr!r}, _g))
-    _why = ""
+    _ok, _why = bool(eval({expr!r}, _g)), ""
 except Exception as _e:
     _ok, _why = False, f"{{type(_e).__name__}}: {{_e}}"
 sys.stdout.flush()
@@ -40,9 +42,14 @@ print("\\n" + {marker!r} + json.dumps([_ok, _why[:300]]))
 """
 
 
-def wrap_with_check(code: str, expr: str) -> tuple[str, dict[str, bytes]]:
-    """Code to run plus extra input files, so ``expr`` runs after the script."""
-    runner = _RUNNER.format(script=SCRIPT_NAME, expr=expr, marker=MARKER)
+def wrap(code: str, *, check: str | None = None, outputs: str = "") -> tuple[str, dict[str, bytes]]:
+    """Code to run plus extra input files: the script, then ``outputs``, then ``check``.
+
+    ``outputs`` is Python source that reads the script's globals from ``_ns``.
+    """
+    runner = _RUN_SCRIPT.format(script=SCRIPT_NAME) + outputs
+    if check:
+        runner += "\n" + _CHECK.format(expr=check, marker=MARKER)
     return runner, {SCRIPT_NAME: code.encode()}
 
 

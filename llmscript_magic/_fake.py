@@ -7,7 +7,7 @@ model name (``fake:``) still gets them; every request is kept in ``history``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -50,7 +50,7 @@ class FakeProvider(Provider):
         """Replies still queued, so a test can check all of them were used."""
         return len(FakeProvider._queue)
 
-    def stream(self, request: Request, reply: Reply) -> Iterator[str]:
+    def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
         """Yield the queued text in a few chunks, like a real stream."""
         FakeProvider.history.append(request)
         if not FakeProvider._queue:

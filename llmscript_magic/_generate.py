@@ -11,13 +11,13 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._cache import DiskCache, Recordings, entry_to_reply, reply_to_entry, request_key
-from ._checks import example_check, expr_check, run_check, tail, take_marker, wrap_with_check
+from ._checks import example_check, expr_check, run_check, tail, take_marker, wrap
 from ._errors import CancelledError, ExtractionError, ReplayError, SandboxError
 from ._prompt import Prompt, build_prompt, repair_message
 from ._provider import Message, Provider, Reply, Request, Usage, resolve_model
@@ -62,9 +62,11 @@ class Options:
     cache_dir: str | None = None
     replay: str | None = None  # path of a notebook whose recordings answer instead of a model
     audit_log: str | None = None
-    # conversation
+    # conversation and notebook data
     history: tuple[Message, ...] = ()
-    context: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()  # prompt blocks (data descriptions, input/output notes)
+    sent: tuple[str, ...] = ()  # what the context blocks hold, one line each, for the UI
+    outputs: tuple[str, ...] = ()  # variables the script leaves, loaded back after the run
 
 
 @dataclass
@@ -75,6 +77,7 @@ class Attempt:
     usage: Usage
     stop_reason: str | None
     run: RunResult | None = None
+    outputs: dict[str, Any] | None = None  # variables loaded back from the run
     error: str | None = None  # why no code, or why the sandbox could not run it
     source: str = "model"  # "model", "cache" or "replay"
 
@@ -95,6 +98,7 @@ class Generation:
     usage: Usage = field(default_factory=Usage)
     timing: dict[str, float] = field(default_factory=dict)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    sent: tuple[str, ...] = ()  # what notebook data went into the prompt
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -162,8 +166,7 @@ def _stream(provider: Provider, request: Request, reply: Reply,
             if cancel is not None and cancel.is_set():
                 raise CancelledError("Generation stopped; nothing was inserted.")
     finally:
-        if isinstance(gen, Generator):
-            gen.close()  # closes the HTTP stream on cancel or interrupt
+        gen.close()  # closes the HTTP stream on cancel or interrupt
     reply.text = reply.text or "".join(chunks)
 
 
@@ -233,13 +236,19 @@ def _available_modules(opts: Options) -> frozenset[str] | None:
         return None  # reported by the run itself when the user asked to run
 
 
-def _run(code: str, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
+def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
     from ._sandbox import Limits, get_sandbox
 
+    assert attempt.code is not None
     files = dict(opts.files)
-    to_run = code
-    if opts.check:
-        to_run, extra = wrap_with_check(code, opts.check)
+    to_run = attempt.code
+    if opts.check or opts.outputs:
+        snippet = ""
+        if opts.outputs:
+            from ._context import output_snippet
+
+            snippet = output_snippet(opts.outputs)
+        to_run, extra = wrap(attempt.code, check=opts.check, outputs=snippet)
         files.update(extra)
     options = {"image": opts.image} if opts.image and opts.sandbox == "docker" else {}
     sandbox = get_sandbox(opts.sandbox, **options)
@@ -249,11 +258,24 @@ def _run(code: str, spec: Spec, opts: Options, report: ValidationReport) -> RunR
     if opts.check:
         result.stdout, verdict = take_marker(result.stdout)
     report.add(run_check(result))
+    if opts.outputs and result.status == "ok" and result.exit_code == 0:
+        report.add(_load_outputs(attempt, opts.outputs, result))
     if opts.check:
         report.add(expr_check(opts.check, verdict))
     if result.status == "ok" and (ex := example_check(spec, result)) is not None:
         report.add(ex)
     return result
+
+
+def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:
+    from ._context import load_outputs
+    from ._errors import ConfigurationError
+
+    try:
+        attempt.outputs = load_outputs(names, result.files)
+    except ConfigurationError as err:
+        return Check("outputs", "fail", str(err), layer="run")
+    return Check("outputs", "pass", "returned " + ", ".join(names), layer="run")
 
 
 def _repair_report(attempt: Attempt) -> str:
@@ -282,7 +304,7 @@ def generate(
     completer = _Completer(opts, spec)
     prompt = build_prompt(spec, extra_system=opts.system, context=opts.context,
                           history=opts.history)
-    gen = Generation(spec, prompt, completer.label)
+    gen = Generation(spec, prompt, completer.label, sent=opts.sent)
     messages = prompt.messages
     available = _available_modules(opts)
     t0 = time.monotonic()
@@ -336,7 +358,7 @@ def _check(attempt: Attempt, spec: Spec, opts: Options,
     attempt.report = report
     if opts.run and report.ok:
         try:
-            attempt.run = _run(attempt.code, spec, opts, report)
+            attempt.run = _run(attempt, spec, opts, report)
         except SandboxError as err:  # the engine's fault, not the code's: do not repair
             attempt.error = str(err)
             report.add(Check("run", "fail", str(err), layer="run"))

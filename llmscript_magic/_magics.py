@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Float, Int, Unicode, validate
 
 from ._errors import LLMScriptError
@@ -43,10 +44,36 @@ def parse_memory(text: str) -> int:
     return mb
 
 
-def _names(text: str | None) -> frozenset[str] | None:
-    if text is None:
+_FOLLOW_UP = re.compile(r"\s*(now|then|also|next|and now|instead)\b", re.IGNORECASE)
+
+
+def _sandbox_modules(opts: Options) -> frozenset[str] | None:
+    if opts.sandbox != "docker":
         return None
-    return frozenset(n.strip() for n in text.split(",") if n.strip())
+    from ._sandbox import available_modules
+
+    try:
+        return available_modules(opts.image)
+    except LLMScriptError:
+        return None
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """Like ``parse_argstring``, but with shell quoting: IPython's ``arg_split`` keeps the
+    quotes, so ``--check "x == 3"`` would arrive as a (always true) string literal."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as err:
+        raise UsageError(f"Cannot parse the flags ({err}): check the quotes.") from None
+    return magic.parser.parse_args(argv)
+
+
+def _split(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def _names(text: str | None) -> frozenset[str] | None:
+    return None if text is None else frozenset(_split(text))
 
 
 @magics_class
@@ -120,8 +147,17 @@ class GenerateMagics(Magics):
     @argument("--timeout", type=float, help="Sandbox wall-clock limit, seconds.")
     @argument("--memory", help="Sandbox memory limit, e.g. 256m or 1g.")
     @argument("--cpus", type=float, help="Sandbox CPU cores.")
-    @argument("--input", action="append", default=[], metavar="PATH",
-              help="File to copy into the sandbox's working folder (repeatable).")
+    @argument("--input", action="append", default=[], metavar="PATH|VAR",
+              help="A file, or a notebook variable, to put in the sandbox's working folder "
+              "(repeatable; DataFrames, arrays, JSON data).")
+    @argument("--output", metavar="VAR[,VAR]", help="Variables the script leaves, loaded back "
+              "into the notebook after a successful run.")
+    @argument("--context", metavar="VAR[,VAR]", help="Notebook variables to describe to the "
+              "model (schema and a few rows, never the whole value); {var} in the spec works too.")
+    @argument("--schema-only", action="store_true", help="Describe --context variables "
+              "without any values.")
+    @argument("--refine", action="store_true", help="Follow up on this cell's previous "
+              "generation (sent as conversation history).")
     @argument("--image", help="Sandbox image.")
     @argument("--retries", type=int, help="Repair attempts after a failed check.")
     @argument("--check", metavar="EXPR", help="Python condition checked after the run.")
@@ -140,11 +176,11 @@ class GenerateMagics(Magics):
         The spec may be free text or have sections: ``Input:``, ``Output:``,
         ``Constraints:`` (``-`` items), ``Example input:`` and ``Example output:``.
         """
-        args = parse_argstring(self.generate, line)
+        args = _parse(self.generate, line)
         assert self.shell is not None
         if not cell.strip():
             raise UsageError("%%generate needs a spec: describe the script in the cell body.")
-        opts = self.options(args)
+        opts = self.options(args, cell)
         view = self._view(cell, opts)
         view.start(opts.model or "anthropic (default model)")
         attempts = iter(range(1, opts.retries + 2))
@@ -163,10 +199,12 @@ class GenerateMagics(Magics):
         view.finish(gen, {"llmscript": {"record": gen.record(), "summary": meta}})
         if gen.code is None:
             raise UsageError(gen.error or "No code was generated.")
+        if gen.last.outputs is not None:  # all or nothing: never overwrite with a failed load
+            self.shell.user_ns.update(gen.last.outputs)
         if self.insert and not args.no_insert:
             insert_below(self.shell, gen.code, {**meta, "record": gen.record()})
 
-    def options(self, args: Any) -> Options:
+    def options(self, args: Any, spec_text: str = "") -> Options:
         """Traits, then flags on top; bad values become one-line UsageErrors."""
         def pick(flag: Any, trait: Any) -> Any:
             return trait if flag is None else flag
@@ -175,11 +213,15 @@ class GenerateMagics(Magics):
         if sandbox not in ("docker", "local", "none"):
             raise UsageError(f"Unknown sandbox {sandbox!r}: use docker, local or none.")
         files: dict[str, bytes] = {}
+        ns = self.shell.user_ns if self.shell is not None else {}
+        variables = [item for item in args.input if item.isidentifier() and item in ns]
         for item in args.input:
+            if item in variables:
+                continue
             path = Path(item).expanduser()
             if not path.is_file():
-                raise UsageError(f"--input {item!r}: no such file (paths are relative to "
-                                 f"{os.getcwd()}).")
+                raise UsageError(f"--input {item!r}: no such file or notebook variable (paths "
+                                 f"are relative to {os.getcwd()}).")
             files[path.name] = path.read_bytes()
         replay = self.replay if args.replay == "" else args.replay
         if replay is None:
@@ -214,12 +256,68 @@ class GenerateMagics(Magics):
             replay=replay or None,
             audit_log=self.audit_log or None,
         )
+        opts = self._with_data(opts, args, spec_text, ns, variables)
         bounds = (("--max-tokens", opts.max_tokens, 1), ("--retries", opts.retries, 0),
                   ("--timeout", opts.timeout, 0.1), ("--cpus", opts.cpus, 0.01))
         for name, value, low in bounds:
             if value < low:
                 raise UsageError(f"{name} must be at least {low}, got {value}.")
         return opts
+
+    def _with_data(self, opts: Options, args: Any, spec_text: str, ns: dict[str, Any],
+                   variables: list[str]) -> Options:
+        """Notebook variables as context, as sandbox inputs and outputs; a follow-up's history."""
+        from dataclasses import replace
+
+        from ._context import build_context, input_files, names_in_spec, output_note
+
+        blocks, sent = [], []
+        try:
+            names = list(dict.fromkeys(_split(args.context) + names_in_spec(spec_text, ns)))
+            if names:
+                block = build_context(names, ns, schema_only=args.schema_only)
+                blocks.append(block.text)
+                sent += [f"{i.name} ({i.type}): {i.chars} chars" + (", truncated" * i.truncated)
+                         for i in block.items]
+            files = dict(opts.files)
+            if variables:
+                available = _sandbox_modules(opts)
+                extra, note = input_files(variables, ns, available=available)
+                files.update(extra)
+                blocks.append(note)
+                sent.append("files: " + ", ".join(sorted(extra)))
+            outputs = tuple(_split(args.output))
+            if outputs:
+                blocks.append(output_note(outputs))
+        except LLMScriptError as err:
+            raise UsageError(str(err)) from None
+        if outputs and not opts.run:
+            raise UsageError("--output needs a run: add --run (the variables come back from "
+                             "the sandbox).")
+        history = opts.history
+        if args.refine or _FOLLOW_UP.match(spec_text):
+            history = self._previous_turns()
+            if args.refine and not history:
+                raise UsageError("--refine: this cell has no previous generation to follow up "
+                                 "on; run it once without --refine.")
+        return replace(opts, files=files, context=tuple(blocks), sent=tuple(sent),
+                       outputs=outputs, history=history)
+
+    def _previous_turns(self) -> tuple[Any, ...]:
+        from ._provider import Message
+
+        cell_id = parent_cell_id(self.shell) if self.shell is not None else None
+        prev = self.by_cell.get(cell_id) if cell_id else (self.history[-1] if self.history
+                                                           else None)
+        if prev is None or not prev.reply:
+            return ()
+        turns = (*prev.prompt.messages, Message("assistant", prev.reply))
+        if prev.run is not None:
+            from ._render import run_text
+
+            turns += (Message("user", "Result of running it:\n" + run_text(prev.run)[-2000:]),
+                      Message("assistant", "Noted."))
+        return turns
 
     def cell_metadata(self, gen: Generation) -> dict[str, Any]:
         """What the generated cell carries (also the extension's payload), no record."""

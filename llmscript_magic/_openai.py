@@ -8,7 +8,7 @@ module streams, fills in the ``Reply`` and maps errors to one-line messages.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from ._errors import (
@@ -75,7 +75,7 @@ class OpenAIProvider(Provider):
             return f"the OpenAI-compatible server at {base}"
         return "the OpenAI API"
 
-    def stream(self, request: Request, reply: Reply) -> Iterator[str]:
+    def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
         """Stream chat-completion deltas; the last chunk carries usage."""
         key = self.api_key()
         try:

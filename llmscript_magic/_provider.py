@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import ClassVar, Literal
@@ -107,7 +107,7 @@ class Provider(ABC):
         return key
 
     @abstractmethod
-    def stream(self, request: Request, reply: Reply) -> Iterator[str]:
+    def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
         """Yield text chunks as they arrive; set ``reply.usage`` and ``reply.stop_reason``."""
 
 

@@ -43,6 +43,8 @@ def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None 
     if len(gen.attempts) > 1:
         head += f" · {len(gen.attempts)} attempts"
     lines = [head]
+    if gen.sent:
+        lines.append("Context sent: " + "; ".join(gen.sent))
     if gen.code is not None:
         lines += ["```python", gen.code.rstrip("\n"), "```"]
     lines.append(gen.report.as_text())

@@ -224,7 +224,9 @@ class _Scanner(ast.NodeVisitor):
         """Mark a matched chain's inner names so they are not reported again."""
         while isinstance(node, ast.Attribute | ast.Name):
             self.done.add(id(node))
-            node = node.value if isinstance(node, ast.Attribute) else node
+            if isinstance(node, ast.Name):
+                break
+            node = node.value
 
     def _ref(self, node: ast.Name | ast.Attribute) -> None:
         if id(node) in self.done:

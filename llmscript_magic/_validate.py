@@ -124,26 +124,26 @@ def check_imports(tree: ast.AST, *, available: frozenset[str] | None = None,
         if module in seen or module == "__future__":
             continue
         seen.add(module)
-        at = {"line": getattr(node, "lineno", None), "col": getattr(node, "col_offset", 0) + 1}
-        where = f"(line {at['line']})"
+        line, col = getattr(node, "lineno", 0), getattr(node, "col_offset", 0) + 1
+        where = f"(line {line})"
         if deny is not None and module in deny:
             out.append(Check("imports", "fail", f"{module} is on the deny list {where}: ask for "
-                             "code without it or take it off the deny list", **at))
+                             "code without it or take it off the deny list", line, col))
         elif allow is not None and module not in allow:
             out.append(Check("imports", "fail", f"{module} is not on the allow list {where}: ask "
-                             "for code without it or add it to the allow list", **at))
+                             "for code without it or add it to the allow list", line, col))
         elif available is not None and module not in available:
             status: Status = "warn" if guarded else "fail"
             tail = ("; the import is inside try/except ImportError, so the script may fall back"
                     if guarded else ": ask for code without it or use an image that has it")
             out.append(Check("imports", status, f"{module} is not in the sandbox image "
-                             f"{where}{tail}", **at))
+                             f"{where}{tail}", line, col))
         else:
             fine.append(module)
     if not any(c.status == "fail" for c in out):
-        listed = ", ".join(sorted(fine)) or "none"
-        scope = "all in the sandbox image" if available is not None else "not checked against an image"
-        out.append(Check("imports", "pass", f"imports {listed} ({scope})" if fine else "no imports"))
+        scope = "all in the sandbox image" if available is not None else "no image list given"
+        listed = f"imports {', '.join(sorted(fine))} ({scope})" if fine else "no imports"
+        out.append(Check("imports", "pass", listed))
     return out
 
 
@@ -180,8 +180,8 @@ def _import_sites(tree: ast.AST) -> list[tuple[str, ast.AST, bool]]:
 
     def walk(node: ast.AST, guarded: bool) -> None:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                walk(child, guarded)
+            for stmt in node.orelse:
+                walk(stmt, guarded)
             return  # never runs
         names: list[str] = []
         if isinstance(node, ast.Import):
@@ -198,10 +198,10 @@ def _import_sites(tree: ast.AST) -> list[tuple[str, ast.AST, bool]]:
                 isinstance(t, ast.Name | ast.Attribute) and ast.unparse(t).split(".")[-1] in _GUARDS
                 for t in (h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]))
                 for h in node.handlers)
-            for child in node.body:
-                walk(child, guarded or catches)
-            for child in [*node.handlers, *node.orelse, *node.finalbody]:
-                walk(child, guarded)
+            for stmt in node.body:
+                walk(stmt, guarded or catches)
+            for part in [*node.handlers, *node.orelse, *node.finalbody]:
+                walk(part, guarded)
             return
         for child in ast.iter_child_nodes(node):
             walk(child, guarded)

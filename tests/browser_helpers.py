@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -104,6 +103,10 @@ class LabServer:
             "IPYTHONDIR": str(home / "ipython"),
             "PYTHONUNBUFFERED": "1",
         })
+        # No "get notified about Jupyter news?" toast over the page.
+        news = home / "settings" / "@jupyterlab" / "apputils-extension"
+        news.mkdir(parents=True, exist_ok=True)
+        (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         env.update(extra)
         return env
 
@@ -118,7 +121,7 @@ class LabServer:
             "--IdentityProvider.token=", "--ServerApp.password=",
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.root}",
-            "--ServerApp.disable_check_xsrf=False", *app_flags,
+            *app_flags,
         ]
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -128,10 +131,11 @@ class LabServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jupyter {self.app} exited: {self.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/api/status", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
+            with contextlib.suppress(OSError), urllib.request.urlopen(
+                f"{self.url}/api/status", timeout=2
+            ) as resp:
+                if resp.status == 200:
+                    return
             time.sleep(0.3)
         raise RuntimeError(f"jupyter {self.app} did not start in {timeout} s: {self.log_tail()}")
 
@@ -220,7 +224,3 @@ def chromium() -> Iterator[Any]:
 def screenshot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-
-
-def which(name: str) -> str | None:
-    return shutil.which(name)

@@ -102,6 +102,7 @@ def test_help_documents_flags(ip: InteractiveShell) -> None:
     ("--model acme:x", "x", "Unknown provider 'acme'"),
     ("", "   \n", "needs a spec"),
     ("--input missing.csv", "x", "--input 'missing.csv': no such file"),
+    ("--check \"x == 1", "x", "check the quotes"),
 ])
 def test_user_mistakes_are_one_line(ip: InteractiveShell, anthropic_standin: Any,
                                     capsys: pytest.CaptureFixture[str], line: str, cell: str,

@@ -19,12 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_fixtures import (  # noqa: F401  (pytest fixtures)
-    docker_client,
-    docker_sandbox,
-    host_canary,
-    wait_gone,
-)
+from sandbox_fixtures import wait_gone
 
 from llmscript_magic._errors import (
     ConfigurationError,
@@ -36,6 +31,7 @@ from llmscript_magic._sandbox import Limits, get_sandbox
 GRACE = 1.0 + 3.0 + 1.5  # inner SIGTERM->SIGKILL, host slack, scheduling noise
 FAST = Limits(timeout=5)
 pytestmark = pytest.mark.docker
+pytest_plugins = ["sandbox_fixtures"]
 
 
 def test_stdout_stderr_and_exit_code(docker_sandbox: Any) -> None:
@@ -134,7 +130,8 @@ def test_fork_bomb_is_capped_by_pids_limit(docker_sandbox: Any) -> None:
 
 
 def test_exponential_fork_bomb_ends_on_time(docker_sandbox: Any) -> None:
-    code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    code = ("import os\nwhile True:\n    try:\n        os.fork()\n"
+            "    except OSError:\n        pass\n")
     start = time.monotonic()
     r = docker_sandbox.run(code, limits=Limits(timeout=4))
     assert r.status == "timeout" and "time limit" in r.reason
@@ -253,7 +250,8 @@ def test_single_file_size_limit(docker_sandbox: Any) -> None:
 
 def test_symlinks_in_output_are_not_followed(docker_sandbox: Any) -> None:
     code = ("import os\nos.makedirs('out')\nos.symlink('/etc/passwd', 'out/passwd')\n"
-            "os.symlink('/etc', 'out/etcdir')\nos.symlink('/proc/1/root/etc/shadow', 'shadow')\n"
+            "os.symlink('/etc', 'out/etcdir')\n"
+            "os.symlink('/proc/1/root/etc/shadow', 'shadow')\n"
             "try:\n    os.link('/etc/passwd', 'out/hard')\nexcept OSError as e:\n"
             "    print('no hardlink', type(e).__name__)\n"
             "open('out/real.txt', 'w').write('fine')\n")
@@ -269,7 +267,8 @@ def test_setuid_root_fails(docker_sandbox: Any) -> None:
 
 
 def test_proc_kcore_gives_nothing(docker_sandbox: Any) -> None:
-    code = ("try:\n    data = open('/proc/kcore', 'rb').read(4096)\n    print('bytes', len(data))\n"
+    code = ("try:\n    data = open('/proc/kcore', 'rb').read(4096)\n"
+            "    print('bytes', len(data))\n"
             "except OSError as e:\n    print('denied', type(e).__name__)\n")
     r = docker_sandbox.run(code, limits=FAST)
     # Docker masks it (empty) or the kernel has none / refuses: never kernel memory.
@@ -340,3 +339,32 @@ def test_import_does_not_load_docker() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ}).stdout
     assert json.loads(out) is False
+
+
+def _with_pids(client: Any, pids: int) -> list[Any]:
+    return [c for c in client.containers.list(all=True, filters={"label": "llmscript.sandbox=1"})
+            if c.attrs["HostConfig"]["PidsLimit"] == pids]
+
+
+@pytest.mark.parametrize(("ending", "pids"), [("exit", 91), ("sigkill", 92)])
+def test_pool_does_not_outlive_the_interpreter(docker_client: Any, ending: str,
+                                               pids: int) -> None:
+    code = (
+        "import os, signal, sys, time, docker\n"
+        "from llmscript_magic._sandbox import Limits, get_sandbox\n"
+        f"r = get_sandbox('docker').run('print(1)', limits=Limits(pids={pids}))\n"
+        "assert r.stdout == '1\\n', r\n"
+        "time.sleep(3)\n"
+        "warm = [c for c in docker.from_env().containers.list(all=True)\n"
+        f"        if c.attrs['HostConfig']['PidsLimit'] == {pids}]\n"
+        "print('warm', len(warm), flush=True)\n"
+        "if sys.argv[1] == 'sigkill':\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, ending], capture_output=True,
+                          text=True, timeout=120)
+    assert "warm 2" in proc.stdout, proc.stdout + proc.stderr  # the pool was really full
+    deadline = time.monotonic() + 15
+    while _with_pids(docker_client, pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _with_pids(docker_client, pids) == []

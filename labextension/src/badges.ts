@@ -13,8 +13,9 @@ const GENERATED_CLASS = 'llmscript-generated-cell';
 const EDITED_CLASS = 'llmscript-mod-edited';
 const BADGE_CLASS = 'llmscript-badge';
 
-function badgeHost(cell: Cell): HTMLElement {
-  return cell.node.querySelector<HTMLElement>(':scope > .jp-CellHeader') ?? cell.node;
+/** The cell header, or null while the cell is still a placeholder. */
+function badgeHost(cell: Cell): HTMLElement | null {
+  return cell.node.querySelector<HTMLElement>(':scope > .jp-CellHeader');
 }
 
 function updateCell(cell: Cell): void {
@@ -30,10 +31,17 @@ function updateCell(cell: Cell): void {
   const edited = isEdited(facts.source, info);
   cell.addClass(GENERATED_CLASS);
   cell.toggleClass(EDITED_CLASS, edited);
+  const host = badgeHost(cell);
+  if (!host) {
+    // Windowed notebooks build a cell's DOM when it is first rendered.
+    void cell.ready.then(() => updateCell(cell));
+    return;
+  }
   if (!badge) {
     badge = document.createElement('div');
     badge.className = BADGE_CLASS;
-    const host = badgeHost(cell);
+  }
+  if (badge.parentElement !== host) {
     host.insertBefore(badge, host.firstChild);
   }
   const text = badgeText(info, edited);

@@ -113,7 +113,7 @@ class Sandbox(abc.ABC):
             limits: Limits | None = None) -> RunResult:
         """Run code with files placed in its work dir; never raises for the code's faults."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Release warm resources (pooled containers); safe to call twice."""
 
 

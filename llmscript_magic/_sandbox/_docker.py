@@ -10,10 +10,10 @@ trusts the runner to stop on its own.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-import socket
 import struct
 import tarfile
 import time
@@ -24,7 +24,7 @@ from typing import Any
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
 from . import Limits, OutputFile, RunResult, Sandbox
 from ._image import DEFAULT_IMAGE, LABEL, MPL_CACHE
-from ._pool import Slot, get_pool, remove
+from ._pool import Slot, close_pools, get_pool, remove
 
 WORK = "/work"
 UID = "65534:65534"
@@ -261,24 +261,67 @@ class DockerSandbox(Sandbox):
         files = dict(files or {})
         tar = _tar_inputs(files) if files else b""
         start = time.monotonic()
-        slot = self._pool_take(limits)
-        done = False
-        try:
-            result = self._run_in(slot, code, files, tar, limits, start)
-            done = True
-            return result
-        finally:
-            slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
+        for attempt in (1, 2):
+            slot = self._take(limits)
+            done = False
+            try:
+                try:
+                    self._hand_over(slot, code, tar, limits)
+                except (OSError, self._docker_error) as exc:
+                    if attempt == 2:
+                        raise self._engine_failed(exc) from None
+                    continue  # a pooled container went stale (engine restart): use a new one
+                try:
+                    result = self._collect(slot, files, limits, start)
+                except (OSError, self._docker_error) as exc:
+                    raise self._engine_failed(exc) from None
+                done = True
+                return result
+            finally:
+                slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
+        raise AssertionError("unreachable")
 
-    def _run_in(self, slot: Slot, code: str, files: dict[str, bytes], tar: bytes,
-                limits: Limits, start: float) -> RunResult:
-        api, cid = self.client.api, slot.container_id
+    def close(self) -> None:
+        close_pools(self.client.api.base_url)
+
+    @property
+    def _docker_error(self) -> type[Exception]:
+        import docker
+
+        return docker.errors.DockerException
+
+    @staticmethod
+    def _engine_failed(exc: Exception) -> SandboxUnavailableError:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        return SandboxUnavailableError(
+            f"Docker engine failed during the run ({reason}): check it with `docker info` "
+            "or use --sandbox local")
+
+    def _take(self, limits: Limits) -> Slot:
+        import docker
+
+        try:
+            return self._pool_take(limits)
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"Sandbox image {self.image} is not built: run `llmscript sandbox build`"
+            ) from None
+        except (OSError, self._docker_error) as exc:
+            raise self._engine_failed(exc) from None
+
+    def _hand_over(self, slot: Slot, code: str, tar: bytes, limits: Limits) -> None:
+        """Inputs in, then the go-signal: the runner starts the script on it."""
         if tar:
-            api.put_archive(cid, WORK, tar)
+            self.client.api.put_archive(slot.container_id, WORK, tar)
         job = json.dumps({"code": code, "timeout": limits.timeout, "grace": GRACE,
                           "output_bytes": limits.output_bytes, "env": child_env(limits)})
         payload = job.encode()
         slot.sock.sendall(struct.pack(">I", len(payload)) + payload)
+
+    def _collect(self, slot: Slot, files: dict[str, bytes], limits: Limits,
+                 start: float) -> RunResult:
+        """Read the capped stream until the report (or the host deadline), then files."""
+        api, cid = self.client.api, slot.container_id
         deadline = time.monotonic() + limits.timeout + GRACE + HOST_SLACK
         stream = _Stream()
         out, err = bytearray(), bytearray()
@@ -293,7 +336,7 @@ class DockerSandbox(Sandbox):
             slot.sock.settimeout(min(left, 1.0))
             try:
                 data = slot.sock.recv(262144)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             if not data:
                 break
@@ -305,7 +348,7 @@ class DockerSandbox(Sandbox):
                 elif kind == b"f" and body.startswith(PNG) and len(figures) < MAX_FIGURES:
                     figures.append(body)
                 elif kind == b"r":
-                    report = json.loads(body)
+                    report = _clean_report(body)
             if host_capped:
                 break
         output_files: list[OutputFile] = []
@@ -323,13 +366,27 @@ class DockerSandbox(Sandbox):
                        diag=bytes(stream.diag))
 
 
+def _clean_report(body: bytes) -> dict[str, Any]:
+    """The runner's report, type-checked: code in the container could forge one."""
+    try:
+        raw = json.loads(body)
+        changed = [[str(n), int(z)] for n, z in raw.get("changed", [])][:10000]
+        rc = raw.get("returncode")
+        return {
+            "returncode": None if rc is None else int(rc),
+            "timed_out": bool(raw.get("timed_out")), "capped": bool(raw.get("capped")),
+            "oom": bool(raw.get("oom")), "changed": changed,
+            "exception": None if raw.get("exception") is None else str(raw["exception"])[:200],
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {"returncode": None, "changed": [], "exception": "an unreadable runner report"}
+
+
 def _kill(api: Any, cid: str) -> None:
     import docker
 
-    try:
+    with contextlib.suppress(docker.errors.APIError):
         api.kill(cid)
-    except docker.errors.APIError:
-        pass
 
 
 def _oom_killed(api: Any, cid: str) -> bool:
@@ -340,7 +397,7 @@ def _oom_killed(api: Any, cid: str) -> bool:
 
 
 def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures: list[bytes],
-            files: list[OutputFile], limits: Limits, duration: float, image: str, *,
+            files: list[OutputFile], limits: Limits, duration: float, image: str | None, *,
             oom: bool, host_timeout: bool, host_capped: bool, diag: bytes) -> RunResult:
     report = report or {}
     rc = report.get("returncode")
@@ -385,7 +442,8 @@ def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures:
 
 _modules_cache: dict[str, frozenset[str]] = {}
 _LIST_MODULES = ("import json, pkgutil, sys\n"
-                 "names = {m.name for m in pkgutil.iter_modules()} | set(sys.builtin_module_names)\n"
+                 "names = {m.name for m in pkgutil.iter_modules()}\n"
+                 "names |= set(sys.builtin_module_names)\n"
                  "print(json.dumps(sorted(names)))\n")
 
 
@@ -402,7 +460,8 @@ def available_modules(image: str = DEFAULT_IMAGE) -> frozenset[str]:
     except (OSError, ValueError):
         result = sandbox.run(_LIST_MODULES, limits=Limits(timeout=60))
         if result.status != "ok":
-            raise SandboxError(f"Could not list the image's modules: {result.reason}")
+            raise SandboxError(
+                f"Could not list the image's modules: {result.reason}") from None
         names = frozenset(json.loads(result.stdout))
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ and no network where an unprivileged user+net namespace (`unshare -rn`) works.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
@@ -45,10 +46,8 @@ def _user_processes() -> int:
     uid, count = os.getuid(), 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
+            with contextlib.suppress(OSError):
                 count += os.stat(f"/proc/{entry}").st_uid == uid
-            except OSError:
-                pass
     return count
 
 

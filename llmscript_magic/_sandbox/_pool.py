@@ -155,6 +155,15 @@ def get_pool(key: tuple[Any, ...], factory: Callable[[], Slot], size: int) -> Po
         return pool
 
 
+def close_pools(engine: str) -> None:
+    """Close the pools of one engine (key[0] is its base URL)."""
+    with _lock:
+        keys = [k for k in _pools if k[0] == engine]
+        pools = [_pools.pop(k) for k in keys]
+    for pool in pools:
+        pool.close()
+
+
 def shutdown_all() -> None:
     """Close every pool and finish pending removals."""
     with _lock:

@@ -1,0 +1,371 @@
+"""The %%generate widget: state through a recording comm, then a real kernel via nbclient.
+
+In-process tests drive ``%%generate`` through a real InteractiveShell with the
+widget view forced on (a plain shell has no kernel, so the magic would pick
+text); what the front end would receive is read from the recorded comm traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from llmscript_magic._fake import FakeProvider
+from llmscript_magic._render import summary_text
+from standins import TEST_ANTHROPIC_KEY
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+STATE_MIME = "application/vnd.jupyter.widget-state+json"
+
+GOOD = '''\
+import json
+
+rows = [{"a": 1}, {"a": 2}]
+print("total:", sum(r["a"] for r in rows))
+with open("totals.json", "w") as f:
+    json.dump({"a": 3}, f)
+'''
+FIGURE = '''\
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+plt.plot([1, 2, 3])
+plt.savefig("line.png")
+print("plotted")
+'''
+BROKEN = "def total(rows:\n    return 0\n"
+
+
+def fenced(code: str) -> str:
+    return f"Here you go:\n\n```python\n{code}```\n"
+
+
+class RecordingComm:
+    """Stands where ipykernel's Comm would: keeps what would go to the front end."""
+
+    all: list[RecordingComm] = []  # noqa: RUF012
+
+    def __init__(self, target_name: str = "", data: Any = None, **_: Any) -> None:
+        self.comm_id = uuid.uuid4().hex
+        self.kernel = "recording"
+        self.target_name, self.open_data = target_name, data
+        self.sent: list[Any] = []
+        self.closed = False
+        self.msg_cb: Callable[[dict[str, Any]], None] | None = None
+        self.close_cb: Callable[[dict[str, Any]], None] | None = None
+        RecordingComm.all.append(self)
+
+    def send(self, data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
+        self.sent.append(data)
+
+    def on_msg(self, cb: Callable[[dict[str, Any]], None]) -> None:
+        self.msg_cb = cb
+
+    def on_close(self, cb: Callable[[dict[str, Any]], None]) -> None:
+        self.close_cb = cb
+
+    def open(self, *_: Any, **__: Any) -> None:
+        pass
+
+    def close(self, *_: Any, **__: Any) -> None:
+        self.closed = True
+
+    def reply(self, data: dict[str, Any]) -> None:
+        """What the JupyterLab extension sends back on its comm."""
+        assert self.msg_cb is not None
+        self.msg_cb({"content": {"comm_id": self.comm_id, "data": data}})
+
+
+def updates(widget: Any, key: str) -> list[Any]:
+    """Every value of ``key`` the widget sent to the front end, in order."""
+    return [m["state"][key] for m in widget.comm.sent
+            if m.get("method") == "update" and key in m.get("state", {})]
+
+
+@pytest.fixture
+def wv(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """``%%generate`` with the widget view; yields {"view": last view, "displays": [...]}."""
+    import comm
+
+    from llmscript_magic._widgets import WidgetView
+
+    RecordingComm.all.clear()
+    FakeProvider.reset()
+    monkeypatch.setattr(comm, "create_comm", RecordingComm)
+    gm = ip.magics_manager.registry["GenerateMagics"]
+    seen: dict[str, Any] = {"displays": []}
+
+    def view(cell: str, opts: Any) -> WidgetView:
+        seen["view"] = WidgetView(gm, cell, opts)
+        return seen["view"]
+
+    monkeypatch.setattr(gm, "_view", view)
+    original = ip.display_pub.publish
+
+    def publish(data: dict[str, Any], metadata: Any = None, *args: Any, **kw: Any) -> None:
+        seen["displays"].append({"data": data, "metadata": metadata, **kw})
+        original(data, metadata, *args, **kw)
+
+    monkeypatch.setattr(ip.display_pub, "publish", publish)
+    yield seen
+    FakeProvider.reset()
+
+
+def gen_cell(ip: InteractiveShell, line: str, spec: str = "Sum the rows.") -> Any:
+    return ip.run_cell(f"%%generate {line}\n{spec}")
+
+
+def test_stream_is_live_but_throttled(ip: InteractiveShell, wv: dict[str, Any],
+                                      anthropic_standin: Any) -> None:
+    reply = fenced(GOOD) + "It prints the total. " * 40
+    anthropic_standin.enqueue(reply, chunk_size=2, chunk_delay=0.002)
+    assert gen_cell(ip, "--no-insert").success
+    view = wv["view"]
+    streamed = updates(view.stream, "value")
+    chunks = len(reply) // 2
+    assert 2 <= len(streamed) < chunks / 4  # live, but not one message per chunk
+    assert "It prints the total." in streamed[-1]  # the whole reply reached the front end
+    statuses = updates(view.status, "value")
+    assert any("claude-sonnet-5-5" in s and "s" in s for s in statuses[:3])
+    assert any("Stop" in str(m) for m in view.stop.comm.open_data["state"].values())
+    assert view.stream.layout.display == "none"  # replaced by the code once done
+
+
+def test_display_carries_summary_and_exact_metadata(ip: InteractiveShell, wv: dict[str, Any],
+                                                    anthropic_standin: Any) -> None:
+    anthropic_standin.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--no-insert").success
+    view = wv["view"]
+    first, last = wv["displays"][0], wv["displays"][-1]
+    assert first["data"][WIDGET_MIME]["model_id"] == view.box.model_id
+    assert last["update"] is True
+    assert last["data"]["text/plain"] == summary_text(view.gen)
+    record = last["metadata"]["llmscript"]["record"]
+    assert record == view.gen.record()
+    assert last["metadata"]["llmscript"]["summary"]["code_hash"] == view.gen.code_hash()
+
+
+def test_code_and_checklist(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced("import subprocess\nsubprocess.run(['ls'])\nprint('done')\n"))
+    assert gen_cell(ip, "--model fake:fake --no-insert").success
+    view = wv["view"]
+    assert "subprocess" in view.code.value and "color" in view.code.value  # highlighted
+    checks = view.checklist.value
+    assert "llmscript-check llmscript-pass" in checks and "<b>syntax</b>" in checks
+    assert "llmscript-check llmscript-warn" in checks and "<b>risk</b>" in checks
+    assert "fake:fake" in view.status.value and "est. $0.0000" in view.status.value
+    assert view.nav.layout.display == "none"  # one attempt: nothing to step through
+
+
+def test_attempt_history_steps_through_repairs(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced(BROKEN))
+    FakeProvider.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--model fake:fake --no-insert --retries 1").success
+    view = wv["view"]
+    assert view.nav.layout.display == ""
+    assert "Attempt 2 of 2" in view.nav_label.value and "passed" in view.nav_label.value
+    assert "totals" in view.code.value and view.next.disabled
+    view.prev.click()
+    assert "Attempt 1 of 2" in view.nav_label.value and "failed" in view.nav_label.value
+    assert "llmscript-fail" in view.checklist.value and "line 1" in view.checklist.value
+    assert "return" in view.code.value
+    assert view.prev.disabled and not view.next.disabled
+    view.next.click()
+    assert "Attempt 2 of 2" in view.nav_label.value
+
+
+def test_run_panel_stdout_figure_and_files(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced(FIGURE))
+    assert gen_cell(ip, "--model fake:fake --no-insert --run --sandbox local").success
+    view = wv["view"]
+    panel = view.run_panel.value
+    assert view.run_panel.layout.display == ""
+    assert ">ok</span>" in panel and "exit code 0" in panel and "local sandbox" in panel
+    assert "plotted" in panel
+    assert 'download="line.png"' in panel and "data:application/octet-stream;base64," in panel
+    assert len(view.figures.children) >= 1
+    assert view.figures.children[0].value.startswith(b"\x89PNG")
+    assert view.run_button.description == "Run again"
+
+
+def test_run_button_runs_the_code(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--model fake:fake --no-insert --sandbox local").success
+    view = wv["view"]
+    assert view.run_panel.layout.display == "none"  # not run yet
+    view.run_button.click()
+    assert view.run_panel.layout.display == ""
+    assert "total: 3" in view.run_panel.value and "totals.json" in view.run_panel.value
+    assert "Attempt 2 of 2 (your run)" in view.nav_label.value
+    assert "<b>run</b>" in view.checklist.value
+
+
+def test_long_output_is_capped_and_says_so(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced("print('x' * 200_000)\n"))
+    assert gen_cell(ip, "--model fake:fake --no-insert --run --sandbox local").success
+    panel = wv["view"].run_panel.value
+    assert "display cut at 64.0 KiB" in panel
+    assert len(panel) < 80_000
+
+
+def test_regenerate_asks_again_and_inserts(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--model fake:fake --no-insert").success
+    view = wv["view"]
+    view.INSERT_WAIT = 0.1
+    FakeProvider.enqueue(fenced("print('second answer')\n"))
+    view.regenerate_button.click()
+    assert FakeProvider.pending() == 0 and len(FakeProvider.history) == 2
+    assert "second answer" in view.code.value
+    inserts = [c for c in RecordingComm.all if c.target_name == "llmscript"]
+    assert len(inserts) == 1
+    data = inserts[0].open_data
+    assert data["action"] == "insert" and data["text"] == "print('second answer')\n"
+    assert data["llmscript"]["record"]["code"] == "print('second answer')\n"
+    assert data["llmscript"]["code_hash"] == view.gen.code_hash()
+    last = wv["displays"][-1]  # the saved output follows the new generation
+    assert last["metadata"]["llmscript"]["record"]["id"] == view.gen.id
+    time.sleep(0.3)  # nobody answers: the honest fallback
+    assert "JupyterLab extension not active" in view.notice.value
+    assert view.fallback.value == "print('second answer')\n"
+    assert view.fallback.layout.display == ""
+
+
+def test_insert_below_with_extension_answer(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--model fake:fake --no-insert").success
+    view = wv["view"]
+    view.INSERT_WAIT = 0.2
+    view.insert_button.click()
+    comm = RecordingComm.all[-1]
+    assert comm.target_name == "llmscript" and comm.open_data["text"] == GOOD
+    comm.reply({"ok": True, "cell_id": "abc", "replaced": False})
+    time.sleep(0.4)
+    assert "Inserted below" in view.notice.value and view.fallback.layout.display == "none"
+    assert comm.closed
+
+
+def test_insert_refused_shows_reason(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--model fake:fake --no-insert").success
+    view = wv["view"]
+    view.insert_below()
+    RecordingComm.all[-1].reply({"ok": False, "reason": "kept hand edits"})
+    assert "Not inserted: kept hand edits." in view.notice.value
+    assert view.fallback.value == GOOD
+
+
+def test_copy_offers_the_code(ip: InteractiveShell, wv: dict[str, Any]) -> None:
+    FakeProvider.enqueue(fenced('print("<b>&")\n'))
+    assert gen_cell(ip, "--model fake:fake --no-insert").success
+    copy = wv["view"].copy.value
+    assert "navigator.clipboard.writeText" in copy
+    assert "print(&quot;&lt;b&gt;&amp;&quot;)" in copy  # escaped inside the textarea
+
+
+def test_failure_is_shown_and_no_secret_reaches_the_front_end(
+        ip: InteractiveShell, wv: dict[str, Any], anthropic_standin: Any) -> None:
+    anthropic_standin.enqueue(status=529)
+    anthropic_standin.enqueue(status=529)
+    anthropic_standin.enqueue(status=529)
+    ip.run_line_magic("config", f"GenerateMagics.api_key = '{TEST_ANTHROPIC_KEY}'")
+    assert not gen_cell(ip, "--no-insert").success
+    view = wv["view"]
+    assert "✗" in view.status.value and view.stop.layout.display == "none"
+    traffic = json.dumps([c.open_data for c in RecordingComm.all] +
+                         [c.sent for c in RecordingComm.all], default=str)
+    assert TEST_ANTHROPIC_KEY not in traffic
+    assert TEST_ANTHROPIC_KEY not in json.dumps(wv["displays"], default=str)
+
+
+def test_load_ext_does_not_import_ipywidgets() -> None:
+    code = ("import sys; from IPython.testing.globalipapp import start_ipython; "
+            "ip = start_ipython(); ip.run_line_magic('load_ext', 'llmscript_magic'); "
+            "print('ipywidgets' in sys.modules, 'llmscript_magic._widgets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out[-2:] == ["False", "False"]
+
+
+# -- through a real kernel -----------------------------------------------------------
+def _notebook(*cells: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    return nb
+
+
+def test_nbclient_saves_widget_state(anthropic_standin: Any, tmp_path: Path) -> None:
+    from nbclient import NotebookClient
+
+    anthropic_standin.enqueue(fenced(GOOD))
+    nb = _notebook("%load_ext llmscript_magic",
+                   "%%generate --run --sandbox local --no-insert\nSum the rows, print the total.")
+    NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[1].outputs
+    shown = [o for o in outputs if WIDGET_MIME in o.get("data", {})]
+    assert len(shown) == 1, outputs
+    out = shown[0]
+    assert "total: 3" in out.data["text/plain"] and "✓ syntax" in out.data["text/plain"]
+    record = out.metadata["llmscript"]["record"]
+    assert record["code"] == GOOD
+    state = nb.metadata["widgets"][STATE_MIME]["state"]
+    html = [m["state"].get("value", "") for m in state.values()
+            if m["model_name"] == "HTMLModel"]
+    joined = "\n".join(html)
+    assert "totals.json" in joined  # the code
+    assert "llmscript-check llmscript-pass" in joined and "<b>syntax</b>" in joined
+    assert "total: 3" in joined  # the run's stdout
+    assert out.data[WIDGET_MIME]["model_id"] in state
+    assert TEST_ANTHROPIC_KEY not in json.dumps(nb)
+
+
+def test_stop_button_stops_a_running_cell(anthropic_standin: Any, tmp_path: Path) -> None:
+    """A click on Stop reaches the busy kernel (ipykernel >= 7.4) and ends the stream."""
+    from jupyter_client.manager import start_new_kernel
+
+    anthropic_standin.enqueue(fenced(GOOD) + "slow " * 400, chunk_size=2, chunk_delay=0.02)
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        kc.execute_interactive("%load_ext llmscript_magic", timeout=60)
+        msg_id = kc.execute("%%generate --no-insert\nSum the rows.")
+        stop_id, t_click, reply = None, None, None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and reply is None:
+            while kc.iopub_channel.msg_ready():
+                m = kc.get_iopub_msg(timeout=1)
+                data = m["content"].get("data", {})
+                if m["msg_type"] == "comm_open" and data.get("state", {}).get(
+                        "description") == "Stop":
+                    stop_id = m["content"]["comm_id"]
+            if stop_id and t_click is None and anthropic_standin.request_count >= 1:
+                time.sleep(0.3)  # let a few chunks stream
+                click = kc.session.msg("comm_msg", {"comm_id": stop_id, "data": {
+                    "method": "custom", "content": {"event": "click"}}})
+                kc.shell_channel.send(click)
+                t_click = time.monotonic()
+            if kc.shell_channel.msg_ready():
+                r = kc.get_shell_msg(timeout=1)
+                if r["parent_header"].get("msg_id") == msg_id:
+                    reply = r
+            time.sleep(0.01)
+        assert reply is not None and t_click is not None
+        assert time.monotonic() - t_click < 3  # the full stream would take ~8 s
+        assert reply["content"]["status"] == "error"
+        assert "Generation stopped" in reply["content"].get("evalue", "")
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
