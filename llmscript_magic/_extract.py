@@ -8,6 +8,9 @@ is recognised with ``ast.parse`` rather than keyword guesses, so prose such as
 
 Which python blocks are used (the rule, in order):
 
+0. A block whose lines all repeat lines of another block is left out: it is
+   an excerpt explained after the script, or a fragment that a later full
+   listing repeats.
 1. A block introduced as the complete / full / final script wins (the last
    such block that parses).
 2. The blocks are joined, in order, when they are parts of one script: the
@@ -117,6 +120,8 @@ def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
     cands = [f for f in fenced if f.kind == "python"]
     if not cands:
         raise _no_code(text)
+    cands, repeats = _drop_excerpts(cands)
+    notes.extend(repeats)
     chosen, how, why = _choose(cands)
     notes.extend(why)
     if not chosen[-1].closed:
@@ -200,6 +205,21 @@ def _skip_note(f: _Fenced) -> str:
     return f"Skipped a {f.block.lang or 'non-Python'} block {where}."
 
 
+def _drop_excerpts(cands: list[_Fenced]) -> tuple[list[_Fenced], list[str]]:
+    """Rule 0: leave out blocks that only repeat lines of another (longer or later) block."""
+    lines = [{x.strip() for x in c.block.code.splitlines() if x.strip()} for c in cands]
+    keep, notes = [], []
+    for i, c in enumerate(cands):
+        host = next((cands[j] for j in range(len(cands)) if j != i and lines[i] <= lines[j]
+                     and (len(lines[j]) > len(lines[i]) or j > i)), None)
+        if host is None:
+            keep.append(c)
+        else:
+            notes.append(f"Left out the python block at line {c.block.start_line}: it repeats "
+                         f"lines of the block at line {host.block.start_line}.")
+    return keep, notes
+
+
 def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str]]:
     """Apply the module docstring's rule to the python blocks."""
     n = len(cands)
@@ -209,18 +229,17 @@ def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str]]:
     marked = [c for c in cands if c.tree is not None and _COMPLETE_INTRO.search(c.intro)]
     parts = _are_parts(cands)
     if marked and not (parts and marked[-1] is cands[0]):
-        pos = cands.index(marked[-1]) + 1
         return [marked[-1]], "block marked complete", [
-            f"Used python block {pos} of {n}, introduced as the complete script; {left_out}."]
+            f"Used the python block at line {marked[-1].block.start_line}, introduced as the "
+            f"complete script; {left_out}."]
     if parts:
         return cands, f"joined {n} blocks", [
             f"Joined {n} python blocks that build on each other into one script."]
     ok = [c for c in cands if c.tree is not None] or cands
     best = max(reversed(ok), key=lambda c: _size(c.block.code))
-    pos = cands.index(best) + 1
     why = "the longest that parses" if best.tree is not None else "none parses; the longest"
     return [best], f"longest of {n} blocks", [
-        f"Used python block {pos} of {n} ({why}); {left_out}."]
+        f"Used the python block at line {best.block.start_line} ({why}); {left_out}."]
 
 
 def _are_parts(cands: list[_Fenced]) -> bool:
@@ -327,9 +346,8 @@ def _unfenced(text: str) -> Block | None:
             paras.append((k, k + 1))
         elif line.strip():
             paras[-1] = (paras[-1][0], k + 1)
-    if len(paras) > 60:
-        return None
-    spans = sorted(((paras[a][0], paras[b][1]) for a in range(len(paras))
+    starts = [a for a in range(len(paras)) if _could_start(lines[paras[a][0]])][:40]
+    spans = sorted(((paras[a][0], paras[b][1]) for a in starts
                     for b in range(a, len(paras))), key=lambda s: s[0] - s[1])
     for lo, hi in spans:
         code = "\n".join(lines[lo:hi])
@@ -339,13 +357,29 @@ def _unfenced(text: str) -> Block | None:
     return None
 
 
-def _parse(code: str) -> ast.Module | None:
+def _could_start(line: str) -> bool:
+    """A first line that parses alone or is only unfinished (``def f():``, ``x = [``)."""
+    try:
+        _parse_strict(line)
+    except SyntaxError as err:
+        unfinished = ("expected an indented", "never closed", "EOF", "unterminated triple")
+        return line.startswith("@") or any(w in str(err.msg) for w in unfinished)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_strict(code: str) -> ast.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            return ast.parse(code)
-        except (SyntaxError, ValueError):
-            return None
+        return ast.parse(code)
+
+
+def _parse(code: str) -> ast.Module | None:
+    try:
+        return _parse_strict(code)
+    except (SyntaxError, ValueError):
+        return None
 
 
 def _substantive(tree: ast.Module) -> bool:

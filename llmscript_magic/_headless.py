@@ -24,6 +24,7 @@ from ._errors import ConfigurationError
 from ._spec import parse_spec
 
 MAGIC = "%%generate"
+EXPECT_FAIL_TAG = "llmscript-expect-fail"  # e.g. a safety demo whose code must be blocked
 
 
 @dataclass
@@ -96,6 +97,10 @@ def _summarize(nb: Any) -> list[CellSummary]:
                 row.failed, row.checks = True, f"{out.get('ename')}: {out.get('evalue', '')}"[:70]
         if not cell.get("outputs"):
             row.failed, row.checks = True, "not executed"
+        elif EXPECT_FAIL_TAG in cell.get("metadata", {}).get("tags", []):
+            row.failed = not row.failed
+            row.checks = ("expected to fail, but passed: " if row.failed else "failed as expected: "
+                          ) + row.checks
         rows.append(row)
     return rows
 
@@ -132,17 +137,18 @@ def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
         print(f"{prefix}[{bar:<20}] {done[0]}/{total} cell {cell_index}: {first} "
               f"({took:.1f}s)", file=sys.stderr, flush=True)
 
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # cells run in the output's folder, so files they write land beside the result, not the source
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
-                            resources={"metadata": {"path": str(path.parent.resolve())}},
+                            resources={"metadata": {"path": str(output.parent.resolve())}},
                             on_cell_execute=on_start, on_cell_executed=on_done)
     try:
         client.execute(env=env)
     except CellExecutionError as err:
-        outcome.error = str(err).strip().splitlines()[-1][:200]
+        outcome.error = f"{err.ename}: {err.evalue}"[:300]
     except Exception as err:  # kernel died, timeout, ...
         outcome.error = f"{type(err).__name__}: {err}".splitlines()[0][:200]
     outcome.cells = _summarize(nb)
-    output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, output)
     return outcome
 
@@ -161,7 +167,7 @@ def print_summary(outcomes: Sequence[NotebookOutcome]) -> None:
             mark = "FAIL" if c.failed else "ok"
             print(f"{o.path.name[:28]:28} {c.index:>4}  {c.checks[:32]:32} {c.run[:16]:16} "
                   f"{c.duration:>5.2f}s {c.tokens:>7}  {mark}")
-        status = f"FAILED: {o.error}" if o.failed else "ok"
+        status = "ok" if not o.failed else f"FAILED: {o.error or 'a cell failed (see above)'}"
         print(f"{o.path.name}: {status} -> {o.output}")
 
 

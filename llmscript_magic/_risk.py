@@ -243,7 +243,8 @@ class _Scanner(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         if node.id == "__builtins__":
             self.add("dynamic", node, "touches __builtins__ to reach functions indirectly")
-        self._ref(node)
+        if isinstance(node.ctx, ast.Load):
+            self._ref(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in _DUNDERS or (node.attr == "__dict__" and self.res.name(node.value)):
@@ -277,9 +278,9 @@ class _Scanner(ast.NodeVisitor):
             self.add("shell", node, f"{ast.unparse(node.func)}(..., shell=True) runs a shell "
                      "command", func)
             self._chain(node.func)
-        if func and not isinstance(node.func, ast.Name | ast.Attribute) and (hit := rule_for(func)):
-            self.add(hit[0], node, f"{ast.unparse(node.func)} (= {func.removeprefix('builtins.')})"
-                     f" {hit[1]}", func)
+        if (target := self.res.name(node)) and (hit := rule_for(target)):  # getattr(os, 'system')
+            self.add(hit[0], node, f"{ast.unparse(node)} (= {target.removeprefix('builtins.')})"
+                     f" {hit[1]}", target)
         self._writes(node, func)
         if (func is None and isinstance(node.func, ast.Attribute)
                 and node.func.attr in ("unlink", "rmdir")):

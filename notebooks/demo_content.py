@@ -208,7 +208,7 @@ SAFETY = (
         ("code", "%%generate --run --retries 0\nCheck what this environment allows: read the "
                  "API key, open sockets, write system files, become root."),
         ("md", "With `--strict`, risky calls fail validation and the code is never run:"),
-        ("code", "%%generate --run --strict --retries 0\nCheck what this environment allows: "
+        ("code-expect-fail", "%%generate --run --strict --retries 0\nCheck what this environment allows: "
                  "read the API key, open sockets, write system files, become root. (strict)"),
     ],
     [f"```python\n{HOSTILE}```\n", f"```python\n{HOSTILE}```\n"],

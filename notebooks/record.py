@@ -26,6 +26,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from demo_content import NOTEBOOKS  # noqa: E402
 from standins import TEST_ANTHROPIC_KEY, AnthropicStandIn  # noqa: E402
 
+from llmscript_magic._headless import EXPECT_FAIL_TAG  # noqa: E402
+
 
 def build(name: str) -> Path:
     cells, replies = NOTEBOOKS[name]
@@ -34,7 +36,10 @@ def build(name: str) -> Path:
                                  "language": "python"}
     for kind, source in cells:
         maker = nbformat.v4.new_markdown_cell if kind == "md" else nbformat.v4.new_code_cell
-        nb.cells.append(maker(source))
+        cell = maker(source)
+        if kind == "code-expect-fail":
+            cell.metadata["tags"] = [EXPECT_FAIL_TAG]
+        nb.cells.append(cell)
     with AnthropicStandIn() as standin, tempfile.TemporaryDirectory() as work:
         for reply in replies:
             standin.enqueue(reply, chunk_size=40)

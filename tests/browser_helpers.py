@@ -61,6 +61,14 @@ def require_browser_stack(app_module: str = "jupyterlab") -> None:
         missing("the extension is not built (scripts/build-labextension or pip install -e .)")
 
 
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child if pytest itself is killed (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,6 +134,7 @@ class LabServer:
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -185,6 +194,7 @@ class StandIn:
             [sys.executable, str(ROOT / "tests" / "standins.py"), "anthropic", "--port", "0",
              "--script", str(self.script), "--log", str(self.log)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            preexec_fn=die_with_parent,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,14 @@ def docker_sandbox(docker_client: Any, host_canary: Path) -> Iterator[Any]:
     assert leftovers(docker_client) == [], "sandbox containers or volumes were left behind"
 
 
-def wait_gone(client: Any, container_id: str, seconds: float = 10) -> bool:
-    """True once the container no longer exists (removal is off the critical path)."""
+@pytest.fixture
+def wait_gone() -> Callable[[Any, str], bool]:
+    """wait_gone(client, id): True once that container no longer exists."""
+    return _wait_gone
+
+
+def _wait_gone(client: Any, container_id: str, seconds: float = 10) -> bool:
+    """Removal is off the critical path, so give it a moment."""
     import docker
 
     deadline = time.monotonic() + seconds

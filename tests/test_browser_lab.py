@@ -377,6 +377,7 @@ def test_notebook7_generate_then_replace(page: Any, notebook7: LabServer,
     assert [c["id"] for c in nb][:2] == ["load", "gen-src"]
     assert nb[2]["source"].strip() == last_code(standin).strip()
     assert nb[2]["metadata"]["llmscript"]["source_cell"] == "gen-src"
+    assert sum(last_code(standin).strip() in c["source"] for c in nb) == 1
     assert_badge_visible(page, 2)
     first_id = nb[2]["id"]
     screenshot(page, "nb7-1-generated")

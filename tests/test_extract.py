@@ -319,7 +319,7 @@ CASES = [
 
         if __name__ == "__main__":
             print(count_rows("data.csv"))
-        """), "longest of 2 blocks", "block 1 of 2"),
+        """), "longest of 2 blocks", "block at line 2"),
     Case("entry-call-plus-followup", md("""
         ```python
         def main():
@@ -332,7 +332,7 @@ CASES = [
 
         ```python
         main()
-        main()
+        print("again")
         ```
         """), 'def main():\n    print("report")\n\nmain()\n', "longest of 2 blocks"),
     Case("alternative-shorter", md("""
@@ -375,7 +375,7 @@ CASES = [
         print(sorted(load()))
         ```
         """), "def load():\n    return [3, 1, 2]\n\nprint(sorted(load()))\n",
-         "block marked complete", "block 3 of 3"),
+         "block marked complete", "introduced as the complete script"),
     Case("complete-first-then-usage", md("""
         Here's the full script:
 
@@ -395,6 +395,47 @@ CASES = [
         ```
         """), 'def greet(name):\n    return "hi " + name\nprint(greet("a"))\n',
          "block marked complete"),
+    Case("excerpt-after-script", md("""
+        Here's the script:
+
+        ```python
+        import pandas as pd
+
+        df = pd.read_csv("sales.csv")
+        df = df.dropna()
+        print(df.describe())
+        ```
+
+        The key line is the cleaning step:
+
+        ```python
+        df = df.dropna()
+        ```
+        """), 'import pandas as pd\n\ndf = pd.read_csv("sales.csv")\ndf = df.dropna()\n'
+         'print(df.describe())\n', "single block", "repeats lines of the block at line 4"),
+    Case("steps-then-unmarked-full-listing", md("""
+        Step 1:
+
+        ```python
+        import json
+        data = json.load(open("in.json"))
+        ```
+
+        Step 2:
+
+        ```python
+        print(len(data))
+        ```
+
+        Everything in one place:
+
+        ```python
+        import json
+        data = json.load(open("in.json"))
+        print(len(data))
+        ```
+        """), 'import json\ndata = json.load(open("in.json"))\nprint(len(data))\n',
+         "single block", "repeats lines"),
     Case("longest-of-unrelated", "```python\nprint(1)\n```\n```python\nx = 1\ny = 2\nprint(x + y)\n"
          "```", "x = 1\ny = 2\nprint(x + y)\n", "longest of 2 blocks"),
     Case("javascript-skipped", "```javascript\nconsole.log(1)\n```\n```python\nprint(1)\n```",

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_fixtures import wait_gone
 
 from llmscript_magic._errors import (
     ConfigurationError,
@@ -219,8 +218,8 @@ def test_host_file_is_not_readable(docker_sandbox: Any, host_canary: Path) -> No
     assert r.stdout.count("unreadable FileNotFoundError") == 2
 
 
-def test_background_process_does_not_outlive_the_run(docker_sandbox: Any,
-                                                     docker_client: Any) -> None:
+def test_background_process_does_not_outlive_the_run(docker_sandbox: Any, docker_client: Any,
+                                                     wait_gone: Any) -> None:
     code = ("import socket, subprocess\n"
             "subprocess.Popen(['sleep', '987654'], start_new_session=True)\n"
             "subprocess.Popen(['sh', '-c', 'sleep 987653 &'], start_new_session=True)\n"

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,8 +60,8 @@ def remote_engine(docker_client: Any) -> Iterator[tuple[str, Any]]:
             except Exception:
                 client = None
                 time.sleep(0.5)
-        assert client is not None, "second dockerd did not come up: " + open(
-            os.path.join(root, "dockerd.log")).read()[-2000:]
+        log_text = Path(root, "dockerd.log").read_text(errors="replace")[-2000:]
+        assert client is not None, "second dockerd did not come up: " + log_text
         image = docker_client.images.get(DEFAULT_IMAGE)
         client.images.load(image.save(chunk_size=4 * 2**20, named=True))
         yield url, client

@@ -163,7 +163,8 @@ def test_code_and_checklist(ip: InteractiveShell, wv: dict[str, Any]) -> None:
     assert "subprocess" in view.code.value and "color" in view.code.value  # highlighted
     checks = view.checklist.value
     assert "llmscript-check llmscript-pass" in checks and "<b>syntax</b>" in checks
-    assert "llmscript-check llmscript-warn" in checks and "<b>risk</b>" in checks
+    assert "llmscript-check llmscript-warn" in checks and "<b>risk:process</b>" in checks
+    assert "(line 2)" in checks
     assert "fake:fake" in view.status.value and "est. $0.0000" in view.status.value
     assert view.nav.layout.display == "none"  # one attempt: nothing to step through
 
@@ -195,7 +196,7 @@ def test_run_panel_stdout_figure_and_files(ip: InteractiveShell, wv: dict[str, A
     assert "plotted" in panel
     assert 'download="line.png"' in panel and "data:application/octet-stream;base64," in panel
     assert len(view.figures.children) >= 1
-    assert view.figures.children[0].value.startswith(b"\x89PNG")
+    assert bytes(view.figures.children[0].value).startswith(b"\x89PNG")
     assert view.run_button.description == "Run again"
 
 

@@ -8,6 +8,7 @@ Importing this module must stay cheap: ``docker`` is imported only on use.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -132,13 +133,20 @@ def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
 
 def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,
         files: Mapping[str, bytes] | None = None, image: str | None = None) -> RunResult:
-    """Convenience: one run on a shared sandbox of the given kind."""
+    """Convenience: one run on a shared sandbox (so the warm pool is reused)."""
     options: dict[str, Any] = {}
     if image is not None:
         if sandbox != "docker":
             raise ConfigurationError("An image only applies to the docker sandbox: drop --image")
         options["image"] = image
-    return get_sandbox(sandbox, **options).run(code, files=files, limits=limits)
+    key = (sandbox, image, os.environ.get("DOCKER_HOST"))
+    shared = _shared.get(key)
+    if shared is None:
+        shared = _shared[key] = get_sandbox(sandbox, **options)
+    return shared.run(code, files=files, limits=limits)
+
+
+_shared: dict[tuple[str | None, ...], Sandbox] = {}
 
 
 def available_modules(image: str | None = None) -> frozenset[str]:

@@ -24,7 +24,7 @@ from typing import Any
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
 from . import Limits, OutputFile, RunResult, Sandbox
 from ._image import DEFAULT_IMAGE, LABEL, MPL_CACHE
-from ._pool import Slot, close_pools, get_pool, remove
+from ._pool import Pool, Slot, close_pools, get_pool, remove
 
 WORK = "/work"
 UID = "65534:65534"
@@ -44,12 +44,22 @@ def connect(timeout: int = 60) -> Any:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = f"{os.environ.get('DOCKER_HOST') or 'unix:///var/run/docker.sock'}: " + _why(exc)
         raise SandboxUnavailableError(
             f"Docker engine not reachable ({reason}): start it with "
             "`bash scripts/start-docker` or use --sandbox local"
         ) from None
     return client
+
+
+def _why(exc: Exception) -> str:
+    """A few words from a long requests/urllib3 error chain."""
+    text = str(exc)
+    for words in ("Connection refused", "No such file or directory", "Permission denied",
+                  "timed out", "Name or service not known", "Connection reset"):
+        if words.lower() in text.lower():
+            return words
+    return (text.splitlines() or [type(exc).__name__])[0][:120]
 
 
 def child_env(limits: Limits) -> dict[str, str]:
@@ -250,10 +260,9 @@ class DockerSandbox(Sandbox):
                 f"Docker engine not reachable ({exc}): start it with "
                 "`bash scripts/start-docker` or use --sandbox local") from None
 
-    def _pool_take(self, limits: Limits) -> Slot:
+    def _pool(self, limits: Limits) -> Pool:
         key = (self.client.api.base_url, self.image_id, limits.container_key())
-        pool = get_pool(key, lambda: _factory(self.client, self.image, limits), self.pool_size)
-        return pool.take()
+        return get_pool(key, lambda: _factory(self.client, self.image, limits), self.pool_size)
 
     def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
             limits: Limits | None = None) -> RunResult:
@@ -261,8 +270,9 @@ class DockerSandbox(Sandbox):
         files = dict(files or {})
         tar = _tar_inputs(files) if files else b""
         start = time.monotonic()
+        pool = self._pool(limits)
         for attempt in (1, 2):
-            slot = self._take(limits)
+            slot = self._take(pool)
             done = False
             try:
                 try:
@@ -279,6 +289,7 @@ class DockerSandbox(Sandbox):
                 return result
             finally:
                 slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
+                pool.done()
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -292,16 +303,16 @@ class DockerSandbox(Sandbox):
 
     @staticmethod
     def _engine_failed(exc: Exception) -> SandboxUnavailableError:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        reason = _why(exc)
         return SandboxUnavailableError(
             f"Docker engine failed during the run ({reason}): check it with `docker info` "
             "or use --sandbox local")
 
-    def _take(self, limits: Limits) -> Slot:
+    def _take(self, pool: Pool) -> Slot:
         import docker
 
         try:
-            return self._pool_take(limits)
+            return pool.take()
         except docker.errors.ImageNotFound:
             raise ImageNotFoundError(
                 f"Sandbox image {self.image} is not built: run `llmscript sandbox build`"

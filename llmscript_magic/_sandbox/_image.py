@@ -204,7 +204,7 @@ def prune() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m llmscript_magic._sandbox._image [--if-missing] [--online] [--name N]`."""
+    """CLI used by scripts/build-sandbox-image: [--if-missing] [--online] [--name N]."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="llmscript-sandbox-image")
@@ -214,14 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         build_image(args.name, offline=not args.online, force=not args.if_missing)
-    except SandboxError as exc:  # includes ConfigurationError? no: separate below
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ConfigurationError as exc:
+    except (SandboxError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())

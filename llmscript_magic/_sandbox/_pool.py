@@ -94,24 +94,43 @@ class Pool:
         self._closed = False
         self._failed = False
         self._creating = 0
+        self._busy = 0
         self._thread = threading.Thread(target=self._fill, name="llmscript-sandbox-pool",
                                         daemon=True)
         if size > 0:
             self._thread.start()
 
     def take(self) -> Slot:
-        """A ready container, or a fresh one if the pool is empty."""
+        """A ready container, or a fresh one if the pool is empty; pair with done()."""
         with self._cond:
             slot = self._ready.pop(0) if self._ready else None
             self._failed = False
+            self._busy += 1
             self._cond.notify_all()
-        return slot if slot is not None else self.factory()
+        if slot is not None:
+            return slot
+        try:
+            return self.factory()
+        except BaseException:
+            self.done()
+            raise
+
+    def done(self) -> None:
+        """A run ended: refilling may use the CPU again."""
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def _idle(self) -> bool:
+        # With a container still ready, wait for the running script to finish before
+        # refilling: on a small machine, container creation would slow that run down.
+        full = len(self._ready) + self._creating >= self.size
+        return full or self._failed or (self._busy > 0 and bool(self._ready))
 
     def _fill(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and (
-                        self._failed or len(self._ready) + self._creating >= self.size):
+                while not self._closed and self._idle():
                     self._cond.wait()
                 if self._closed:
                     return
