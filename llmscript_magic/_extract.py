@@ -227,7 +227,10 @@ def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str]]:
         return cands, "single block", []
     left_out = "the other block was left out" if n == 2 else f"the other {n - 1} were left out"
     marked = [c for c in cands if c.tree is not None and _COMPLETE_INTRO.search(c.intro)]
-    parts = _are_parts(cands)
+    try:
+        parts = _are_parts(cands)
+    except RecursionError:  # absurdly nested code: not worth joining
+        parts = False
     if marked and not (parts and marked[-1] is cands[0]):
         return [marked[-1]], "block marked complete", [
             f"Used the python block at line {marked[-1].block.start_line}, introduced as the "
@@ -364,7 +367,7 @@ def _could_start(line: str) -> bool:
     except SyntaxError as err:
         unfinished = ("expected an indented", "never closed", "EOF", "unterminated triple")
         return line.startswith("@") or any(w in str(err.msg) for w in unfinished)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
 
@@ -378,7 +381,7 @@ def _parse_strict(code: str) -> ast.Module:
 def _parse(code: str) -> ast.Module | None:
     try:
         return _parse_strict(code)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -20,9 +20,11 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Float, Int, Unicode, validate
 
 from ._errors import LLMScriptError
-from ._generate import Generation, Options, generate
 from ._insert import insert_below, parent_cell_id
 from ._provider import Usage
+
+if TYPE_CHECKING:
+    from ._generate import Generation, Options
 
 
 class _Secret(str):
@@ -180,6 +182,8 @@ class GenerateMagics(Magics):
         assert self.shell is not None
         if not cell.strip():
             raise UsageError("%%generate needs a spec: describe the script in the cell body.")
+        from ._generate import generate
+
         opts = self.options(args, cell)
         view = self._view(cell, opts)
         view.start(opts.model or "anthropic (default model)")
@@ -229,6 +233,8 @@ class GenerateMagics(Magics):
         if replay and not Path(replay).is_file():
             raise UsageError(f"Replay notebook {replay!r} not found: pass --replay PATH to the "
                              "saved notebook.")
+        from ._generate import Options
+
         budget = pick(args.budget_tokens, self.budget_tokens)
         opts = Options(
             model=pick(args.model, self.model),

@@ -14,7 +14,6 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import ClassVar, Literal
 
 from ._errors import MissingKeyError, UnknownModelError
@@ -122,6 +121,8 @@ def register(cls: type[Provider]) -> type[Provider]:
 
 def providers() -> dict[str, type[Provider]]:
     """All providers: entry points first, then ones registered by hand."""
+    from importlib.metadata import entry_points
+
     found: dict[str, type[Provider]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -48,6 +48,8 @@ _DUNDERS = {"__builtins__", "__subclasses__", "__globals__", "__bases__", "__mro
 _PATH_TYPES = {"pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "pathlib.PurePosixPath",
                "pathlib.WindowsPath", "os.path.join"}
 _PATH_WRITERS = {"write_text", "write_bytes", "touch", "mkdir", "symlink_to", "hardlink_to"}
+_SAVERS = {"to_csv", "to_json", "to_parquet", "to_excel", "to_pickle", "to_feather", "savefig",
+           "save", "savez", "savetxt", "imwrite", "to_file", "write_image", "write_html"}
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 
@@ -300,6 +302,8 @@ class _Scanner(ast.NodeVisitor):
         elif func in ("shutil.copy", "shutil.copy2", "shutil.copyfile", "shutil.move",
                       "shutil.copytree", "os.rename", "os.replace") and len(node.args) >= 2:
             path, mode = node.args[1], ast.Constant("w")
+        elif isinstance(node.func, ast.Attribute) and node.func.attr in _SAVERS and node.args:
+            path, mode = node.args[0], ast.Constant("w")  # df.to_csv('/x'), plt.savefig('/x')
         elif isinstance(node.func, ast.Attribute) and node.func.attr in _PATH_WRITERS | {"open"}:
             path = node.func.value
             mode = _arg(node, 0, "mode") if node.func.attr == "open" else ast.Constant("w")

@@ -94,6 +94,9 @@ def check_syntax(code: str) -> Check:
                      line, col)
     except ValueError as err:  # null bytes
         return Check("syntax", "fail", f"Syntax error at line 1, column 1: {err}", 1, 1)
+    except (RecursionError, MemoryError):
+        return Check("syntax", "fail", "Syntax error at line 1, column 1: the code is nested too "
+                     "deeply for Python to compile; ask for simpler code", 1, 1)
     return Check("syntax", "pass", "the code parses as Python")
 
 
@@ -161,9 +164,13 @@ def validate(code: str, *, available: frozenset[str] | None = None,
     report = ValidationReport([check_syntax(code)])
     if report.ok:
         tree = _parse(code)
-        report.extend(check_imports(tree, available=available, allow=allow_imports,
-                                    deny=deny_imports))
-        report.extend(scan_risks(tree, strict=strict))
+        try:
+            report.extend(check_imports(tree, available=available, allow=allow_imports,
+                                        deny=deny_imports))
+            report.extend(scan_risks(tree, strict=strict))
+        except RecursionError:  # valid but too deep to walk: say so instead of crashing
+            report.add(Check("risk:unscanned", "fail" if strict else "warn",
+                             f"the code is nested too deeply to scan ({BOUNDARY})"))
     return report
 
 

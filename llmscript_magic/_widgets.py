@@ -44,7 +44,7 @@ def watch_clicks(button: w.Button, on_click: Callable[[], None], kernel: Any) ->
     """
     comm = getattr(button, "comm", None)
     route = getattr(comm, "_reply_subshell_for", None)
-    if True:
+    if route is None or getattr(kernel, "shell_channel_thread", None) is None:
         return False
 
     def watched(data: Any, default: Any) -> Any:

@@ -119,7 +119,7 @@ def file_row(f: OutputFile) -> str:
 def run_html(run: RunResult) -> str:
     """Status badge, exit code, duration, both streams and the files written."""
     color = BADGE.get(run.status, "#57606a")
-    badge = (f'<span class="llmscript-badge" style="background:{color};color:white;'
+    badge = (f'<span class="llmscript-run-badge" style="background:{color};color:white;'
              f'border-radius:8px;padding:0 6px">{esc(STATUS_WORD.get(run.status, run.status))}'
              "</span>")
     head = (f"<b>Run</b> {badge} exit code {run.exit_code} · {run.duration:.2f}s · "

@@ -172,6 +172,90 @@ CASES = [
         Import the CSV first if your data lives in a file.
         """), "import statistics\n\nvalues = [1, 2, 3]\nprint(statistics.mean(values))\n",
          "code found between prose", "no code fences"),
+    Case("unfenced-docstring-and-decorator", md('''
+        Sure! Below is the program.
+
+        """Summarise numbers."""
+        import functools
+
+
+        @functools.cache
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+        print(fib(20))
+
+        Hope this helps.
+        '''), '"""Summarise numbers."""\nimport functools\n\n\n@functools.cache\ndef fib(n):\n'
+         "    return n if n < 2 else fib(n - 1) + fib(n - 2)\n\n\nprint(fib(20))\n",
+         "code found between prose"),
+    Case("claude-style-full-reply", md("""
+        I'll write a script that summarises `orders.csv` by month.
+
+        ## Approach
+
+        - Read the CSV with the standard library
+        - Group by the `YYYY-MM` prefix of the date
+
+        ```python
+        #!/usr/bin/env python3
+        \"\"\"Monthly order totals.\"\"\"
+        import csv
+        from collections import defaultdict
+
+
+        def main() -> None:
+            totals: dict[str, float] = defaultdict(float)
+            with open("orders.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    totals[row["date"][:7]] += float(row["amount"])
+
+            for month in sorted(totals):
+                print(f"{month}: {totals[month]:.2f}")
+
+
+        if __name__ == "__main__":
+            main()
+        ```
+
+        ## How to run
+
+        ```bash
+        python monthly.py
+        ```
+
+        ## Example output
+
+        ```
+        2024-01: 1520.00
+        2024-02: 980.50
+        ```
+
+        **Notes:**
+        - Rows with a missing amount will raise `ValueError`.
+        """), md('''
+        #!/usr/bin/env python3
+        """Monthly order totals."""
+        import csv
+        from collections import defaultdict
+
+
+        def main() -> None:
+            totals: dict[str, float] = defaultdict(float)
+            with open("orders.csv", newline="") as f:
+                for row in csv.DictReader(f):
+                    totals[row["date"][:7]] += float(row["amount"])
+
+            for month in sorted(totals):
+                print(f"{month}: {totals[month]:.2f}")
+
+
+        if __name__ == "__main__":
+            main()
+        '''), "single block", "sample-output"),
+    Case("python-tagged-sample-output", "```python\nprint(dict(a=1))\n```\nOutput:\n```python\n"
+         "{'a': 1}\n```", "print(dict(a=1))\n", "single block", "sample-output"),
     Case("bash-then-python", md("""
         First install the dependency:
 
@@ -552,3 +636,8 @@ def test_unclosed_fence_is_taken_only_when_not_truncated() -> None:
     assert extract_code(reply).code == "print('partial')\n"
     with pytest.raises(TruncatedReplyError):
         extract_code(reply, truncated=True)
+
+
+def test_absurdly_nested_reply_is_handled() -> None:
+    code = "print(" + " + ".join(["'a'"] * 3000) + ")"
+    assert extract_code(f"```python\n{code}\n```").code == code + "\n"

@@ -367,3 +367,21 @@ def test_pool_does_not_outlive_the_interpreter(docker_client: Any, ending: str,
     while _with_pids(docker_client, pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _with_pids(docker_client, pids) == []
+
+
+def test_forged_runner_frames_are_bounded(docker_sandbox: Any) -> None:
+    # The script writes straight to the runner's stdout, claiming a 2 GB figure.
+    flood = ("import os, struct\nfd = os.open('/proc/1/fd/1', os.O_WRONLY)\n"
+             "os.write(fd, b'f' + struct.pack('>I', 2**31))\n"
+             "for _ in range(400):\n    os.write(fd, bytes(2**20))\n")
+    tracemalloc.start()
+    r = docker_sandbox.run(flood, limits=Limits(timeout=20))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert r.status == "output_capped" and r.figures == []
+    assert peak < 160 * 2**20  # bounded well below the 400 MB sent
+    forged = ("import os\nos.write(os.open('/proc/1/fd/1', os.O_WRONLY), "
+              "b'r\\0\\0\\0\\x05hello')\n")
+    r = docker_sandbox.run(forged, limits=FAST)
+    assert r.status == "error"
+    assert r.reason == "The script tampered with the sandbox's report channel"

@@ -198,6 +198,10 @@ RISK_CASES = [
     ("path-open-write", "from pathlib import Path\nPath('../x').open('w')\n", {("risk:write", 2)}),
     ("copy-outside", "import shutil\nshutil.copy('a', '/usr/local/bin/a')\n",
      {("risk:write", 2)}),
+    ("dataframe-save-outside", "import pandas as pd\npd.DataFrame().to_csv('/srv/out.csv')\n",
+     {("risk:write", 2)}),
+    ("savefig-outside", "import matplotlib.pyplot as plt\nplt.savefig('../fig.png')\n",
+     {("risk:write", 2)}),
     ("environ", "import os\nkey = os.environ['API_KEY']\n", {("risk:env", 2)}),
     ("environ-get", "import os\nos.environ.get('HOME')\n", {("risk:env", 2)}),
     ("getenv", "import os\nos.getenv('TOKEN')\n", {("risk:env", 2)}),
@@ -242,6 +246,7 @@ SAFE = [
     ("local-write", "open('out.txt', 'w').write('x')\nopen('sub/dir/o.csv', 'a')\n"),
     ("read-absolute", "open('/etc/hostname').read()\nopen('/data/in.csv', 'rb')\n"),
     ("path-join-local", "from pathlib import Path\n(Path('out') / 'a.txt').write_text('x')\n"),
+    ("local-save", "import pandas as pd\npd.DataFrame().to_csv('out/totals.csv')\n"),
     ("own-eval-function", "def evaluate(x):\n    return x\nevaluate(1)\n"),
     ("shadowed-compile", "def compile(x):\n    return x\ncompile(3)\n"),
     ("getattr-object", "class A:\n    x = 1\nname = 'x'\nprint(getattr(A(), name))\n"),
@@ -350,3 +355,14 @@ def test_check_layer_defaults_from_name_and_rejects_bad_status() -> None:
 def test_empty_report() -> None:
     report = ValidationReport()
     assert report.ok and report.summary_line() == "0 checks"
+
+
+def test_deeply_nested_code_is_reported_not_crashed() -> None:
+    deep = "x = " + " + ".join(["'a'"] * 900) + "\n"  # parses, but too deep to walk recursively
+    report = validate(deep)
+    assert [(c.name, c.status) for c in report.checks][-1] == ("risk:unscanned", "warn")
+    assert validate(deep, strict=True).failures[-1].name == "risk:unscanned"
+    too_deep = "x = " + " + ".join(["'a'"] * 5000) + "\n"  # the parser itself gives up
+    check = check_syntax(too_deep)
+    assert (check.status, check.line) == ("fail", 1)
+    assert "nested too deeply" in check.message

@@ -32,6 +32,7 @@ GRACE = 1.0  # SIGTERM -> SIGKILL inside the container
 HOST_SLACK = 3.0  # the host kills the container this long after the inner deadline
 DIAG_CAP = 64 * 1024
 MAX_FIGURES = 64
+FIGURE_BUDGET = 64 * 2**20  # same as the runner's STATUS_CAP
 PNG = b"\x89PNG\r\n\x1a\n"
 _SOURCES = Path(__file__).parent
 
@@ -339,6 +340,9 @@ class DockerSandbox(Sandbox):
         figures: list[bytes] = []
         report: dict[str, Any] | None = None
         host_capped = host_timeout = False
+        # Code in the container can reach the runner's stdout (/proc/1/fd/1) and forge
+        # frames, so the host bounds everything it buffers, not just stdout+stderr.
+        budget, received = limits.output_bytes + FIGURE_BUDGET + DIAG_CAP + 2**20, 0
         while report is None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -350,6 +354,10 @@ class DockerSandbox(Sandbox):
             except TimeoutError:
                 continue
             if not data:
+                break
+            received += len(data)
+            if received > budget:
+                host_capped = True
                 break
             for kind, body in stream.feed(data):
                 if kind in (b"o", b"e"):
@@ -390,7 +398,7 @@ def _clean_report(body: bytes) -> dict[str, Any]:
             "exception": None if raw.get("exception") is None else str(raw["exception"])[:200],
         }
     except (ValueError, TypeError, AttributeError):
-        return {"returncode": None, "changed": [], "exception": "an unreadable runner report"}
+        return {"returncode": None, "changed": [], "tampered": True}
 
 
 def _kill(api: Any, cid: str) -> None:
@@ -426,6 +434,8 @@ def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures:
         status, reason = "memory", f"Ran out of memory (limit {limits.memory_mb} MB)"
     elif host_timeout or report.get("timed_out"):
         status, reason = "timeout", f"Stopped at the {limits.timeout:g} s time limit"
+    elif report.get("tampered"):
+        status, reason = "error", "The script tampered with the sandbox's report channel"
     elif not report:
         status = "error"
         reason = "The sandbox runner ended without a report"
