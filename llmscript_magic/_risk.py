@@ -112,7 +112,10 @@ class Resolver:
         self.aliases: dict[str, str] = {}
         self.imports: list[tuple[str, ast.stmt]] = []
         shadow: set[str] = set()
+        assigns: list[ast.Assign] = []
         for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                assigns.append(node)
             if isinstance(node, ast.Import):
                 for a in node.names:
                     top = a.name.split(".")[0]
@@ -132,12 +135,11 @@ class Resolver:
                 shadow.add(node.arg)
         self.shadow = shadow - set(self.aliases)
         for _ in range(2):  # ``run = sp.run`` and chains of such
-            for node in ast.walk(tree):
-                if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                        and isinstance(node.targets[0], ast.Name)
-                        and (q := self.name(node.value)) is not None):
-                    self.aliases[node.targets[0].id] = q
-                    self.shadow.discard(node.targets[0].id)
+            for assign in assigns:
+                target = assign.targets[0]
+                if isinstance(target, ast.Name) and (q := self.name(assign.value)) is not None:
+                    self.aliases[target.id] = q
+                    self.shadow.discard(target.id)
 
     def name(self, node: ast.AST) -> str | None:
         """Dotted name an expression refers to, or None when it cannot be known statically."""

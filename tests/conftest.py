@@ -27,6 +27,7 @@ def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveS
     from llmscript_magic._magics import GenerateMagics, LLMScriptMagics
 
     shell = InteractiveShell.instance()
+    shell.config.pop("GenerateMagics", None)  # %config in an earlier test must not leak
     shell.register_magics(GenerateMagics(shell), LLMScriptMagics(shell))
     gm = shell.magics_manager.registry["GenerateMagics"]
     gm.widgets = False

@@ -7,7 +7,6 @@ from typing import Any
 import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-
 from sandbox_fixtures import docker_client  # noqa: F401  (fixture)
 
 TRANSFORM = '''\

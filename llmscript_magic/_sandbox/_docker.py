@@ -11,11 +11,9 @@ trusts the runner to stop on its own.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import struct
-import tarfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +21,9 @@ from typing import Any
 
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
 from . import Limits, OutputFile, RunResult, Sandbox
+from ._files import read_outputs, tar_inputs
 from ._image import DEFAULT_IMAGE, LABEL, MPL_CACHE
+from ._outcome import build_result, child_env, clean_report
 from ._pool import Pool, Slot, close_pools, get_pool, remove
 
 WORK = "/work"
@@ -55,29 +55,15 @@ def connect(timeout: int = 60) -> Any:
 
 def _why(exc: Exception) -> str:
     """A few words from a long requests/urllib3 error chain."""
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        return str(explanation).splitlines()[0][:160]
     text = str(exc)
     for words in ("Connection refused", "No such file or directory", "Permission denied",
                   "timed out", "Name or service not known", "Connection reset"):
         if words.lower() in text.lower():
             return words
     return (text.splitlines() or [type(exc).__name__])[0][:120]
-
-
-def child_env(limits: Limits) -> dict[str, str]:
-    """The script's whole environment: nothing comes from the host."""
-    threads = str(max(1, int(limits.cpus)))
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
-        "LANG": "C.UTF-8",
-        "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": "/tmp/.config/matplotlib",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "OPENBLAS_NUM_THREADS": threads,
-        "OMP_NUM_THREADS": threads,
-    }
 
 
 def _host_config(client: Any, limits: Limits) -> Any:
@@ -168,78 +154,6 @@ class _Stream:
         return frames
 
 
-def _safe_name(name: str) -> str:
-    parts = name.replace("\\", "/").split("/")
-    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ConfigurationError(
-            f"Input file name {name!r} is not allowed: use a plain relative path like 'data.csv'")
-    return "/".join(parts)
-
-
-def _tar_inputs(files: Mapping[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        dirs: set[str] = set()
-        for name, data in files.items():
-            rel = _safe_name(name)
-            parents = rel.split("/")[:-1]
-            for i in range(len(parents)):
-                d = "/".join(parents[:i + 1])
-                if d not in dirs:
-                    dirs.add(d)
-                    info = tarfile.TarInfo(d)
-                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, 65534, 65534
-                    tar.addfile(info)
-            info = tarfile.TarInfo(rel)
-            info.size, info.mode, info.uid, info.gid = len(data), 0o644, 65534, 65534
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(bytes(data)))
-    return buf.getvalue()
-
-
-def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
-                 wanted: set[str]) -> list[OutputFile]:
-    """Regular files from a get_archive stream, checked member by member."""
-    budget = limits.disk_mb * 2**20 + 2**20
-    read = 0
-
-    class _Reader(io.RawIOBase):
-        def __init__(self) -> None:
-            self.buf = b""
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, b: Any) -> int:
-            nonlocal read
-            while not self.buf:
-                try:
-                    self.buf = next(chunks)
-                except StopIteration:
-                    return 0
-                read += len(self.buf)
-                if read > budget:
-                    raise SandboxError("The sandbox returned more data than its disk holds")
-            n = min(len(b), len(self.buf))
-            b[:n], self.buf = self.buf[:n], self.buf[n:]
-            return n
-
-    out = []
-    with tarfile.open(fileobj=io.BufferedReader(_Reader()), mode="r|") as tar:
-        for member in tar:
-            name = member.name.split("/", 1)[1] if "/" in member.name else ""
-            parts = name.split("/")
-            if (not member.isreg() or not name or member.name.startswith("/")
-                    or ".." in parts or member.size > limits.file_bytes or name not in wanted):
-                continue  # links, devices, escapes and oversize files are never returned
-            fh = tar.extractfile(member)
-            data = fh.read() if fh is not None else b""
-            if inputs.get(name) == data:
-                continue
-            out.append(OutputFile(name=name, size=len(data), data=data))
-    return sorted(out, key=lambda f: f.name)
-
-
 class DockerSandbox(Sandbox):
     """The default backend; see the module docstring for what it enforces."""
 
@@ -269,7 +183,7 @@ class DockerSandbox(Sandbox):
             limits: Limits | None = None) -> RunResult:
         limits = limits or Limits()
         files = dict(files or {})
-        tar = _tar_inputs(files) if files else b""
+        tar = tar_inputs(files) if files else b""
         start = time.monotonic()
         pool = self._pool(limits)
         for attempt in (1, 2):
@@ -318,6 +232,11 @@ class DockerSandbox(Sandbox):
             raise ImageNotFoundError(
                 f"Sandbox image {self.image} is not built: run `llmscript sandbox build`"
             ) from None
+        except docker.errors.APIError as exc:
+            if exc.is_client_error():  # e.g. more CPUs than the engine has
+                raise ConfigurationError(
+                    f"The engine refused the sandbox limits ({_why(exc)}): lower them") from None
+            raise self._engine_failed(exc) from None
         except (OSError, self._docker_error) as exc:
             raise self._engine_failed(exc) from None
 
@@ -367,7 +286,8 @@ class DockerSandbox(Sandbox):
                 elif kind == b"f" and body.startswith(PNG) and len(figures) < MAX_FIGURES:
                     figures.append(body)
                 elif kind == b"r":
-                    report = _clean_report(body)
+                    report = clean_report(body)
+                    break  # the first report counts; nothing after it is trusted
             if host_capped:
                 break
         output_files: list[OutputFile] = []
@@ -385,22 +305,6 @@ class DockerSandbox(Sandbox):
                        diag=bytes(stream.diag))
 
 
-def _clean_report(body: bytes) -> dict[str, Any]:
-    """The runner's report, type-checked: code in the container could forge one."""
-    try:
-        raw = json.loads(body)
-        changed = [[str(n), int(z)] for n, z in raw.get("changed", [])][:10000]
-        rc = raw.get("returncode")
-        return {
-            "returncode": None if rc is None else int(rc),
-            "timed_out": bool(raw.get("timed_out")), "capped": bool(raw.get("capped")),
-            "oom": bool(raw.get("oom")), "changed": changed,
-            "exception": None if raw.get("exception") is None else str(raw["exception"])[:200],
-        }
-    except (ValueError, TypeError, AttributeError):
-        return {"returncode": None, "changed": [], "tampered": True}
-
-
 def _kill(api: Any, cid: str) -> None:
     import docker
 
@@ -413,52 +317,6 @@ def _oom_killed(api: Any, cid: str) -> bool:
         return bool(api.inspect_container(cid)["State"].get("OOMKilled"))
     except Exception:
         return False
-
-
-def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures: list[bytes],
-            files: list[OutputFile], limits: Limits, duration: float, image: str | None, *,
-            oom: bool, host_timeout: bool, host_capped: bool, diag: bytes) -> RunResult:
-    report = report or {}
-    rc = report.get("returncode")
-    exit_code = None if rc is None else (rc - 256 if rc > 255 else rc)
-    capped = host_capped or bool(report.get("capped"))
-    oom = oom or report.get("exception") == "MemoryError"
-    stderr = err.decode("utf-8", "replace")
-    stdout = out.decode("utf-8", "replace")
-    if capped:
-        status, reason = "output_capped", (
-            f"Output passed the {limits.output_bytes}-byte limit; the script was stopped")
-        marker = f"\n[... output truncated at {limits.output_bytes} bytes ...]\n"
-        stdout = stdout[:limits.output_bytes] + marker
-    elif oom:
-        status, reason = "memory", f"Ran out of memory (limit {limits.memory_mb} MB)"
-    elif host_timeout or report.get("timed_out"):
-        status, reason = "timeout", f"Stopped at the {limits.timeout:g} s time limit"
-    elif report.get("tampered"):
-        status, reason = "error", "The script tampered with the sandbox's report channel"
-    elif not report:
-        status = "error"
-        reason = "The sandbox runner ended without a report"
-        if diag:
-            reason += ": " + diag.decode("utf-8", "replace").strip().splitlines()[-1][:200]
-    elif rc == 0:
-        status, reason = "ok", ""
-    else:
-        status = "error"
-        exc = report.get("exception")
-        if exc:
-            reason = f"The script raised {exc}"
-        elif rc is not None and rc > 128:
-            reason = f"The script was killed by signal {rc - 128}"
-            if rc - 128 == 25:
-                reason += f" (file size limit {limits.file_bytes} bytes)"
-        else:
-            reason = f"The script exited with code {rc}"
-    if status in ("timeout", "memory"):
-        stderr += f"\n[sandbox] {reason}\n"
-    return RunResult(status=status, exit_code=exit_code, stdout=stdout, stderr=stderr,  # type: ignore[arg-type]
-                     duration=duration, truncated=capped, files=files, figures=figures,
-                     backend="docker", image=image, reason=reason)
 
 
 _modules_cache: dict[str, frozenset[str]] = {}

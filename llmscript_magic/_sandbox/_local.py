@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import Limits, OutputFile, RunResult, Sandbox
-from ._docker import _safe_name, build_result, child_env
+from ._files import safe_name
+from ._outcome import build_result, child_env
 from ._runner import changed_files, snapshot, supervise
 
 WARNING = ("local sandbox: weaker isolation than Docker (runs as your user, can read your "
@@ -81,7 +82,7 @@ class LocalSandbox(Sandbox):
             work, home = root / "work", root / "home"
             work.mkdir()
             home.mkdir()
-            inputs = {_safe_name(k): bytes(v) for k, v in (files or {}).items()}
+            inputs = {safe_name(k): bytes(v) for k, v in (files or {}).items()}
             for name, data in inputs.items():
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).write_bytes(data)
