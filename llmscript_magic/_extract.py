@@ -168,6 +168,8 @@ def _classify(f: _Fenced) -> str:
     """Say what a block is: python, shell, output, session or other."""
     lang, code = f.block.lang, f.block.code
     last_intro = f.intro.splitlines()[-1].strip(" *_#>") if f.intro else ""
+    if not code.strip():
+        return "empty"
     if lang in _SHELL_TAGS:
         return "shell"
     if lang in _OUTPUT_TAGS:
@@ -200,6 +202,8 @@ def _skip_note(f: _Fenced) -> str:
                 "install packages in the sandbox image instead.")
     if f.kind == "output":
         return f"Skipped a sample-output block {where}."
+    if f.kind == "empty":
+        return f"Skipped an empty block {where}."
     if f.kind == "session":
         return f"Skipped an interactive-session (>>>) block {where}."
     return f"Skipped a {f.block.lang or 'non-Python'} block {where}."

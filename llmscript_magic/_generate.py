@@ -338,14 +338,16 @@ def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] 
     from ._extract import extract_code
 
     try:
-        code = extract_code(reply.text, truncated=reply.truncated).code
+        found = extract_code(reply.text, truncated=reply.truncated)
     except ExtractionError as err:
         report = ValidationReport([Check("extract", "fail", str(err), layer="extract")])
         return Attempt(reply.text, None, report, reply.usage, reply.stop_reason, error=str(err),
                        source=source)
-    attempt = Attempt(reply.text, code, ValidationReport([]), reply.usage, reply.stop_reason,
-                      source=source)
+    attempt = Attempt(reply.text, found.code, ValidationReport([]), reply.usage,
+                      reply.stop_reason, source=source)
     _check(attempt, spec, opts, available)
+    how = "; ".join((f"code taken from the reply: {found.how}", *found.notes))
+    attempt.report.checks.insert(0, Check("extract", "pass", how, layer="extract"))
     return attempt
 
 

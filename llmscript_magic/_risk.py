@@ -221,7 +221,7 @@ class _Scanner(ast.NodeVisitor):
 
     def add(self, kind: str, node: ast.AST, what: str, target: str = "") -> None:
         line, col = getattr(node, "lineno", 0), getattr(node, "col_offset", 0) + 1
-        msg = f"{what} (line {line}); {BOUNDARY}"
+        msg = f"{what} (line {line})"
         self.found.setdefault((kind, line), Finding(kind, line, col, msg, target))
 
     def _chain(self, node: ast.AST) -> None:

@@ -591,6 +591,7 @@ NO_CODE = [
     ("only-output", "Output:\n```\n42\n```"),
     ("only-other-language", "```javascript\nconsole.log('x')\n```"),
     ("empty", ""),
+    ("empty-fence", "Here is the code:\n```python\n\n```"),
     ("whitespace", "  \n\t\r\n"),
 ]
 

@@ -78,7 +78,8 @@ def run_notebook(page: Any, lab: LabServer, name: str, spec_cell: str) -> None:
     lab.write_notebook(name, [code_cell("%load_ext llmscript_magic"), code_cell(spec_cell)])
     page.goto(f"{lab.url}/lab/tree/{name}?reset")
     page.wait_for_function(KERNEL_IDLE_JS, timeout=TIMEOUT_MS)
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    # not awaited: the command's promise settles only when every cell is done
+    page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
 
 def test_widget_shows_code_checks_and_run(page: Any, lab: LabServer, standin: StandIn) -> None:
