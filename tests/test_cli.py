@@ -10,7 +10,6 @@ from typing import Any
 
 import nbformat
 import pytest
-
 from sandbox_fixtures import docker_client  # noqa: F401  (fixture)
 from standins import closed_port
 
