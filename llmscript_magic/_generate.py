@@ -8,12 +8,14 @@ model gets a short, trimmed report and tries again. Every attempt is kept.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._cache import DiskCache, Recordings, entry_to_reply, reply_to_entry, request_key
@@ -278,11 +280,16 @@ def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -
     return Check("outputs", "pass", "returned " + ", ".join(names), layer="run")
 
 
+_HOST_PATH = re.compile(r"(?:/tmp|/var/tmp|/private/tmp)/[^\s\"']*/(?=[^/\s\"']+)")
+
+
 def _repair_report(attempt: Attempt) -> str:
+    """What the model is told about a failed attempt: bounded, and without host paths."""
     lines = [f"- {c.name}: {c.message}" for c in attempt.report.failures]
     if attempt.run is not None and attempt.run.stderr.strip():
         lines.append("Last lines of stderr:\n" + tail(attempt.run.stderr))
-    return "\n".join(lines)[:3000]
+    text = _HOST_PATH.sub("", "\n".join(lines))
+    return text.replace(str(Path.home()), "~")[:3000]
 
 
 def generate(

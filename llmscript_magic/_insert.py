@@ -5,7 +5,9 @@ Kernel front ends (JupyterLab 4, Notebook 7, VS Code) act on a
 one extra ``llmscript`` key that our JupyterLab extension reads to tag the cell,
 replace an earlier generated cell instead of stacking, and keep the record.
 Front ends without the extension ignore the extra key. A terminal IPython
-gets the code as its next input.
+gets the code as its next input. Widget callbacks, where payloads are ignored
+(jupyterlab#8893), insert through a comm to ``COMM_TARGET`` instead
+(``WidgetView.insert_below``).
 """
 
 from __future__ import annotations
@@ -39,19 +41,3 @@ def insert_below(shell: InteractiveShell, code: str, meta: dict[str, Any]) -> No
         )
     else:
         shell.set_next_input(code.rstrip("\n"), replace=False)
-
-
-def insert_via_comm(code: str, meta: dict[str, Any]) -> bool:
-    """Insert from a widget callback, where payloads are ignored (jupyterlab#8893).
-
-    Returns False when no comm could be opened (no kernel); whether the
-    extension answered is reported back on the comm, asynchronously.
-    """
-    try:
-        from comm import create_comm
-    except ImportError:
-        return False
-    comm = create_comm(target_name=COMM_TARGET, data={"action": "insert", "text": code,
-                                                       "llmscript": meta})
-    comm.close()
-    return True

@@ -185,8 +185,14 @@ class GenerateMagics(Magics):
         from ._generate import generate
 
         opts = self.options(args, cell)
+        from ._provider import resolve_model
+
+        try:
+            cls, model = resolve_model(opts.model)
+        except LLMScriptError as err:
+            raise UsageError(str(err)) from None
         view = self._view(cell, opts)
-        view.start(opts.model or "anthropic (default model)")
+        view.start(f"{cls.name}:{model}")
         attempts = iter(range(1, opts.retries + 2))
         try:
             gen = generate(cell, opts, on_chunk=view.chunk,

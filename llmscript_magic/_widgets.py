@@ -122,13 +122,6 @@ class WidgetView:
 
     # -- the view protocol ---------------------------------------------------------
     def start(self, model: str) -> None:
-        from ._provider import resolve_model
-
-        try:  # the magic's label for the default model is vague; name it
-            cls, name = resolve_model(self.opts.model)
-            model = f"{cls.name}:{name}"
-        except LLMScriptError:
-            pass
         self.cancel.clear()
         self._model, self._text, self._tries = model, "", 0
         self._t0 = self._last = time.monotonic()

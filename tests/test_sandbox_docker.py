@@ -6,6 +6,7 @@ not touched and that the user is told what happened (status + reason).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -341,8 +342,19 @@ def test_import_does_not_load_docker() -> None:
 
 
 def _with_pids(client: Any, pids: int) -> list[Any]:
-    return [c for c in client.containers.list(all=True, filters={"label": "llmscript.sandbox=1"})
-            if c.attrs["HostConfig"]["PidsLimit"] == pids]
+    """Containers with this pids limit; ones removed while we look are skipped."""
+    import docker
+
+    found = []
+    for c in client.containers.list(all=True, sparse=True,
+                                    filters={"label": "llmscript.sandbox=1"}):
+        try:
+            c.reload()
+        except docker.errors.NotFound:
+            continue
+        if c.attrs["HostConfig"]["PidsLimit"] == pids:
+            found.append(c)
+    return found
 
 
 @pytest.mark.parametrize(("ending", "pids"), [("exit", 91), ("sigkill", 92)])
@@ -354,8 +366,9 @@ def test_pool_does_not_outlive_the_interpreter(docker_client: Any, ending: str,
         f"r = get_sandbox('docker').run('print(1)', limits=Limits(pids={pids}))\n"
         "assert r.stdout == '1\\n', r\n"
         "time.sleep(3)\n"
-        "warm = [c for c in docker.from_env().containers.list(all=True)\n"
-        f"        if c.attrs['HostConfig']['PidsLimit'] == {pids}]\n"
+        "from typing import Any\n"
+        + inspect.getsource(_with_pids) +
+        f"warm = _with_pids(docker.from_env(), {pids})\n"
         "print('warm', len(warm), flush=True)\n"
         "if sys.argv[1] == 'sigkill':\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -19,10 +19,10 @@ from typing import Any
 import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from standins import TEST_ANTHROPIC_KEY
 
 from llmscript_magic._fake import FakeProvider
 from llmscript_magic._render import summary_text
-from standins import TEST_ANTHROPIC_KEY
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -54,7 +54,7 @@ def fenced(code: str) -> str:
 class RecordingComm:
     """Stands where ipykernel's Comm would: keeps what would go to the front end."""
 
-    all: list[RecordingComm] = []  # noqa: RUF012
+    all: list[RecordingComm] = []
 
     def __init__(self, target_name: str = "", data: Any = None, **_: Any) -> None:
         self.comm_id = uuid.uuid4().hex
