@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from standins import anthropic_standin, openai_standin  # noqa: F401  (fixtures)
+
+pytest_plugins = ["standins", "sandbox_fixtures"]  # fixtures shared by the test files
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import nbformat
 import pytest
-from sandbox_fixtures import docker_client  # noqa: F401  (fixture)
 from standins import closed_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +31,7 @@ def test_all_four_demo_notebooks_exist() -> None:
 
 
 @pytest.mark.docker
-def test_demo_notebooks_replay_offline(tmp_path: Path, docker_client: Any) -> None:  # noqa: F811
+def test_demo_notebooks_replay_offline(tmp_path: Path, docker_client: Any) -> None:
     proc = llmscript("run", *map(str, DEMOS), "--replay", "-j", "2", "-o", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     for demo in DEMOS:

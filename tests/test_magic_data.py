@@ -7,7 +7,6 @@ from typing import Any
 import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from sandbox_fixtures import docker_client  # noqa: F401  (fixture)
 
 TRANSFORM = '''\
 import pandas as pd
@@ -83,7 +82,7 @@ def test_refine_sends_the_previous_turn(ip: InteractiveShell, anthropic_standin:
 @pytest.mark.docker
 def test_dataframe_round_trip_through_the_sandbox(
         ip: InteractiveShell, anthropic_standin: Any, sales: pd.DataFrame,
-        docker_client: Any) -> None:  # noqa: F811
+        docker_client: Any) -> None:
     ip.user_ns["sales"] = sales
     ip.user_ns["result"] = "keep me until a good run"
     anthropic_standin.enqueue(_fence(TRANSFORM))
@@ -99,7 +98,7 @@ def test_dataframe_round_trip_through_the_sandbox(
 
 @pytest.mark.docker
 def test_failed_output_never_overwrites_a_variable(
-        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,  # noqa: F811
+        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
     ip.user_ns["result"] = "precious"
     anthropic_standin.enqueue(_fence("answer = 42\n"))
@@ -111,7 +110,7 @@ def test_failed_output_never_overwrites_a_variable(
 
 @pytest.mark.docker
 def test_check_failure_is_repaired_with_the_report(
-        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,  # noqa: F811
+        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
     anthropic_standin.enqueue(_fence("import json\njson.dump({'a': 2}, open('t.json', 'w'))\n"))
     anthropic_standin.enqueue(_fence("import json\njson.dump({'a': 3}, open('t.json', 'w'))\n"))

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from sandbox_fixtures import docker_client  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.docker
 
@@ -20,7 +19,7 @@ def prompts(standin: Any) -> list[str]:
 
 
 def test_runtime_error_is_fixed_from_the_traceback(
-        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,  # noqa: F811
+        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
     anthropic_standin.enqueue(fence("values = [1, 2, 3]\nprint(values[3])\n"))
     anthropic_standin.enqueue(fence("values = [1, 2, 3]\nprint(values[-1])\n"))
@@ -35,7 +34,7 @@ def test_runtime_error_is_fixed_from_the_traceback(
 
 
 def test_module_missing_from_the_image_is_named_and_repaired(
-        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,  # noqa: F811
+        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
     anthropic_standin.enqueue(fence("import polars as pl\nprint(pl.DataFrame({'a': [1]}))\n"))
     anthropic_standin.enqueue(fence("import pandas as pd\nprint(pd.DataFrame({'a': [1]}))\n"))
@@ -47,7 +46,7 @@ def test_module_missing_from_the_image_is_named_and_repaired(
 
 
 def test_never_right_stops_at_the_limit_with_a_summary(
-        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,  # noqa: F811
+        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
     for _ in range(3):
         anthropic_standin.enqueue(fence("raise SystemExit(3)\n"))
@@ -60,7 +59,7 @@ def test_never_right_stops_at_the_limit_with_a_summary(
 
 
 def test_budget_stops_the_loop_early(ip: InteractiveShell, anthropic_standin: Any,
-                                     docker_client: Any) -> None:  # noqa: F811
+                                     docker_client: Any) -> None:
     for _ in range(3):
         anthropic_standin.enqueue(fence("raise SystemExit(3)\n"),
                                   usage={"input_tokens": 900, "output_tokens": 200})
@@ -69,7 +68,7 @@ def test_budget_stops_the_loop_early(ip: InteractiveShell, anthropic_standin: An
 
 
 def test_example_output_is_verified(ip: InteractiveShell, anthropic_standin: Any,
-                                    docker_client: Any,  # noqa: F811
+                                    docker_client: Any,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     anthropic_standin.enqueue(fence("print(sum([2, 3]) * 2)\n"))
     anthropic_standin.enqueue(fence("print(sum([2, 3]))\n"))

@@ -31,7 +31,6 @@ from llmscript_magic._sandbox import Limits, get_sandbox
 GRACE = 1.0 + 3.0 + 1.5  # inner SIGTERM->SIGKILL, host slack, scheduling noise
 FAST = Limits(timeout=5)
 pytestmark = pytest.mark.docker
-pytest_plugins = ["sandbox_fixtures"]
 
 
 def test_stdout_stderr_and_exit_code(docker_sandbox: Any) -> None:

@@ -24,7 +24,6 @@ import pytest
 from llmscript_magic._sandbox import DEFAULT_IMAGE, get_sandbox, shutdown
 
 pytestmark = pytest.mark.docker
-pytest_plugins = ["sandbox_fixtures"]
 
 
 def _free_port() -> int:
