@@ -36,12 +36,6 @@ class AnthropicProvider(Provider):
     models = _CURRENT_MODELS
     model_prefixes = ("claude-",)
 
-    def __init__(self, api_key: str | None = None, *, timeout: float = 120.0,
-                 max_retries: int = 2, base_url: str | None = None) -> None:
-        super().__init__(api_key, timeout=timeout, max_retries=max_retries)
-        #: None lets the SDK read ANTHROPIC_BASE_URL, as users expect
-        self.base_url = base_url
-
     @classmethod
     def list_models(cls) -> tuple[str, ...]:
         """The installed SDK's model names minus the ones it flags as deprecated."""
@@ -70,11 +64,7 @@ class AnthropicProvider(Provider):
                 "The anthropic package is not installed: pip install llmscript-magic."
             ) from err
 
-        kwargs: dict[str, Any] = {"api_key": key, "timeout": self.timeout,
-                                  "max_retries": self.max_retries}
-        if self.base_url:
-            kwargs["base_url"] = self.base_url
-        client = anthropic.Anthropic(**kwargs)
+        client = anthropic.Anthropic(**self.client_options(key))
         base = str(client.base_url).rstrip("/")
         params: dict[str, Any] = {
             "model": request.model,

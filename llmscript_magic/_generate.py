@@ -227,7 +227,8 @@ class _Completer:
         return reply, key, "model"
 
 
-def _available_modules(opts: Options) -> frozenset[str] | None:
+def sandbox_modules(opts: Options) -> frozenset[str] | None:
+    """What the sandbox image can import; None when unknown (no Docker, or not docker)."""
     if opts.sandbox != "docker":
         return None
     from ._sandbox import available_modules
@@ -313,7 +314,7 @@ def generate(
                           history=opts.history)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
     messages = prompt.messages
-    available = _available_modules(opts)
+    available = sandbox_modules(opts)
     t0 = time.monotonic()
     for n in range(opts.retries + 1):
         request = Request(completer.model, prompt.system, messages, opts.max_tokens,
@@ -379,7 +380,7 @@ def check_code(code: str, spec: str | Spec = "", options: Options | None = None,
     opts = replace(options or Options(), **overrides)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     attempt = Attempt("", code, ValidationReport([]), Usage(), None, source="user")
-    _check(attempt, spec, opts, _available_modules(opts))
+    _check(attempt, spec, opts, sandbox_modules(opts))
     return attempt
 
 

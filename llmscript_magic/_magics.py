@@ -49,17 +49,6 @@ def parse_memory(text: str) -> int:
 _FOLLOW_UP = re.compile(r"\s*(now|then|also|next|and now|instead)\b", re.IGNORECASE)
 
 
-def _sandbox_modules(opts: Options) -> frozenset[str] | None:
-    if opts.sandbox != "docker":
-        return None
-    from ._sandbox import available_modules
-
-    try:
-        return available_modules(opts.image)
-    except LLMScriptError:
-        return None
-
-
 def _parse(magic: Any, line: str) -> Any:
     """Like ``parse_argstring``, but with shell quoting: IPython's ``arg_split`` keeps the
     quotes, so ``--check "x == 3"`` would arrive as a (always true) string literal."""
@@ -293,7 +282,9 @@ class GenerateMagics(Magics):
                          for i in block.items]
             files = dict(opts.files)
             if variables:
-                available = _sandbox_modules(opts)
+                from ._generate import sandbox_modules
+
+                available = sandbox_modules(opts)
                 extra, note = input_files(variables, ns, available=available)
                 files.update(extra)
                 blocks.append(note)

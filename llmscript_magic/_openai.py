@@ -36,12 +36,6 @@ class OpenAIProvider(Provider):
     models = ("gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "o3", "o4-mini")
     model_prefixes = ("gpt-", "o1", "o3", "o4")
 
-    def __init__(self, api_key: str | None = None, *, timeout: float = 120.0,
-                 max_retries: int = 2, base_url: str | None = None) -> None:
-        super().__init__(api_key, timeout=timeout, max_retries=max_retries)
-        #: None lets the SDK read OPENAI_BASE_URL
-        self.base_url = base_url
-
     @classmethod
     def list_models(cls) -> tuple[str, ...]:
         """Chat model names the installed SDK knows about."""
@@ -86,11 +80,7 @@ class OpenAIProvider(Provider):
                 "The openai package is not installed: pip install 'llmscript-magic[openai]'."
             ) from err
 
-        kwargs: dict[str, Any] = {"api_key": key, "timeout": self.timeout,
-                                  "max_retries": self.max_retries}
-        if self.base_url:
-            kwargs["base_url"] = self.base_url
-        client = openai.OpenAI(**kwargs)
+        client = openai.OpenAI(**self.client_options(key))
         base = str(client.base_url).rstrip("/")
         where = self._where(base)
         messages: list[dict[str, str]] = []

@@ -14,7 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from ._errors import MissingKeyError, UnknownModelError
 
@@ -81,10 +81,20 @@ class Provider(ABC):
     model_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, api_key: str | None = None, *, timeout: float = 120.0,
-                 max_retries: int = 2) -> None:
+                 max_retries: int = 2, base_url: str | None = None) -> None:
         self._api_key = api_key
         self.timeout = timeout
         self.max_retries = max_retries
+        #: None lets the vendor SDK read its usual variable (ANTHROPIC_BASE_URL, ...)
+        self.base_url = base_url
+
+    def client_options(self, key: str | None) -> dict[str, Any]:
+        """Keyword arguments every official vendor SDK client takes."""
+        options: dict[str, Any] = {"api_key": key, "timeout": self.timeout,
+                                   "max_retries": self.max_retries}
+        if self.base_url:
+            options["base_url"] = self.base_url
+        return options
 
     def __repr__(self) -> str:  # never show the key
         return f"<{type(self).__name__} {self.name!r}>"
