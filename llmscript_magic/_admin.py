@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._cost import estimate, format_cost
+from ._cost import format_cost, generation_cost
 from ._provider import providers
 
 
@@ -26,7 +26,7 @@ def usage_text(magics: Any) -> str:
     lines = [f"{'#':>3}  {'model':38} {'in':>7} {'out':>7} {'cost':>9}  source"]
     for n, gen in enumerate(magics.history, 1):
         u = gen.usage
-        cost = estimate(gen.model, u, magics._prices()) if gen.source == "model" else 0.0
+        cost = generation_cost(gen, magics._prices())
         lines.append(f"{n:>3}  {gen.model:38} {u.input_tokens:>7} {u.output_tokens:>7} "
                      f"{format_cost(cost):>9}  {gen.source}")
     total = magics.session_usage

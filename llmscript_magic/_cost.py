@@ -7,8 +7,12 @@ Prices are US dollars per million tokens; unknown models cost ``None``
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ._provider import Usage
+
+if TYPE_CHECKING:
+    from ._generate import Generation
 
 # input, output per million tokens; cache reads at 10% and writes at 125% of input
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -40,6 +44,12 @@ def estimate(model: str, usage: Usage,
                + usage.cache_read_input_tokens * p_in * 0.1
                + usage.cache_creation_input_tokens * p_in * 1.25)
     return dollars / 1_000_000
+
+
+def generation_cost(gen: Generation,
+                    prices: Mapping[str, tuple[float, float]] | None = None) -> float | None:
+    """What a generation cost: nothing when it came from the cache or a recording."""
+    return estimate(gen.model, gen.usage, prices) if gen.source == "model" else 0.0
 
 
 def format_cost(cost: float | None) -> str:

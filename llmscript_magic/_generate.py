@@ -82,6 +82,7 @@ class Attempt:
     outputs: dict[str, Any] | None = None  # variables loaded back from the run
     error: str | None = None  # why no code, or why the sandbox could not run it
     source: str = "model"  # "model", "cache" or "replay"
+    will_retry: bool = False  # set by the loop: the model gets this attempt's report back
 
     @property
     def repairable(self) -> bool:
@@ -248,7 +249,7 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
     if opts.check or opts.outputs:
         snippet = ""
         if opts.outputs:
-            from ._context import output_snippet
+            from ._data_io import output_snippet
 
             snippet = output_snippet(opts.outputs)
         to_run, extra = wrap(attempt.code, check=opts.check, outputs=snippet)
@@ -271,7 +272,7 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:
-    from ._context import load_outputs
+    from ._data_io import load_outputs
     from ._errors import ConfigurationError
 
     try:
@@ -325,11 +326,13 @@ def generate(
         gen.entries.append(reply_to_entry(key, reply))
         attempt = _attempt(reply, spec, opts, available, source)
         gen.attempts.append(attempt)
+        budget = opts.budget_tokens
+        spent = gen.usage.input_tokens + gen.usage.output_tokens
+        attempt.will_retry = (attempt.repairable and n < opts.retries
+                              and not (budget and spent >= budget))
         if on_attempt:
             on_attempt(attempt)
-        budget = opts.budget_tokens
-        if not attempt.repairable or n == opts.retries or (
-                budget and gen.usage.input_tokens + gen.usage.output_tokens >= budget):
+        if not attempt.will_retry:
             break
         messages = (*messages, Message("assistant", reply.text),
                     repair_message(_repair_report(attempt)))

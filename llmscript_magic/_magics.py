@@ -270,7 +270,8 @@ class GenerateMagics(Magics):
         """Notebook variables as context, as sandbox inputs and outputs; a follow-up's history."""
         from dataclasses import replace
 
-        from ._context import build_context, input_files, names_in_spec, output_note
+        from ._context import build_context, names_in_spec
+        from ._data_io import input_files, output_note
 
         blocks, sent = [], []
         try:
@@ -340,12 +341,12 @@ class GenerateMagics(Magics):
         }
 
     def _remember(self, gen: Generation) -> None:
-        from ._cost import estimate
+        from ._cost import generation_cost
 
         self.history.append(gen)
         if gen.source == "model":
             self.session_usage = self.session_usage + gen.usage
-            self.session_cost += estimate(gen.model, gen.usage, self._prices()) or 0.0
+        self.session_cost += generation_cost(gen, self._prices()) or 0.0
         if self.shell is not None and (cell_id := parent_cell_id(self.shell)):
             self.by_cell[cell_id] = gen
 

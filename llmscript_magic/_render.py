@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ._cost import estimate, format_cost
+from ._cost import format_cost, generation_cost
 
 if TYPE_CHECKING:
     from ._generate import Attempt, Generation
@@ -36,10 +36,10 @@ def run_text(run: RunResult) -> str:
 def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None = None) -> str:
     """The whole outcome in plain text (no reply text: the code says it)."""
     u = gen.usage
-    head = (f"{gen.model} · {u.input_tokens} in / {u.output_tokens} out tokens · "
-            f"{format_cost(estimate(gen.model, u, prices))}")
+    cost = format_cost(generation_cost(gen, prices))
+    head = f"{gen.model} · {u.input_tokens} in / {u.output_tokens} out tokens · {cost}"
     if gen.source != "model":
-        head += f" · from {gen.source}"
+        head += f" · from {gen.source} (no request made)"
     if len(gen.attempts) > 1:
         head += f" · {len(gen.attempts)} attempts"
     lines = [head]
@@ -71,9 +71,9 @@ class TextView:
             sys.stdout.flush()
 
     def attempt(self, attempt: Attempt, number: int) -> None:
-        if self.stream and not attempt.report.ok and attempt.code is not None:
-            print(f"\n\nAttempt {number} failed: {attempt.report.summary_line()}; retrying …\n",
-                  flush=True)
+        if self.stream and attempt.will_retry:
+            print(f"\n\nAttempt {number} failed: {attempt.report.summary_line()}; asking the "
+                  "model to fix it …\n", flush=True)
 
     def finish(self, gen: Generation, metadata: dict[str, Any]) -> None:
         from IPython.display import Image, display

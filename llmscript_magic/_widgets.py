@@ -146,9 +146,9 @@ class WidgetView:
 
     def attempt(self, attempt: Attempt, number: int) -> None:
         self._tries += 1
-        if not attempt.report.ok and attempt.code is not None:
+        if attempt.will_retry:
             self._text += (f"\n\n── attempt {self._tries} failed: "
-                           f"{attempt.report.summary_line()}; retrying ──\n\n")
+                           f"{attempt.report.summary_line()}; asking the model to fix it ──\n\n")
             self._flush()
 
     def finish(self, gen: Generation, metadata: dict[str, Any]) -> None:
@@ -323,14 +323,14 @@ class WidgetView:
         self.notice.value = f'<div class="llmscript-notice">{html}</div>' if html else ""
 
     def _headline(self, gen: Generation) -> str:
-        from ._cost import estimate, format_cost
+        from ._cost import format_cost, generation_cost
 
         u = gen.usage
-        cost = format_cost(estimate(gen.model, u, self._prices()))
+        cost = format_cost(generation_cost(gen, self._prices()))
         parts = [f"<b>{h.esc(gen.model)}</b>", f"{u.input_tokens} in / {u.output_tokens} out "
                  f"tokens", f"est. {cost}"]
         if gen.source != "model":
-            parts.append(f"from {h.esc(gen.source)}")
+            parts.append(f"from {h.esc(gen.source)} (no request made)")
         if "total_s" in gen.timing:
             parts.append(f"{gen.timing['total_s']:.1f}s")
         return " · ".join(parts)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._render import STATUS_WORD
+from ._risk import BOUNDARY
 
 if TYPE_CHECKING:
     from ._generate import Attempt
@@ -87,9 +88,12 @@ def checklist_html(report: ValidationReport) -> str:
     rows = "".join(check_row(c) for c in report.checks)
     if not rows:
         rows = '<li style="list-style:none"><i>No checks ran.</i></li>'
+    footer = ""
+    if any(c.layer == "risk" for c in report.checks):
+        footer = f"<small><i>Risk checks are {esc(BOUNDARY)}.</i></small>"
     return (f'<div class="llmscript-checklist"><b>Checks</b> '
             f"<small>{esc(report.summary_line())}</small>"
-            f'<ul style="margin:2px 0;padding-left:4px">{rows}</ul></div>')
+            f'<ul style="margin:2px 0;padding-left:4px">{rows}</ul>{footer}</div>')
 
 
 def _output_block(name: str, text: str, truncated: bool) -> str:

@@ -16,16 +16,14 @@ import pytest
 from standins import AnthropicStandIn
 
 import llmscript_magic
-from llmscript_magic._context import (
+from llmscript_magic._checks import wrap
+from llmscript_magic._context import build_context, describe, names_in_spec
+from llmscript_magic._data_io import (
     OUT_DIR,
-    build_context,
-    describe,
     input_files,
     load_outputs,
-    names_in_spec,
     output_note,
     output_snippet,
-    wrap_script,
 )
 from llmscript_magic._errors import ConfigurationError
 from llmscript_magic._sandbox import OutputFile
@@ -256,7 +254,10 @@ def test_input_files_refuse_what_cannot_cross(value: Any, message: str) -> None:
 
 # -- results back -------------------------------------------------------------------
 def _run_script(tmp_path: Path, code: str, names: list[str]) -> list[OutputFile]:
-    _run_host(tmp_path, wrap_script(code, names))
+    runner, files = wrap(code, outputs=output_snippet(names))
+    for fname, data in files.items():
+        (tmp_path / fname).write_bytes(data)
+    _run_host(tmp_path, runner)
     out = tmp_path / OUT_DIR
     return [OutputFile(f"{OUT_DIR}/{p.name}", p.stat().st_size, p.read_bytes())
             for p in sorted(out.iterdir())] if out.exists() else []
@@ -357,9 +358,9 @@ def test_schema_only_context_reaches_the_model_without_values(
 
 
 def test_importing_and_describing_plain_values_loads_no_pandas() -> None:
-    code = ("import sys, llmscript_magic._context as c\n"
+    code = ("import sys, llmscript_magic._context as c, llmscript_magic._data_io as d\n"
             "c.build_context(['x'], {'x': [1, 2]})\n"
-            "c.input_files(['x'], {'x': 1}, available=None)\n"
+            "d.input_files(['x'], {'x': 1}, available=None)\n"
             "print(json.dumps(sorted(m for m in ('pandas', 'numpy') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True,
                           text=True, timeout=60)
@@ -376,7 +377,8 @@ def test_round_trip_through_the_real_sandbox(docker_sandbox: Any) -> None:
     loader = re.search(r"```python\n(.*?)```", note, re.S).group(1)  # type: ignore[union-attr]
     code = loader + "result = df.assign(y=df.x * 2)\nscaled = arr * 2\ntotal = s.sum()\n"
     names = ["df", "s", "result", "scaled", "cfg", "total"]
-    run = docker_sandbox.run(wrap_script(code, names), files=files)
+    runner, script = wrap(code, outputs=output_snippet(names))
+    run = docker_sandbox.run(runner, files={**files, **script})
     assert run.status == "ok", run.stderr
     got = load_outputs(names, run.files)
 
