@@ -329,6 +329,8 @@ class WidgetView:
         cost = format_cost(generation_cost(gen, self._prices()))
         parts = [f"<b>{h.esc(gen.model)}</b>", f"{u.input_tokens} in / {u.output_tokens} out "
                  f"tokens", f"est. {cost}"]
+        if gen.sent:  # the size-bounded notebook data that went into the prompt
+            parts.append("context: " + h.esc("; ".join(gen.sent)))
         if gen.source != "model":
             parts.append(f"from {h.esc(gen.source)} (no request made)")
         if "total_s" in gen.timing:

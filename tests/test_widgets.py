@@ -370,3 +370,22 @@ def test_stop_button_stops_a_running_cell(anthropic_standin: Any, tmp_path: Path
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_widget_headline_shows_the_context_sent(ip: InteractiveShell) -> None:
+    import pandas as pd
+
+    from llmscript_magic._generate import Options
+    from llmscript_magic._widgets import WidgetView
+
+    ip.user_ns["df"] = pd.DataFrame({"a": [1, 2]})
+    FakeProvider.enqueue("```python\nprint(1)\n```")
+    gm = ip.magics_manager.registry["GenerateMagics"]
+    view = WidgetView(gm, "Sum {df}.", Options(model="fake:fake"))
+    from llmscript_magic import generate
+
+    opts = gm.options(gm.generate.parser.parse_args(["--model", "fake:fake"]), "Sum {df}.")
+    gen = generate("Sum {df}.", opts)
+    view.start(gen.model)
+    view.finish(gen, {})
+    assert "context: df (pandas.DataFrame):" in view.status.value
