@@ -140,6 +140,8 @@ def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
     output.parent.mkdir(parents=True, exist_ok=True)
     # cells run in the output's folder, so files they write land beside the result, not the source
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+                            # the kernel's own log (e.g. its plain-TCP warning) is noise here
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             resources={"metadata": {"path": str(output.parent.resolve())}},
                             on_cell_execute=on_start, on_cell_executed=on_done)
     try:

@@ -25,6 +25,12 @@ def llmscript(*args: str, env: dict[str, str] | None = None,
                           cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
+def _stdout(cell: Any) -> str:
+    """The sandbox run's stdout as the text fallback shows it."""
+    text = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+    return text.split("--- stdout ---\n")[1].split("\n---")[0] if "--- stdout ---" in text else ""
+
+
 def test_all_four_demo_notebooks_exist() -> None:
     assert {p.stem for p in DEMOS} == {"quickstart", "teaching_demo", "data_transform",
                                        "safety_demo"}
@@ -34,6 +40,7 @@ def test_all_four_demo_notebooks_exist() -> None:
 def test_demo_notebooks_replay_offline(tmp_path: Path, docker_client: Any) -> None:
     proc = llmscript("run", *map(str, DEMOS), "--replay", "-j", "2", "-o", str(tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    compared = 0
     for demo in DEMOS:
         original = nbformat.read(demo, as_version=4)
         replayed = nbformat.read(tmp_path / demo.name, as_version=4)
@@ -45,6 +52,9 @@ def test_demo_notebooks_replay_offline(tmp_path: Path, docker_client: Any) -> No
                 run_before = before.outputs[0]["metadata"]["llmscript"]["summary"]["run"]
                 run_after = after.outputs[0]["metadata"]["llmscript"]["summary"]["run"]
                 assert (run_before or {}).get("exit_code") == (run_after or {}).get("exit_code")
+                assert _stdout(before) == _stdout(after)  # the same outputs, too
+                compared += bool(_stdout(after))
+    assert compared >= 4  # every demo's run printed something, compared above
     table = proc.stdout
     assert "failed as expected" in table  # the safety demo's --strict cell
     safety = nbformat.read(tmp_path / "safety_demo.ipynb", as_version=4)
