@@ -32,10 +32,12 @@ from ._errors import (
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from ._extract import Extraction, extract_code
     from ._generate import Generation, Options, generate
     from ._provider import Provider, register
     from ._sandbox import Limits, RunResult, run
     from ._spec import Spec, parse_spec
+    from ._validate import Check, ValidationReport, validate
 
 __version__ = "0.1.0"
 
@@ -44,6 +46,8 @@ _LAZY = {
     "run": "._sandbox", "Limits": "._sandbox", "RunResult": "._sandbox",
     "Provider": "._provider", "register": "._provider",
     "Spec": "._spec", "parse_spec": "._spec",
+    "extract_code": "._extract", "Extraction": "._extract",
+    "validate": "._validate", "ValidationReport": "._validate", "Check": "._validate",
 }
 
 
@@ -62,10 +66,38 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
 
 
 __all__ = [
-    "AuthenticationError", "CancelledError", "ConfigurationError", "ExtractionError",
-    "Generation", "ImageNotFoundError", "LLMScriptError", "Limits", "MissingKeyError",
-    "NoCodeError", "Options", "OverloadedError", "Provider", "ProviderConnectionError",
-    "ProviderError", "ProviderTimeoutError", "RateLimitError", "ReplayError", "RunResult",
-    "SandboxError", "SandboxUnavailableError", "Spec", "TruncatedReplyError",
-    "UnknownModelError", "generate", "load_ipython_extension", "parse_spec", "register", "run",
+    "AuthenticationError",
+    "CancelledError",
+    "Check",
+    "ConfigurationError",
+    "Extraction",
+    "ExtractionError",
+    "Generation",
+    "ImageNotFoundError",
+    "LLMScriptError",
+    "Limits",
+    "MissingKeyError",
+    "NoCodeError",
+    "Options",
+    "OverloadedError",
+    "Provider",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ReplayError",
+    "RunResult",
+    "SandboxError",
+    "SandboxUnavailableError",
+    "Spec",
+    "TruncatedReplyError",
+    "UnknownModelError",
+    "ValidationReport",
+    "extract_code",
+    "generate",
+    "load_ipython_extension",
+    "parse_spec",
+    "register",
+    "run",
+    "validate",
 ]

@@ -112,7 +112,7 @@ TEACHING = (
                "shell commands and sample output with the script. The extractor keeps only "
                "the script, even when a blank line or a `from`-sentence would fool a "
                "line-based one."),
-        ("code", "from llmscript_magic._extract import extract_code\n\n"
+        ("code", "from llmscript_magic import extract_code\n\n"
                  "reply = '''From the data you describe, this works:\n\n"
                  "```bash\npip install nothing-needed\n```\n\n"
                  "```python\nimport statistics\n\n\ndef mean(xs):\n    return statistics.mean(xs)\n\n\n"
@@ -120,7 +120,7 @@ TEACHING = (
                  "found = extract_code(reply)\nprint(found.how)\nprint(found.code)"),
         ("md", "## Validation layers\n\nSyntax, imports and a risk scan run before anything "
                "executes. The risk scan *informs*; the sandbox is the security boundary."),
-        ("code", "from llmscript_magic._validate import validate\n\n"
+        ("code", "from llmscript_magic import validate\n\n"
                  "print(validate(\"import os\\nos.system('rm -rf /tmp/x')\\n"
                  "__import__('sub' + 'process')\\n\").as_text())"),
         ("md", "## Self-repair\n\nThe first reply below has a syntax error. The checks send "
