@@ -41,6 +41,7 @@ class Options:
     temperature: float | None = None
     system: str | None = None
     api_key: str | None = None
+    base_url: str | None = None  # e.g. a local OpenAI-compatible server (Ollama, vLLM)
     request_timeout: float = 120.0
     max_retries: int = 2  # transport retries inside the SDK
     # validation
@@ -197,7 +198,8 @@ class _Completer:
     def provider(self) -> Provider:
         if self._provider is None:
             self._provider = self.cls(self.opts.api_key, timeout=self.opts.request_timeout,
-                                      max_retries=self.opts.max_retries)
+                                      max_retries=self.opts.max_retries,
+                                      base_url=self.opts.base_url)
             self._provider.api_key()  # fail early, with the how-to-fix line, before streaming
         return self._provider
 

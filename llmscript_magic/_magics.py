@@ -79,6 +79,9 @@ class GenerateMagics(Magics):
     system = Unicode("", help="Extra instructions appended to the system prompt.").tag(config=True)
     api_key = Unicode(None, allow_none=True, help="API key; prefer the provider's environment "
                       "variable (ANTHROPIC_API_KEY). Never shown or stored.").tag(config=True)
+    base_url = Unicode("", help="API base URL for the provider, e.g. a local OpenAI-compatible "
+                       "server (http://127.0.0.1:11434/v1 for Ollama); '' = the provider's "
+                       "default or its *_BASE_URL variable.").tag(config=True)
     request_timeout = Float(120.0, help="Seconds before a model request times out.").tag(
         config=True)
     insert = Bool(True, help="Insert the generated code as a new cell below.").tag(config=True)
@@ -237,6 +240,7 @@ class GenerateMagics(Magics):
             temperature=pick(args.temperature, self.temperature),
             system=pick(args.system, self.system) or None,
             api_key=self.api_key or None,
+            base_url=self.base_url or None,
             request_timeout=self.request_timeout,
             retries=pick(args.retries, self.retries),
             budget_tokens=budget or None,

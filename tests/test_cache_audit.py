@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from standins import TEST_ANTHROPIC_KEY, TEST_OPENAI_KEY
+from standins import TEST_ANTHROPIC_KEY, TEST_OPENAI_KEY, OpenAIStandIn
 
 from llmscript_magic._cache import DiskCache
 
@@ -86,3 +86,16 @@ def test_price_table_can_be_overridden(ip: InteractiveShell, anthropic_standin: 
     anthropic_standin.enqueue(REPLY, usage={"input_tokens": 1000, "output_tokens": 1000})
     ip.run_cell("%%generate\nSay hello.")
     assert "$1.1000" in capsys.readouterr().out
+
+
+def test_local_openai_compatible_server_needs_no_key(ip: InteractiveShell,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with OpenAIStandIn() as server:  # like Ollama: checks no key
+        ip.run_line_magic("config", f"GenerateMagics.base_url = '{server.url}'")
+        server.enqueue(REPLY)
+        res = ip.run_cell("%%generate --model openai:llama3.2\nSay hello.")
+        assert res.success
+        body = server.last.body
+    assert body["model"] == "llama3.2" and body["max_tokens"] == 4096
