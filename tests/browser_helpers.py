@@ -182,6 +182,23 @@ class LabServer:
         return name
 
 
+TEST_KEY = "sk-ant-test-key-0000"  # the stand-in's; never a real key
+KERNEL_IDLE_JS = """() => {
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const kernel = panel && panel.sessionContext && panel.sessionContext.session
+    && panel.sessionContext.session.kernel;
+  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+}"""
+
+
+def start_server(home: Path, standin: StandIn, app: str = "lab") -> LabServer:
+    """A started JupyterLab (or Notebook 7) whose kernels talk to ``standin``."""
+    server = LabServer(home, {"ANTHROPIC_BASE_URL": standin.url, "ANTHROPIC_API_KEY": TEST_KEY,
+                              "LLMSCRIPT_CACHE_DIR": str(home / "cache")}, app=app)
+    server.start()
+    return server
+
+
 class StandIn:
     """``python tests/standins.py anthropic`` out of process, scripted from a JSON file."""
 

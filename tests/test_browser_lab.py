@@ -16,17 +16,18 @@ from typing import Any
 import pytest
 from browser_helpers import (
     EXTENSION_NAME,
+    KERNEL_IDLE_JS,
     LabServer,
     StandIn,
     chromium,
     labextension_list,
     require_browser_stack,
     screenshot,
+    start_server,
 )
 
 pytestmark = pytest.mark.browser
 
-TEST_KEY = "sk-ant-test-key-0000"
 CODES = [f"value = {n} * 7\nprint('reply {n}', value)\n" for n in range(1, 41)]
 REPLIES = [{"text": f"Here you go:\n\n```python\n{code}```\n"} for code in CODES]
 TIMEOUT_MS = 60_000
@@ -52,14 +53,6 @@ KERNEL_EXEC_JS = """async (code) => {
   return out;
 }"""
 
-KERNEL_IDLE_JS = """() => {
-  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const kernel = panel && panel.sessionContext && panel.sessionContext.session
-    && panel.sessionContext.session.kernel;
-  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
-}"""
-
-
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
     require_browser_stack()
@@ -70,13 +63,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
-    home = tmp_path_factory.mktemp("lab")
-    server = LabServer(home, {
-        "ANTHROPIC_BASE_URL": standin.url,
-        "ANTHROPIC_API_KEY": TEST_KEY,
-        "LLMSCRIPT_CACHE_DIR": str(home / "cache"),
-    })
-    server.start()
+    server = start_server(tmp_path_factory.mktemp("lab"), standin)
     yield server
     server.stop()
 
@@ -84,13 +71,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[
 @pytest.fixture(scope="module")
 def notebook7(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
     require_browser_stack("notebook")
-    home = tmp_path_factory.mktemp("nb7")
-    server = LabServer(home, {
-        "ANTHROPIC_BASE_URL": standin.url,
-        "ANTHROPIC_API_KEY": TEST_KEY,
-        "LLMSCRIPT_CACHE_DIR": str(home / "cache"),
-    }, app="notebook")
-    server.start()
+    server = start_server(tmp_path_factory.mktemp("nb7"), standin, app="notebook")
     yield server
     server.stop()
 

@@ -12,11 +12,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_helpers import LabServer, StandIn, chromium, require_browser_stack, screenshot
+from browser_helpers import (
+    KERNEL_IDLE_JS,
+    LabServer,
+    StandIn,
+    chromium,
+    require_browser_stack,
+    screenshot,
+    start_server,
+)
 
 pytestmark = pytest.mark.browser
 
-TEST_KEY = "sk-ant-test-key-0000"
 CODE = "numbers = [1, 2, 3]\nprint('widget total', sum(numbers))\n"
 SLOW = "print('never shown')\n"
 REPLIES = [
@@ -27,12 +34,6 @@ REPLIES = [
 TIMEOUT_MS = 90_000
 WIDGET = ".jp-Notebook .llmscript-widget"
 
-KERNEL_IDLE_JS = """() => {
-  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const kernel = panel && panel.sessionContext && panel.sessionContext.session
-    && panel.sessionContext.session.kernel;
-  return !!kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
-}"""
 CELL_SOURCES_JS = """() => Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)
   .map(c => c.sharedModel.getSource())"""
 
@@ -47,10 +48,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
-    home = tmp_path_factory.mktemp("widget-lab")
-    server = LabServer(home, {"ANTHROPIC_BASE_URL": standin.url, "ANTHROPIC_API_KEY": TEST_KEY,
-                              "LLMSCRIPT_CACHE_DIR": str(home / "cache")})
-    server.start()
+    server = start_server(tmp_path_factory.mktemp("widget-lab"), standin)
     yield server
     server.stop()
 
