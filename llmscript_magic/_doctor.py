@@ -56,15 +56,16 @@ def _extension() -> tuple[bool, str]:
                    "(generated cells still insert, without metadata)")
 
 
-CHECKS: list[tuple[str, Callable[[], tuple[bool, str]]]] = [
-    ("engine", _engine), ("image", _image), ("keys", _keys), ("extension", _extension),
+#: (check, required): a missing key is only a warning, since replay needs none
+CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
+    (_engine, True), (_image, True), (_keys, False), (_extension, True),
 ]
 
 
 def doctor() -> int:
     failed = 0
-    for _, check in CHECKS:
+    for check, required in CHECKS:
         ok, message = check()
-        failed += not ok
-        print(f"{'✓' if ok else '✗'} {message}")
+        failed += required and not ok
+        print(f"{'✓' if ok else '✗' if required else '!'} {message}")
     return 1 if failed else 0

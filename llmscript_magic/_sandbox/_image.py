@@ -143,10 +143,18 @@ def _import(rootfs: Path, name: str, log: Log) -> str:
 def _docker_build(name: str, log: Log) -> str:
     context = Path(__file__).parent
     log(f"building {name} from {context / 'Dockerfile'}")
-    image, _ = _client(timeout=1800).images.build(
-        path=str(context), dockerfile="Dockerfile", tag=name, rm=True,
-        labels={f"{LABEL}.image": IMAGE_VERSION},
-    )
+    import docker
+
+    try:
+        image, _ = _client(timeout=1800).images.build(
+            path=str(context), dockerfile="Dockerfile", tag=name, rm=True,
+            labels={f"{LABEL}.image": IMAGE_VERSION},
+        )
+    except docker.errors.DockerException as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise SandboxError(f"Building {name} from the Dockerfile failed ({first}): without "
+                           "an image registry, build offline with `llmscript sandbox build`."
+                           ) from None
     return str(image.id)
 
 
