@@ -81,16 +81,18 @@ class DiskCache:
             pass  # a cache that cannot write must never break a generation
 
 
+def record_of(cell: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A cell's recorded generation: cell metadata (the extension) first, then its outputs."""
+    record: dict[str, Any] | None = cell.get("metadata", {}).get(RECORD_KEY)
+    for output in cell.get("outputs", []):
+        record = record or output.get("metadata", {}).get(OUTPUT_KEY, {}).get("record")
+    return record or None
+
+
 def records_in_notebook(nb: Mapping[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
     """(cell index, record) for every %%generate cell that carries one."""
     for index, cell in enumerate(nb.get("cells", [])):
-        record = cell.get("metadata", {}).get(RECORD_KEY)
-        if not record:
-            for output in cell.get("outputs", []):
-                record = output.get("metadata", {}).get(OUTPUT_KEY, {}).get("record")
-                if record:
-                    break
-        if record:
+        if record := record_of(cell):
             yield index, record
 
 
