@@ -99,3 +99,21 @@ def test_export_writes_runnable_scripts(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, str(scripts[0])], capture_output=True, text=True,
                          cwd=tmp_path, timeout=60)
     assert run.returncode == 0 and "Sum: 88" in run.stdout
+
+
+@pytest.mark.docker
+def test_replay_from_cell_metadata_with_outputs_cleared(tmp_path: Path,
+                                                        docker_client: Any) -> None:
+    """With the extension, the record lives in the cell's metadata, so clearing outputs keeps it."""
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for out in cell.outputs:
+                if record := out.get("metadata", {}).get("llmscript", {}).get("record"):
+                    cell.metadata["llmscript_record"] = record
+            cell.outputs = []
+    path = tmp_path / "cleared.ipynb"
+    nbformat.write(nb, path)
+    proc = llmscript("run", str(path), "--replay", "-o", str(tmp_path / "out.ipynb"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "Sum: 88" in (tmp_path / "out.ipynb").read_text()
