@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 from llmscript_magic._sandbox import DEFAULT_IMAGE, Limits, get_sandbox, shutdown
-from llmscript_magic._sandbox._docker import _host_config, connect
-from llmscript_magic._sandbox._image import LABEL
+from llmscript_magic._sandbox.docker import _host_config, connect
+from llmscript_magic._sandbox.image import LABEL
 
 CODE = "print(sum(range(1000)))"
 

@@ -32,35 +32,36 @@ from ._errors import (
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ._extract import Extraction, extract_code
-    from ._generate import Generation, Options, generate
-    from ._provider import Provider, register
+    from ._pipeline.extract import Extraction, extract_code
+    from ._pipeline.generate import Generation, Options, generate
+    from ._pipeline.spec import Spec, parse_spec
+    from ._pipeline.validate import Check, ValidationReport, validate
     from ._sandbox import Limits, RunResult, run
-    from ._spec import Spec, parse_spec
-    from ._validate import Check, ValidationReport, validate
+    from .providers import Provider, register
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "generate": "._generate", "Generation": "._generate", "Options": "._generate",
-    "run": "._sandbox", "Limits": "._sandbox", "RunResult": "._sandbox",
-    "Provider": "._provider", "register": "._provider",
-    "Spec": "._spec", "parse_spec": "._spec",
-    "extract_code": "._extract", "Extraction": "._extract",
-    "validate": "._validate", "ValidationReport": "._validate", "Check": "._validate",
+    "._pipeline.generate": ("generate", "Generation", "Options"),
+    "._sandbox": ("run", "Limits", "RunResult"),
+    ".providers": ("Provider", "register"),
+    "._pipeline.spec": ("Spec", "parse_spec"),
+    "._pipeline.extract": ("extract_code", "Extraction"),
+    "._pipeline.validate": ("validate", "ValidationReport", "Check"),
 }
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name in _HOME:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+        return getattr(importlib.import_module(_HOME[name], __name__), name)
     raise AttributeError(f"module 'llmscript_magic' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    from ._magics import GenerateMagics, LLMScriptMagics
+    from ._notebook.magics import GenerateMagics, LLMScriptMagics
 
     ipython.register_magics(GenerateMagics, LLMScriptMagics)
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from demo_content import NOTEBOOKS  # noqa: E402
 from standins import TEST_ANTHROPIC_KEY, AnthropicStandIn  # noqa: E402
 
-from llmscript_magic._headless import EXPECT_FAIL_TAG  # noqa: E402
+from llmscript_magic._cli.headless import EXPECT_FAIL_TAG  # noqa: E402
 
 
 def build(name: str) -> Path:

@@ -22,10 +22,21 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMSCRIPT_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _fake_registered() -> Iterator[None]:
+    """The scripted provider is a test helper, not an installed plugin: register it per test."""
+    from llmscript_magic.providers import base
+    from llmscript_magic.testing import FakeProvider
+
+    base.register(FakeProvider)
+    yield
+    base._registered.pop(FakeProvider.name, None)
+
+
 @pytest.fixture
 def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
     """A real IPython shell with a fresh GenerateMagics (default traits) per test."""
-    from llmscript_magic._magics import GenerateMagics, LLMScriptMagics
+    from llmscript_magic._notebook.magics import GenerateMagics, LLMScriptMagics
 
     shell = InteractiveShell.instance()
     shell.config.pop("GenerateMagics", None)  # %config in an earlier test must not leak

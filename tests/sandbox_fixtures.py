@@ -17,7 +17,7 @@ import pytest
 
 from llmscript_magic._errors import SandboxError
 from llmscript_magic._sandbox import DEFAULT_IMAGE, shutdown
-from llmscript_magic._sandbox._image import LABEL
+from llmscript_magic._sandbox.image import LABEL
 
 
 def _unavailable(reason: str) -> None:
@@ -33,7 +33,7 @@ def docker_client() -> Any:
         import docker  # noqa: F401
     except ImportError:
         _unavailable("the docker SDK is not installed")
-    from llmscript_magic._sandbox._docker import connect
+    from llmscript_magic._sandbox.docker import connect
 
     try:
         client = connect()

@@ -11,7 +11,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from standins import TEST_ANTHROPIC_KEY, TEST_OPENAI_KEY, OpenAIStandIn
 
-from llmscript_magic._cache import DiskCache
+from llmscript_magic._store.cache import DiskCache
 
 REPLY = "```python\nprint('hello')\n```\n"
 

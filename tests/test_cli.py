@@ -21,7 +21,7 @@ def llmscript(*args: str, env: dict[str, str] | None = None,
     base = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     base["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{closed_port()}"  # nothing answers there
     base.update(env or {})
-    return subprocess.run([sys.executable, "-m", "llmscript_magic._cli", *args], env=base,
+    return subprocess.run([sys.executable, "-m", "llmscript_magic._cli.main", *args], env=base,
                           cwd=cwd, capture_output=True, text=True, timeout=600)
 
 

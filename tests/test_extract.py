@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from llmscript_magic._errors import ExtractionError, NoCodeError, TruncatedReplyError
-from llmscript_magic._extract import extract_code
+from llmscript_magic._pipeline.extract import extract_code
 
 
 def md(text: str) -> str:

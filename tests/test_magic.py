@@ -85,7 +85,7 @@ def test_config_traits_set_defaults(ip: InteractiveShell, anthropic_standin: Any
 
 
 def test_help_documents_flags(ip: InteractiveShell) -> None:
-    from llmscript_magic._magics import GenerateMagics
+    from llmscript_magic._notebook.magics import GenerateMagics
 
     doc = GenerateMagics.generate.__doc__ or ""
     for flag in ("--model", "--max-tokens", "--temperature", "--system", "--no-insert", "--run",

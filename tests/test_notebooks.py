@@ -77,7 +77,7 @@ def test_saved_notebook_replays_offline_without_key(tmp_path: Path,
 
     out = tmp_path / "replayed.ipynb"
     env = _kernel_env(tmp_path / "fresh", ANTHROPIC_BASE_URL=url)
-    proc = subprocess.run([sys.executable, "-m", "llmscript_magic._cli", "run", str(recorded),
+    proc = subprocess.run([sys.executable, "-m", "llmscript_magic._cli.main", "run", str(recorded),
                            "--replay", "-o", str(out)], capture_output=True, text=True, env=env,
                           timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -90,7 +90,7 @@ def test_saved_notebook_replays_offline_without_key(tmp_path: Path,
     nb2 = nbformat.read(recorded, as_version=4)
     nb2.cells[1].source = "%%generate\nSum the numbers 0..99 and print the total."
     nbformat.write(nb2, recorded)
-    proc = subprocess.run([sys.executable, "-m", "llmscript_magic._cli", "run", str(recorded),
+    proc = subprocess.run([sys.executable, "-m", "llmscript_magic._cli.main", "run", str(recorded),
                            "--replay", "-o", str(out)], capture_output=True, text=True, env=env,
                           timeout=180)
     assert proc.returncode == 1

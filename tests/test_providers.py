@@ -22,7 +22,6 @@ from standins import (
     openai_standin,
 )
 
-from llmscript_magic._anthropic import AnthropicProvider
 from llmscript_magic._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -35,9 +34,10 @@ from llmscript_magic._errors import (
     RateLimitError,
     UnknownModelError,
 )
-from llmscript_magic._fake import FakeProvider
-from llmscript_magic._openai import OpenAIProvider
-from llmscript_magic._provider import Message, Provider, Reply, Request, Usage, resolve_model
+from llmscript_magic.providers.anthropic import AnthropicProvider
+from llmscript_magic.providers.base import Message, Provider, Reply, Request, Usage, resolve_model
+from llmscript_magic.providers.openai import OpenAIProvider
+from llmscript_magic.testing.fake import FakeProvider
 
 __all__ = ["anthropic_standin", "openai_standin"]  # fixtures, imported for use here
 
@@ -311,8 +311,8 @@ def test_anthropic_standin_out_of_process(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_provider_modules_do_not_import_the_sdks() -> None:
-    code = ("import sys, llmscript_magic._anthropic, llmscript_magic._openai, "
-            "llmscript_magic._fake; print(sorted(m for m in ('anthropic', 'openai') "
+    code = ("import sys, llmscript_magic.providers.anthropic, llmscript_magic.providers.openai, "
+            "llmscript_magic.testing.fake; print(sorted(m for m in ('anthropic', 'openai') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from llmscript_magic._sandbox import Limits, get_sandbox, run
-from llmscript_magic._sandbox._local import WARNING, LocalSandbox
+from llmscript_magic._sandbox.local import WARNING, LocalSandbox
 
 FAST = Limits(timeout=5)
 

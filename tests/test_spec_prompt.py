@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llmscript_magic._prompt import SYSTEM_PROMPT, build_prompt
-from llmscript_magic._spec import parse_spec
+from llmscript_magic._pipeline.prompt import SYSTEM_PROMPT, build_prompt
+from llmscript_magic._pipeline.spec import parse_spec
 
 SALES = """\
 Read sales.csv, sum the numeric columns and write totals.json.

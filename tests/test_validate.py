@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from llmscript_magic._validate import (
+from llmscript_magic._pipeline.validate import (
     Check,
     ValidationReport,
     check_imports,

@@ -21,8 +21,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from standins import TEST_ANTHROPIC_KEY
 
-from llmscript_magic._fake import FakeProvider
-from llmscript_magic._render import summary_text
+from llmscript_magic._ui.text import summary_text
+from llmscript_magic.testing.fake import FakeProvider
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -98,7 +98,7 @@ def wv(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
     """``%%generate`` with the widget view; yields {"view": last view, "displays": [...]}."""
     import comm
 
-    from llmscript_magic._widgets import WidgetView
+    from llmscript_magic._ui.widget import WidgetView
 
     RecordingComm.all.clear()
     FakeProvider.reset()
@@ -293,7 +293,7 @@ def test_failure_is_shown_and_no_secret_reaches_the_front_end(
 def test_load_ext_does_not_import_ipywidgets() -> None:
     code = ("import sys; from IPython.testing.globalipapp import start_ipython; "
             "ip = start_ipython(); ip.run_line_magic('load_ext', 'llmscript_magic'); "
-            "print('ipywidgets' in sys.modules, 'llmscript_magic._widgets' in sys.modules)")
+            "print('ipywidgets' in sys.modules, 'llmscript_magic._ui.widget' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
     assert out[-2:] == ["False", "False"]
@@ -375,8 +375,8 @@ def test_stop_button_stops_a_running_cell(anthropic_standin: Any, tmp_path: Path
 def test_widget_headline_shows_the_context_sent(ip: InteractiveShell) -> None:
     import pandas as pd
 
-    from llmscript_magic._generate import Options
-    from llmscript_magic._widgets import WidgetView
+    from llmscript_magic._pipeline.generate import Options
+    from llmscript_magic._ui.widget import WidgetView
 
     ip.user_ns["df"] = pd.DataFrame({"a": [1, 2]})
     FakeProvider.enqueue("```python\nprint(1)\n```")

@@ -1,0 +1,71 @@
+"""``llmscript doctor``: every part the tool relies on, and the command that fixes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def _engine() -> tuple[bool, str]:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        version = client.version().get("Version", "?")
+        return True, f"Docker engine {version} reachable"
+    except Exception as err:  # any failure means: not usable
+        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        return False, (f"Docker engine not reachable ({first}): run `bash scripts/start-docker` "
+                       "(or start Docker), or use --sandbox local")
+
+
+def _image() -> tuple[bool, str]:
+    from .._sandbox import DEFAULT_IMAGE
+    from .._sandbox.image import image_exists
+
+    try:
+        if image_exists(DEFAULT_IMAGE):
+            return True, f"sandbox image {DEFAULT_IMAGE} present"
+    except Exception:
+        return False, "sandbox image: cannot tell while the engine is down"
+    return False, f"sandbox image {DEFAULT_IMAGE} missing: run `llmscript sandbox build`"
+
+
+def _keys() -> tuple[bool, str]:
+    from ..providers.base import providers
+
+    parts, ok = [], False
+    for _, cls in sorted(providers().items()):
+        if cls.key_env_var is None:
+            continue
+        is_set = cls.key_is_set()
+        ok = ok or is_set
+        parts.append(f"{cls.key_env_var} {'set' if is_set else 'not set'}")
+    hint = "" if ok else " (export ANTHROPIC_API_KEY=..., or use `llmscript run --replay`)"
+    return ok, "keys: " + ", ".join(parts) + hint
+
+
+def _extension() -> tuple[bool, str]:
+    from pathlib import Path
+
+    from jupyter_core.paths import jupyter_path
+
+    for base in jupyter_path("labextensions"):
+        if (Path(base) / "llmscript-magic" / "package.json").is_file():
+            return True, f"JupyterLab extension installed ({base})"
+    return False, ("JupyterLab extension not found: reinstall with `pip install llmscript-magic` "
+                   "(generated cells still insert, without metadata)")
+
+
+#: (check, required): a missing key is only a warning, since replay needs none
+CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
+    (_engine, True), (_image, True), (_keys, False), (_extension, True),
+]
+
+
+def doctor() -> int:
+    failed = 0
+    for check, required in CHECKS:
+        ok, message = check()
+        failed += required and not ok
+        print(f"{'✓' if ok else '✗' if required else '!'} {message}")
+    return 1 if failed else 0

@@ -1,0 +1,95 @@
+"""The ``llmscript`` command: run notebooks headless, check the setup, manage the image.
+
+    llmscript run NOTEBOOK... [-o OUT] [--replay] [-j N]
+    llmscript doctor
+    llmscript sandbox build|list|prune
+    llmscript export NOTEBOOK [-d DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .._errors import LLMScriptError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmscript", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="execute notebooks, generating or replaying %%generate cells")
+    run.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    run.add_argument("-o", "--output", help="where to write the executed notebook (one input) "
+                     "or folder (several); default: NAME.out.ipynb beside the input")
+    run.add_argument("--replay", action="store_true",
+                     help="answer from the generations recorded in the notebook "
+                     "(no key, no network)")
+    run.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run in parallel")
+    run.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    run.add_argument("--kernel", default="python3", help="kernel name")
+
+    sub.add_parser("doctor", help="check engine, image, keys and extension; say how to fix each")
+
+    sb = sub.add_parser("sandbox", help="manage the sandbox image")
+    sb.add_argument("action", choices=["build", "list", "prune"])
+    sb.add_argument("--image", default=None, help="image name (default: the built-in one)")
+    sb.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    sb.add_argument("--dockerfile", action="store_true",
+                    help="build from the shipped Dockerfile (needs an image registry)")
+
+    ex = sub.add_parser("export", help="write each generated cell's code to a .py script")
+    ex.add_argument("notebook")
+    ex.add_argument("-d", "--dir", default=None,
+                    help="output folder (default: beside the notebook)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from .headless import run_notebooks
+
+            return run_notebooks(args.notebooks, output=args.output, replay=args.replay,
+                                 jobs=args.jobs, timeout=args.timeout, kernel=args.kernel)
+        if args.command == "doctor":
+            from .doctor import doctor
+
+            return doctor()
+        if args.command == "sandbox":
+            return _sandbox(args)
+        if args.command == "export":
+            from .headless import export_notebook
+
+            for path in export_notebook(args.notebook, args.dir):
+                print(path)
+            return 0
+    except LLMScriptError as err:
+        print(f"llmscript: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmscript: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from .._sandbox import DEFAULT_IMAGE
+    from .._sandbox.image import build_image, list_images, prune
+
+    if args.action == "build":
+        name = build_image(args.image or DEFAULT_IMAGE, offline=not args.dockerfile,
+                           force=args.force)
+        print(f"sandbox image ready: {name}")
+    elif args.action == "list":
+        for image in list_images():
+            print("  ".join(f"{k}={v}" for k, v in image.items()))
+    else:
+        print(f"removed {prune()} leftover sandbox containers/volumes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

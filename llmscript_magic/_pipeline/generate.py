@@ -1,0 +1,396 @@
+"""The pipeline: spec -> prompt -> reply -> code -> checks -> (run), with repair.
+
+``generate()`` is the public entry point; the magic is a thin shell over it.
+Each attempt goes through every layer; when one fails and retries remain, the
+model gets a short, trimmed report and tries again. Every attempt is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._errors import CancelledError, ExtractionError, ReplayError, SandboxError
+from .._store.cache import DiskCache, Recordings, entry_to_reply, reply_to_entry, request_key
+from ..providers.base import Message, Provider, Reply, Request, Usage, resolve_model
+from .checks import example_check, expr_check, run_check, tail, take_marker, wrap
+from .prompt import Prompt, build_prompt, repair_message
+from .spec import Spec, parse_spec
+from .validate import Check, ValidationReport, validate
+
+if TYPE_CHECKING:
+    from .._sandbox import RunResult
+
+ChunkCallback = Callable[[str], None]
+
+
+@dataclass
+class Options:
+    """Every knob of one generation; the magic fills it from traits and flags."""
+
+    model: str = ""  # "" = the default provider's default model
+    max_tokens: int = 4096
+    temperature: float | None = None
+    system: str | None = None
+    api_key: str | None = None
+    base_url: str | None = None  # e.g. a local OpenAI-compatible server (Ollama, vLLM)
+    request_timeout: float = 120.0
+    max_retries: int = 2  # transport retries inside the SDK
+    # validation
+    retries: int = 2  # repair attempts after the first
+    budget_tokens: int | None = None
+    allow_imports: frozenset[str] | None = None
+    deny_imports: frozenset[str] | None = None
+    strict: bool = False
+    check: str | None = None
+    # sandbox
+    run: bool = False
+    sandbox: str = "docker"
+    image: str | None = None
+    timeout: float = 30.0
+    memory_mb: int = 256
+    cpus: float = 1.0
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    # reproducibility
+    cache: bool = True
+    refresh: bool = False
+    cache_dir: str | None = None
+    replay: str | None = None  # path of a notebook whose recordings answer instead of a model
+    audit_log: str | None = None
+    # conversation and notebook data
+    history: tuple[Message, ...] = ()
+    context: tuple[str, ...] = ()  # prompt blocks (data descriptions, input/output notes)
+    sent: tuple[str, ...] = ()  # what the context blocks hold, one line each, for the UI
+    outputs: tuple[str, ...] = ()  # variables the script leaves, loaded back after the run
+
+
+@dataclass
+class Attempt:
+    reply: str
+    code: str | None
+    report: ValidationReport
+    usage: Usage
+    stop_reason: str | None
+    run: RunResult | None = None
+    outputs: dict[str, Any] | None = None  # variables loaded back from the run
+    error: str | None = None  # why no code, or why the sandbox could not run it
+    source: str = "model"  # "model", "cache" or "replay"
+    will_retry: bool = False  # set by the loop: the model gets this attempt's report back
+
+    @property
+    def repairable(self) -> bool:
+        """Worth another try: code exists, a layer failed, and the failure was the code's."""
+        return self.code is not None and self.error is None and not self.report.ok
+
+
+@dataclass
+class Generation:
+    """What one ``%%generate`` produced; ``record()`` is what the notebook keeps."""
+
+    spec: Spec
+    prompt: Prompt
+    model: str  # "provider:model"
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    timing: dict[str, float] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    sent: tuple[str, ...] = ()  # what notebook data went into the prompt
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def last(self) -> Attempt:
+        return self.attempts[-1]
+
+    @property
+    def reply(self) -> str:
+        return self.last.reply if self.attempts else ""
+
+    @property
+    def code(self) -> str | None:
+        return self.last.code if self.attempts else None
+
+    @property
+    def report(self) -> ValidationReport:
+        return self.last.report if self.attempts else ValidationReport([])
+
+    @property
+    def run(self) -> RunResult | None:
+        return self.last.run if self.attempts else None
+
+    @property
+    def error(self) -> str | None:
+        return self.last.error if self.attempts else None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.attempts) and self.code is not None and self.report.ok
+
+    @property
+    def source(self) -> str:
+        return self.last.source if self.attempts else "model"
+
+    def code_hash(self) -> str:
+        return hashlib.sha256((self.code or "").encode()).hexdigest()
+
+    def record(self) -> dict[str, Any]:
+        """JSON-safe and secret-free: enough to replay this generation offline."""
+        return {
+            "version": 1,
+            "id": self.id,
+            "spec_hash": self.spec.hash(),
+            "model": self.model,
+            "created": self.created,
+            "code": self.code,
+            "code_hash": self.code_hash(),
+            "usage": asdict(self.usage),
+            "attempts": len(self.attempts),
+            "replies": self.entries,
+        }
+
+
+def _stream(provider: Provider, request: Request, reply: Reply,
+            on_chunk: ChunkCallback | None, cancel: threading.Event | None) -> None:
+    chunks: list[str] = []
+    gen = provider.stream(request, reply)
+    try:
+        for chunk in gen:
+            chunks.append(chunk)
+            if on_chunk:
+                on_chunk(chunk)
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("Generation stopped; nothing was inserted.")
+    finally:
+        gen.close()  # closes the HTTP stream on cancel or interrupt
+    reply.text = reply.text or "".join(chunks)
+
+
+class _Completer:
+    """Answers a request from replay recordings, the cache, or the provider."""
+
+    def __init__(self, opts: Options, spec: Spec) -> None:
+        self.opts = opts
+        self.cls, self.model = resolve_model(opts.model)
+        self.provider_name = self.cls.name
+        self.label = f"{self.provider_name}:{self.model}"
+        self.recorded: list[dict[str, Any]] | None = None
+        if opts.replay:
+            record = Recordings.from_notebook(opts.replay).get(spec.hash())
+            if record is None:
+                raise ReplayError(
+                    f"No recorded generation for this spec in {opts.replay} (the spec changed "
+                    "since recording, or it was never run): run without --replay, with an API key."
+                )
+            self.recorded = list(record.get("replies", []))
+            self.label = record.get("model") or self.label
+        self.cache = DiskCache(opts.cache_dir) if opts.cache else None
+        self._provider: Provider | None = None
+
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = self.cls(self.opts.api_key, timeout=self.opts.request_timeout,
+                                      max_retries=self.opts.max_retries,
+                                      base_url=self.opts.base_url)
+            self._provider.api_key()  # fail early, with the how-to-fix line, before streaming
+        return self._provider
+
+    def complete(self, request: Request, attempt: int, on_chunk: ChunkCallback | None,
+                 cancel: threading.Event | None) -> tuple[Reply, str, str]:
+        key = request_key(self.provider_name, request)
+        if self.recorded is not None:
+            if attempt >= len(self.recorded):
+                raise ReplayError(
+                    f"The recording has {len(self.recorded)} attempt(s) but replay needed "
+                    "another (the checks differ from when it was recorded): run without --replay."
+                )
+            reply = entry_to_reply(self.recorded[attempt])
+            if on_chunk:
+                on_chunk(reply.text)
+            return reply, key, "replay"
+        if self.cache is not None and not self.opts.refresh:
+            entry = self.cache.get(key)
+            if entry is not None:
+                reply = entry_to_reply(entry)
+                if on_chunk:
+                    on_chunk(reply.text)
+                return reply, key, "cache"
+        reply = Reply()
+        _stream(self.provider(), request, reply, on_chunk, cancel)
+        if self.cache is not None and not reply.truncated:
+            self.cache.put(key, reply_to_entry(key, reply))
+        return reply, key, "model"
+
+
+def sandbox_modules(opts: Options) -> frozenset[str] | None:
+    """What the sandbox image can import; None when unknown (no Docker, or not docker)."""
+    if opts.sandbox != "docker":
+        return None
+    from .._sandbox import available_modules
+
+    try:
+        return available_modules(opts.image)
+    except SandboxError:
+        return None  # reported by the run itself when the user asked to run
+
+
+def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
+    from .._sandbox import Limits, get_sandbox
+
+    assert attempt.code is not None
+    files = dict(opts.files)
+    to_run = attempt.code
+    if opts.check or opts.outputs:
+        snippet = ""
+        if opts.outputs:
+            from .._notebook.data_io import output_snippet
+
+            snippet = output_snippet(opts.outputs)
+        to_run, extra = wrap(attempt.code, check=opts.check, outputs=snippet)
+        files.update(extra)
+    options = {"image": opts.image} if opts.image and opts.sandbox == "docker" else {}
+    sandbox = get_sandbox(opts.sandbox, **options)
+    limits = Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus)
+    result = sandbox.run(to_run, files=files, limits=limits)
+    verdict = None
+    if opts.check:
+        result.stdout, verdict = take_marker(result.stdout)
+    report.add(run_check(result))
+    if opts.outputs and result.status == "ok" and result.exit_code == 0:
+        report.add(_load_outputs(attempt, opts.outputs, result))
+    if opts.check:
+        report.add(expr_check(opts.check, verdict))
+    if result.status == "ok" and (ex := example_check(spec, result)) is not None:
+        report.add(ex)
+    return result
+
+
+def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:
+    from .._errors import ConfigurationError
+    from .._notebook.data_io import load_outputs
+
+    try:
+        attempt.outputs = load_outputs(names, result.files)
+    except ConfigurationError as err:
+        return Check("outputs", "fail", str(err), layer="run")
+    return Check("outputs", "pass", "returned " + ", ".join(names), layer="run")
+
+
+_HOST_PATH = re.compile(r"(?:/tmp|/var/tmp|/private/tmp)/[^\s\"']*/(?=[^/\s\"']+)")
+
+
+def _repair_report(attempt: Attempt) -> str:
+    """What the model is told about a failed attempt: bounded, and without host paths."""
+    lines = [f"- {c.name}: {c.message}" for c in attempt.report.failures]
+    if attempt.run is not None and attempt.run.stderr.strip():
+        lines.append("Last lines of stderr:\n" + tail(attempt.run.stderr))
+    text = _HOST_PATH.sub("", "\n".join(lines))
+    return text.replace(str(Path.home()), "~")[:3000]
+
+
+def generate(
+    spec: str | Spec,
+    options: Options | None = None,
+    *,
+    on_chunk: ChunkCallback | None = None,
+    on_attempt: Callable[[Attempt], None] | None = None,
+    cancel: threading.Event | None = None,
+    **overrides: Any,
+) -> Generation:
+    """Generate (and optionally run) code for ``spec``; raises only for setup problems.
+
+    Problems with the *reply* (no code, syntax errors, a failed run) do not
+    raise: they are in ``Generation.attempts`` and ``Generation.report``.
+    """
+    opts = replace(options or Options(), **overrides)
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    completer = _Completer(opts, spec)
+    prompt = build_prompt(spec, extra_system=opts.system, context=opts.context,
+                          history=opts.history)
+    gen = Generation(spec, prompt, completer.label, sent=opts.sent)
+    messages = prompt.messages
+    available = sandbox_modules(opts)
+    t0 = time.monotonic()
+    for n in range(opts.retries + 1):
+        request = Request(completer.model, prompt.system, messages, opts.max_tokens,
+                          opts.temperature)
+        reply, key, source = completer.complete(request, n, on_chunk, cancel)
+        gen.timing.setdefault("reply_s", time.monotonic() - t0)
+        gen.usage = gen.usage + reply.usage
+        gen.entries.append(reply_to_entry(key, reply))
+        attempt = _attempt(reply, spec, opts, available, source)
+        gen.attempts.append(attempt)
+        budget = opts.budget_tokens
+        spent = gen.usage.input_tokens + gen.usage.output_tokens
+        attempt.will_retry = (attempt.repairable and n < opts.retries
+                              and not (budget and spent >= budget))
+        if on_attempt:
+            on_attempt(attempt)
+        if not attempt.will_retry:
+            break
+        messages = (*messages, Message("assistant", reply.text),
+                    repair_message(_repair_report(attempt)))
+    gen.timing["total_s"] = time.monotonic() - t0
+    if opts.audit_log:
+        from .._store.audit import log_generation
+
+        log_generation(opts.audit_log, gen, opts)
+    return gen
+
+
+def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] | None,
+             source: str) -> Attempt:
+    from .extract import extract_code
+
+    try:
+        found = extract_code(reply.text, truncated=reply.truncated)
+    except ExtractionError as err:
+        report = ValidationReport([Check("extract", "fail", str(err), layer="extract")])
+        return Attempt(reply.text, None, report, reply.usage, reply.stop_reason, error=str(err),
+                       source=source)
+    attempt = Attempt(reply.text, found.code, ValidationReport([]), reply.usage,
+                      reply.stop_reason, source=source)
+    _check(attempt, spec, opts, available)
+    how = "; ".join((f"code taken from the reply: {found.how}", *found.notes))
+    attempt.report.checks.insert(0, Check("extract", "pass", how, layer="extract"))
+    return attempt
+
+
+def _check(attempt: Attempt, spec: Spec, opts: Options,
+           available: frozenset[str] | None) -> None:
+    """Static layers, then (when asked and they pass) the sandbox run and its checks."""
+    assert attempt.code is not None
+    report = validate(attempt.code, available=available, allow_imports=_set(opts.allow_imports),
+                      deny_imports=_set(opts.deny_imports), strict=opts.strict)
+    attempt.report = report
+    if opts.run and report.ok:
+        try:
+            attempt.run = _run(attempt, spec, opts, report)
+        except SandboxError as err:  # the engine's fault, not the code's: do not repair
+            attempt.error = str(err)
+            report.add(Check("run", "fail", str(err), layer="run"))
+
+
+def check_code(code: str, spec: str | Spec = "", options: Options | None = None,
+               **overrides: Any) -> Attempt:
+    """Validate (and with ``run=True`` run) code that is already written, e.g. edited by hand."""
+    opts = replace(options or Options(), **overrides)
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    attempt = Attempt("", code, ValidationReport([]), Usage(), None, source="user")
+    _check(attempt, spec, opts, sandbox_modules(opts))
+    return attempt
+
+
+def _set(value: frozenset[str] | None) -> set[str] | None:
+    return set(value) if value is not None else None
+
+
+__all__ = ["Attempt", "Generation", "Options", "check_code", "generate"]

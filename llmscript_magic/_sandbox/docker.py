@@ -1,0 +1,323 @@
+"""Docker backend: hardened single-use containers, fed over the attach socket.
+
+A container starts `harness/runner.py` as its main process with no network, no
+capabilities, a read-only root, a non-root user, an empty environment and
+caps on memory (+swap), CPU, pids, file size and open files. The work dir is
+an anonymous tmpfs-backed volume (put_archive/get_archive reach it, unlike a
+--tmpfs mount). The host keeps the wall clock and output cap too: it never
+trusts the runner to stop on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
+from .base import Limits, OutputFile, RunResult, Sandbox
+from .engine import _why, connect
+from .files import read_outputs, tar_inputs
+from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE
+from .outcome import build_result, child_env, clean_report
+from .pool import Pool, Slot, close_pools, get_pool, remove
+
+WORK = "/work"
+UID = "65534:65534"
+GRACE = 1.0  # SIGTERM -> SIGKILL inside the container
+HOST_SLACK = 3.0  # the host kills the container this long after the inner deadline
+DIAG_CAP = 64 * 1024
+MAX_FIGURES = 64
+FIGURE_BUDGET = 64 * 2**20  # same as the runner's STATUS_CAP
+PNG = b"\x89PNG\r\n\x1a\n"
+_HARNESS = Path(__file__).parent / "harness"
+
+
+def _host_config(client: Any, limits: Limits) -> Any:
+    from docker.types import DriverConfig, Mount, Ulimit
+
+    size = f"{limits.disk_mb}m"
+    work = Mount(
+        target=WORK, source=None, type="volume", no_copy=True, labels={LABEL: "1"},
+        driver_config=DriverConfig("local", {
+            "type": "tmpfs", "device": "tmpfs",
+            "o": f"size={size},uid=65534,gid=65534,mode=0700,nosuid,nodev",
+        }),
+    )
+    return client.api.create_host_config(
+        network_mode="none",
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        read_only=True,
+        mounts=[work],
+        tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={size},mode=1777"},
+        shm_size=f"{min(limits.disk_mb, 64)}m",
+        mem_limit=f"{limits.memory_mb}m",
+        memswap_limit=f"{limits.memory_mb}m",
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        ulimits=[
+            Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
+            Ulimit(name="nofile", soft=256, hard=256),
+            Ulimit(name="core", soft=0, hard=0),
+        ],
+        log_config={"type": "none", "config": {}},
+        auto_remove=True,
+    )
+
+
+def _factory(client: Any, image: str, limits: Limits) -> Slot:
+    """Create, attach and start one container whose runner waits for a job.
+
+    detach=False + stdin_open sets StdinOnce: closing our socket ends the runner.
+    """
+    runner = (_HARNESS / "runner.py").read_text()
+    wrapper = (_HARNESS / "wrapper.py").read_text()
+    created = client.api.create_container(
+        image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE],
+        user=UID, working_dir=WORK, environment={}, labels={LABEL: "1"},
+        stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
+        host_config=_host_config(client, limits),
+    )
+    cid = created["Id"]
+    try:
+        raw = client.api.attach_socket(
+            cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        sock = getattr(raw, "_sock", raw)
+        client.api.start(cid)
+    except BaseException:
+        remove(client, cid)
+        raise
+    return Slot(client, cid, sock)
+
+
+class _Stream:
+    """Splits the attach stream into runner frames (stdout) and diagnostics."""
+
+    def __init__(self) -> None:
+        self.mux = bytearray()
+        self.proto = bytearray()
+        self.diag = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self.mux += data
+        while len(self.mux) >= 8:
+            kind, size = self.mux[0], struct.unpack_from(">I", self.mux, 4)[0]
+            if len(self.mux) < 8 + size:
+                break
+            payload = bytes(self.mux[8:8 + size])
+            del self.mux[:8 + size]
+            if kind == 1:
+                self.proto += payload
+            elif len(self.diag) < DIAG_CAP:
+                self.diag += payload[:DIAG_CAP - len(self.diag)]
+        frames = []
+        while len(self.proto) >= 5:
+            size = struct.unpack_from(">I", self.proto, 1)[0]
+            if len(self.proto) < 5 + size:
+                break
+            frames.append((bytes(self.proto[:1]), bytes(self.proto[5:5 + size])))
+            del self.proto[:5 + size]
+        return frames
+
+
+class DockerSandbox(Sandbox):
+    """The default backend; see the module docstring for what it enforces."""
+
+    backend = "docker"
+
+    def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 2) -> None:
+        import docker
+
+        self.client = connect()
+        self.image = image
+        self.pool_size = pool_size
+        try:
+            self.image_id = self.client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"Sandbox image {image} is not built: run `llmscript sandbox build`") from None
+        except docker.errors.DockerException as exc:
+            raise SandboxUnavailableError(
+                f"Docker engine not reachable ({exc}): start it with "
+                "`bash scripts/start-docker` or use --sandbox local") from None
+
+    def _pool(self, limits: Limits) -> Pool:
+        key = (self.client.api.base_url, self.image_id, limits.container_key())
+        return get_pool(key, lambda: _factory(self.client, self.image, limits), self.pool_size)
+
+    def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
+            limits: Limits | None = None) -> RunResult:
+        limits = limits or Limits()
+        files = dict(files or {})
+        tar = tar_inputs(files) if files else b""
+        start = time.monotonic()
+        pool = self._pool(limits)
+        for attempt in (1, 2):
+            slot = self._take(pool)
+            done = False
+            try:
+                try:
+                    self._hand_over(slot, code, tar, limits)
+                except (OSError, self._docker_error) as exc:
+                    if attempt == 2:
+                        raise self._engine_failed(exc) from None
+                    continue  # a pooled container went stale (engine restart): use a new one
+                try:
+                    result = self._collect(slot, files, limits, start)
+                except (OSError, self._docker_error) as exc:
+                    raise self._engine_failed(exc) from None
+                done = True
+                return result
+            finally:
+                slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
+                pool.done()
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        close_pools(self.client.api.base_url)
+
+    @property
+    def _docker_error(self) -> type[Exception]:
+        import docker
+
+        return docker.errors.DockerException
+
+    @staticmethod
+    def _engine_failed(exc: Exception) -> SandboxUnavailableError:
+        reason = _why(exc)
+        return SandboxUnavailableError(
+            f"Docker engine failed during the run ({reason}): check it with `docker info` "
+            "or use --sandbox local")
+
+    def _take(self, pool: Pool) -> Slot:
+        import docker
+
+        try:
+            return pool.take()
+        except docker.errors.ImageNotFound:
+            raise ImageNotFoundError(
+                f"Sandbox image {self.image} is not built: run `llmscript sandbox build`"
+            ) from None
+        except docker.errors.APIError as exc:
+            if exc.is_client_error():  # e.g. more CPUs than the engine has
+                raise ConfigurationError(
+                    f"The engine refused the sandbox limits ({_why(exc)}): lower them") from None
+            raise self._engine_failed(exc) from None
+        except (OSError, self._docker_error) as exc:
+            raise self._engine_failed(exc) from None
+
+    def _hand_over(self, slot: Slot, code: str, tar: bytes, limits: Limits) -> None:
+        """Inputs in, then the go-signal: the runner starts the script on it."""
+        if tar:
+            self.client.api.put_archive(slot.container_id, WORK, tar)
+        job = json.dumps({"code": code, "timeout": limits.timeout, "grace": GRACE,
+                          "output_bytes": limits.output_bytes, "env": child_env(limits)})
+        payload = job.encode()
+        slot.sock.sendall(struct.pack(">I", len(payload)) + payload)
+
+    def _collect(self, slot: Slot, files: dict[str, bytes], limits: Limits,
+                 start: float) -> RunResult:
+        """Read the capped stream until the report (or the host deadline), then files."""
+        api, cid = self.client.api, slot.container_id
+        deadline = time.monotonic() + limits.timeout + GRACE + HOST_SLACK
+        stream = _Stream()
+        out, err = bytearray(), bytearray()
+        figures: list[bytes] = []
+        report: dict[str, Any] | None = None
+        host_capped = host_timeout = False
+        # Code in the container can reach the runner's stdout (/proc/1/fd/1) and forge
+        # frames, so the host bounds everything it buffers, not just stdout+stderr.
+        budget, received = limits.output_bytes + FIGURE_BUDGET + DIAG_CAP + 2**20, 0
+        while report is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                host_timeout = True
+                break
+            slot.sock.settimeout(min(left, 1.0))
+            try:
+                data = slot.sock.recv(262144)
+            except TimeoutError:
+                continue
+            if not data:
+                break
+            received += len(data)
+            if received > budget:
+                host_capped = True
+                break
+            for kind, body in stream.feed(data):
+                if kind in (b"o", b"e"):
+                    (out if kind == b"o" else err).extend(body)
+                    if len(out) + len(err) > limits.output_bytes:
+                        host_capped = True
+                elif kind == b"f" and body.startswith(PNG) and len(figures) < MAX_FIGURES:
+                    figures.append(body)
+                elif kind == b"r":
+                    report = clean_report(body)
+                    break  # the first report counts; nothing after it is trusted
+            if host_capped:
+                break
+        output_files: list[OutputFile] = []
+        if report is not None and report.get("changed"):
+            wanted = {str(n) for n, size in report["changed"]}
+            chunks, _ = api.get_archive(cid, WORK)
+            output_files = read_outputs(iter(chunks), limits, files, wanted)
+        oom = bool(report and report.get("oom"))
+        if report is None and not host_capped:
+            _kill(api, cid)
+            oom = _oom_killed(api, cid)
+        return build_result(report, bytes(out), bytes(err), figures, output_files, limits,
+                       time.monotonic() - start, self.image, oom=oom,
+                       host_timeout=host_timeout, host_capped=host_capped,
+                       diag=bytes(stream.diag))
+
+
+def _kill(api: Any, cid: str) -> None:
+    import docker
+
+    with contextlib.suppress(docker.errors.APIError):
+        api.kill(cid)
+
+
+def _oom_killed(api: Any, cid: str) -> bool:
+    try:
+        return bool(api.inspect_container(cid)["State"].get("OOMKilled"))
+    except Exception:
+        return False
+
+
+_modules_cache: dict[str, frozenset[str]] = {}
+_LIST_MODULES = ("import json, pkgutil, sys\n"
+                 "names = {m.name for m in pkgutil.iter_modules()}\n"
+                 "names |= set(sys.builtin_module_names)\n"
+                 "print(json.dumps(sorted(names)))\n")
+
+
+def available_modules(image: str = DEFAULT_IMAGE) -> frozenset[str]:
+    """Ask the image once which top-level modules import; cache per image id."""
+    sandbox = DockerSandbox(image, pool_size=0)
+    cached = _modules_cache.get(sandbox.image_id)
+    if cached is not None:
+        return cached
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmscript"
+    cache_file = cache_dir / f"modules-{sandbox.image_id.replace(':', '-')}.json"
+    try:
+        names = frozenset(json.loads(cache_file.read_text()))
+    except (OSError, ValueError):
+        result = sandbox.run(_LIST_MODULES, limits=Limits(timeout=60))
+        if result.status != "ok":
+            raise SandboxError(
+                f"Could not list the image's modules: {result.reason}") from None
+        names = frozenset(json.loads(result.stdout))
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(sorted(names)))
+        except OSError:
+            pass
+    _modules_cache[sandbox.image_id] = names
+    return names

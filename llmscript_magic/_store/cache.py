@@ -1,0 +1,120 @@
+"""Content-addressed reply store, and recorded generations for replay.
+
+The key covers everything that shapes a reply (provider, model, system
+prompt, messages, max tokens, temperature), so an unchanged cell makes no
+request. Writes go to a temp file then ``os.replace``: two kernels writing the
+same key at once both leave a whole, valid file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..providers.base import Reply, Request, Usage
+
+RECORD_KEY = "llmscript_record"  # cell metadata of the %%generate cell (set by the extension)
+OUTPUT_KEY = "llmscript"  # output metadata fallback: {"record": {...}}
+
+
+def request_key(provider: str, request: Request) -> str:
+    payload = {
+        "provider": provider,
+        "model": request.model,
+        "system": request.system,
+        "messages": [[m.role, m.content] for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def reply_to_entry(key: str, reply: Reply) -> dict[str, Any]:
+    return {"key": key, "reply": reply.text, "stop_reason": reply.stop_reason,
+            "model": reply.model, "usage": asdict(reply.usage)}
+
+
+def entry_to_reply(entry: Mapping[str, Any]) -> Reply:
+    return Reply(text=entry["reply"], usage=Usage(**entry.get("usage", {})),
+                 stop_reason=entry.get("stop_reason"), model=entry.get("model"))
+
+
+def default_cache_dir() -> Path:
+    if env := os.environ.get("LLMSCRIPT_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "llmscript-magic" / "replies"
+
+
+class DiskCache:
+    """One JSON file per key, sharded by the key's first two hex digits."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        self.directory = Path(directory) if directory else default_cache_dir()
+
+    def _path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self._path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if data.get("key") == key else None
+
+    def put(self, key: str, entry: Mapping[str, Any]) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(dict(entry), f, ensure_ascii=False)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot write must never break a generation
+
+
+def record_of(cell: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A cell's recorded generation: cell metadata (the extension) first, then its outputs."""
+    record: dict[str, Any] | None = cell.get("metadata", {}).get(RECORD_KEY)
+    for output in cell.get("outputs", []):
+        record = record or output.get("metadata", {}).get(OUTPUT_KEY, {}).get("record")
+    return record or None
+
+
+def records_in_notebook(nb: Mapping[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
+    """(cell index, record) for every %%generate cell that carries one."""
+    for index, cell in enumerate(nb.get("cells", [])):
+        if record := record_of(cell):
+            yield index, record
+
+
+class Recordings:
+    """Generations recorded in a notebook, by spec hash (replay mode).
+
+    Keyed by the spec, not the full request, so a saved notebook still replays
+    after the prompt template or library version changes; a changed spec is
+    a miss, reported as such.
+    """
+
+    def __init__(self, records: Mapping[str, dict[str, Any]], source: str) -> None:
+        self.records = dict(records)
+        self.source = source
+
+    @classmethod
+    def from_notebook(cls, path: str | os.PathLike[str]) -> Recordings:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        records: dict[str, dict[str, Any]] = {}
+        for _, record in records_in_notebook(nb):
+            records.setdefault(record.get("spec_hash", ""), record)
+        return cls(records, str(path))
+
+    def get(self, spec_hash: str) -> dict[str, Any] | None:
+        return self.records.get(spec_hash)
