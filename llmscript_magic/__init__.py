@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._pipeline.extract import Extraction, extract_code
-    from ._pipeline.generate import Generation, Options, generate
+    from ._pipeline.generate import Generation, generate
+    from ._pipeline.options import Options
     from ._pipeline.spec import Spec, parse_spec
     from ._pipeline.validate import Check, ValidationReport, validate
     from ._sandbox import Limits, RunResult, run
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
-    "._pipeline.generate": ("generate", "Generation", "Options"),
+    "._pipeline.generate": ("generate", "Generation"),
+    "._pipeline.options": ("Options",),
     "._sandbox": ("run", "Limits", "RunResult"),
     ".providers": ("Provider", "register"),
     "._pipeline.spec": ("Spec", "parse_spec"),
@@ -61,9 +63,11 @@ def __getattr__(name: str) -> Any:
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    from ._notebook.magics import GenerateMagics, LLMScriptMagics
+    from ._notebook.magics import GenerateMagics, LLMScriptMagics, blank_spec
 
     ipython.register_magics(GenerateMagics, LLMScriptMagics)
+    if blank_spec not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(blank_spec)
 
 
 __all__ = [

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+
+if TYPE_CHECKING:
+    from llmscript_magic.testing import FakeProvider
 
 pytest_plugins = ["standins", "sandbox_fixtures"]  # fixtures shared by the test files
 
@@ -22,15 +26,20 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMSCRIPT_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.fixture(autouse=True)
-def _fake_registered() -> Iterator[None]:
-    """The scripted provider is a test helper, not an installed plugin: register it per test."""
-    from llmscript_magic.providers import base
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    """A scripted provider answering ``--model fake:...`` for this test only.
+
+    After simonw/llm's mock model: the test gets the registered instance and calls
+    ``fake.enqueue(...)``, ``fake.history``, ``fake.pending()``; it is unregistered after.
+    """
+    from llmscript_magic.providers import register, unregister
     from llmscript_magic.testing import FakeProvider
 
-    base.register(FakeProvider)
-    yield
-    base._registered.pop(FakeProvider.name, None)
+    provider = FakeProvider()
+    register(provider)
+    yield provider
+    unregister(provider.name)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from standins import TEST_ANTHROPIC_KEY
 
+from llmscript_magic._errors import LLMScriptError
+
 SALES_SPEC = """\
 Read sales.csv, sum the numeric columns and write totals.json.
 Input: a CSV path
@@ -94,7 +96,8 @@ def test_help_documents_flags(ip: InteractiveShell) -> None:
 
 
 @pytest.mark.parametrize(("line", "cell", "expected"), [
-    ("--bogus", "x", "unrecognized arguments: --bogus"),
+    ("--bogus", "x", "Unknown flag --bogus: see %%generate? for the flags."),
+    ("--contxt df", "x", "Unknown flag --contxt: did you mean --context?"),
     ("--max-tokens lots", "x", "invalid int value"),
     ("--sandbox podman", "x", "invalid choice"),
     ("--memory huge", "x", "--memory 'huge' is not a size"),
@@ -199,6 +202,29 @@ def test_usage_and_models_magics(ip: InteractiveShell, anthropic_standin: Any,
     ip.run_line_magic("llmscript", "usage")
     out = capsys.readouterr().out
     assert "1000 in / 500 out tokens" in out and "$0.0105" in out
+    row = next(line for line in out.splitlines() if "claude" in line)
+    assert row.startswith("In [") and row.rstrip().endswith("ok")  # named by its cell
+
+
+def test_usage_lists_stopped_generations(ip: InteractiveShell, anthropic_standin: Any,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A generation stopped by the user still shows in %llmscript usage, as stopped."""
+    import threading
+
+    gm = ip.magics_manager.registry["GenerateMagics"]
+    anthropic_standin.enqueue(REPLY)
+    stop = threading.Event()
+    stop.set()
+    from llmscript_magic._ui.text import TextView
+
+    with pytest.raises(LLMScriptError, match="stopped"):
+        gm.session.generate("Sum a CSV.", gm.options(gm.generate.parser.parse_args([]),
+                                                     "Sum a CSV."), TextView(), cancel=stop)
+    capsys.readouterr()
+    ip.run_line_magic("llmscript", "usage")
+    out = capsys.readouterr().out
+    assert "anthropic:claude-sonnet-5-5" in out and out.splitlines()[1].rstrip().endswith(
+        "stopped")
     ip.run_line_magic("llmscript", "models")
     out = capsys.readouterr().out
     assert "ANTHROPIC_API_KEY is set" in out and TEST_ANTHROPIC_KEY not in out

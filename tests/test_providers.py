@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 import subprocess
 import sys
@@ -34,16 +35,34 @@ from llmscript_magic._errors import (
     RateLimitError,
     UnknownModelError,
 )
+from llmscript_magic.providers import (
+    Message,
+    Provider,
+    Reply,
+    Request,
+    Usage,
+    providers,
+    resolve_model,
+)
 from llmscript_magic.providers.anthropic import AnthropicProvider
-from llmscript_magic.providers.base import Message, Provider, Reply, Request, Usage, resolve_model
 from llmscript_magic.providers.openai import OpenAIProvider
-from llmscript_magic.testing.fake import FakeProvider
+from llmscript_magic.testing import FakeProvider
 
 __all__ = ["anthropic_standin", "openai_standin"]  # fixtures, imported for use here
 
 CODE = "import math\n\nprint(math.sqrt(2))\nfor i in range(3):\n    print(i)\n"
 SYSTEM = "You write one runnable Python script and nothing else."
 WRONG_KEY = "sk-ant-WRONG-recognisable-key-4242"
+
+
+@pytest.fixture(autouse=True)
+def _closed_clients() -> Any:
+    """Each test starts without shared SDK clients, and leaves none open behind it."""
+    from llmscript_magic.providers.clients import close_clients
+
+    close_clients()
+    yield
+    close_clients()
 
 
 def make_request(model: str = "claude-sonnet-5-5", **kw: Any) -> Request:
@@ -72,13 +91,6 @@ def assert_user_facing(err: BaseException, *secrets: str, logs: str = "") -> Non
         assert secret not in text
         assert secret not in repr(err)
         assert secret not in logs
-
-
-@pytest.fixture(autouse=True)
-def _fresh_fake() -> Any:
-    FakeProvider.reset()
-    yield
-    FakeProvider.reset()
 
 
 # -- Anthropic: the happy path --------------------------------------------------------
@@ -304,6 +316,8 @@ def test_anthropic_standin_out_of_process(tmp_path: Path, monkeypatch: pytest.Mo
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+        if proc.stdout is not None:
+            proc.stdout.close()
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(lines) == 3 and all(r["key_sent"] for r in lines)
     assert lines[0]["body"]["model"] == "claude-sonnet-5-5"
@@ -460,23 +474,311 @@ def test_openai_default_model_is_in_the_installed_sdk() -> None:
 
 
 # -- Fake ---------------------------------------------------------------------------------
-def test_fake_provider_replays_the_queue_to_fresh_instances() -> None:
-    FakeProvider.enqueue(CODE)
-    FakeProvider.enqueue("x = (", stop_reason="max_tokens", usage=Usage(3, 4))
-    chunks, reply = run(FakeProvider(), make_request("fake"))
+def test_fake_answers_from_its_own_queue(fake: FakeProvider) -> None:
+    fake.enqueue(CODE)
+    fake.enqueue("x = (", stop_reason="max_tokens", usage=Usage(3, 4))
+    chunks, reply = run(fake, make_request("fake"))
     assert len(chunks) > 1 and "".join(chunks) == CODE == reply.text
     assert reply.stop_reason == "end_turn" and reply.usage.output_tokens > 0
-    _, reply = run(FakeProvider(), make_request("fake"))
+    _, reply = run(fake, make_request("fake"))
     assert reply.truncated and reply.usage == Usage(3, 4)
-    assert [r.model for r in FakeProvider.history] == ["fake", "fake"]
-    assert FakeProvider.pending() == 0
+    assert [r.model for r in fake.history] == ["fake", "fake"]
+    assert fake.pending() == 0
     assert resolve_model("fake:")[0] is FakeProvider
 
+    other = FakeProvider()  # queues are per instance, not shared through the class
+    other.enqueue("y = 1\n")
+    assert fake.pending() == 0 and other.pending() == 1 and other.history == []
 
-def test_fake_provider_with_an_empty_queue() -> None:
+
+def test_fake_with_an_empty_queue_says_how_to_fix_it(fake: FakeProvider) -> None:
     with pytest.raises(ProviderError) as info:
-        run(FakeProvider(), make_request("fake"))
-    assert str(info.value) == "FakeProvider has no reply queued: call FakeProvider.enqueue(...)"
-    assert len(FakeProvider.history) == 1
-    FakeProvider.reset()
-    assert FakeProvider.history == []
+        run(fake, make_request("fake"))
+    assert str(info.value) == "FakeProvider has no reply queued: call fake.enqueue(...) first."
+    assert len(fake.history) == 1
+    fake.reset()
+    assert fake.history == []
+
+
+def test_registered_fake_answers_the_pipeline(fake: FakeProvider) -> None:
+    from llmscript_magic import generate
+
+    fake.enqueue("```python\nprint(6 * 7)\n```\n")
+    gen = generate("Print six times seven.", model="fake:fake", cache=False)
+    assert gen.ok and gen.code == "print(6 * 7)\n" and gen.model == "fake:fake"
+    assert fake.pending() == 0 and "six times seven" in fake.history[0].messages[-1].content
+
+
+def test_fake_is_not_a_provider_users_see() -> None:
+    from llmscript_magic._ui.reports import list_models_text
+
+    assert "fake" not in providers()
+    assert "fake" not in list_models_text()
+    with pytest.raises(UnknownModelError) as info:
+        resolve_model("fake:fake")
+    assert "fake'" in str(info.value) and "known providers: anthropic, openai" in str(info.value)
+
+
+# -- The public contract and the registry ------------------------------------------------
+def test_the_public_contract_is_importable_from_the_package() -> None:
+    import llmscript_magic.providers as public
+    from llmscript_magic import _errors
+
+    for name in ("Provider", "Request", "Reply", "Usage", "Message", "one_line", "register",
+                 "ProviderError", "AuthenticationError", "RateLimitError", "OverloadedError",
+                 "ProviderTimeoutError", "ProviderConnectionError", "MissingKeyError"):
+        assert name in public.__all__
+    assert public.ProviderError is _errors.ProviderError  # one tree, re-exported
+
+    class Listed(Provider):
+        name = "listed"
+        default_model = "m1"
+        models = ("m1", "m2")
+
+        def stream(self, request: Request, reply: Reply) -> Any:
+            yield ""
+
+    assert Listed.list_models() == ("m1", "m2")  # the documented default
+    assert "list_models" in vars(Provider)
+
+
+README_BLOCK = re.compile(r"^### Write a provider\n.*?^```python\n(.*?)^```", re.S | re.M)
+
+
+def test_readme_provider_example_runs_end_to_end() -> None:
+    from llmscript_magic import generate
+    from llmscript_magic.providers import unregister
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    found = README_BLOCK.search(readme)
+    assert found, "README.md has no python block under '### Write a provider'"
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    try:
+        exec(compile(found.group(1), "README.md", "exec"), namespace)
+        assert "echo" in providers()
+        gen = generate("Say hello.", model="echo:", cache=False, run=True, sandbox="local")
+    finally:
+        unregister("echo")
+    assert gen.ok, gen.report
+    assert gen.model == "echo:echo-1"
+    assert gen.run is not None and gen.run.stdout == "hello from echo\n"
+    assert gen.usage.input_tokens > 0 and gen.last.stop_reason == "end_turn"
+    assert "echo" not in providers()
+
+
+@pytest.fixture
+def registered() -> Any:
+    """Register provider classes for one test; unregistered afterwards."""
+    from llmscript_magic.providers import register, unregister
+
+    names: list[str] = []
+
+    def add(cls: type[Provider]) -> type[Provider]:
+        names.append(cls.name)
+        return register(cls)  # type: ignore[no-any-return]
+
+    yield add
+    for name in names:
+        unregister(name)
+
+
+FLAKY_KEY = "flaky-secret-key-0451"
+
+
+class Flaky(Provider):
+    """A plugin with a bug: it raises something outside our error tree mid-reply."""
+
+    name = "flaky"
+    key_env_var = "FLAKY_API_KEY"
+    default_model = "f1"
+
+    def stream(self, request: Request, reply: Reply) -> Any:
+        yield "```python\nprint(1)\n"
+        raise RuntimeError(f"session for {self.api_key()} expired\nat line 2")
+
+
+def test_a_plugin_exception_reaches_the_user_as_one_line(
+        registered: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmscript_magic import generate
+
+    registered(Flaky)
+    monkeypatch.setenv("FLAKY_API_KEY", FLAKY_KEY)
+    with pytest.raises(ProviderError) as info:
+        generate("Print one.", model="flaky:", cache=False, sandbox="local")
+    text = str(info.value)
+    assert text.startswith("Provider flaky failed: RuntimeError: session for *** expired at line 2;")
+    assert "report it to the provider's author" in text
+    assert_user_facing(info.value, FLAKY_KEY)
+    assert isinstance(info.value.__cause__, RuntimeError)  # kept for whoever debugs the plugin
+
+
+def test_a_plugin_exception_in_the_magic_shows_no_traceback(
+        registered: Any, monkeypatch: pytest.MonkeyPatch, ip: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    registered(Flaky)
+    monkeypatch.setenv("FLAKY_API_KEY", FLAKY_KEY)
+    result = ip.run_cell("%%generate --model flaky:f1\nPrint one.")
+    out = capsys.readouterr()
+    shown = out.out + out.err
+    assert not result.success
+    assert "Provider flaky failed: RuntimeError" in shown
+    assert "Traceback" not in shown and FLAKY_KEY not in shown
+
+
+def test_an_unknown_provider_is_quoted_verbatim() -> None:
+    with pytest.raises(UnknownModelError) as info:
+        resolve_model("x{n}:y")
+    assert str(info.value).startswith("Unknown provider 'x{n}' in --model 'x{n}:y'; known "
+                                      "providers: anthropic, openai")
+
+
+def test_entry_points_are_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from llmscript_magic.providers import rescan
+
+    calls: list[str] = []
+    real = importlib.metadata.entry_points
+
+    def counting(**kw: Any) -> Any:
+        calls.append(kw.get("group", ""))
+        return real(**kw)
+
+    rescan()
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    for _ in range(3):
+        assert {"anthropic", "openai"} <= set(providers())
+        resolve_model("claude-sonnet-5-5")
+    assert calls == ["llmscript_magic.providers"]
+
+
+BROKEN_PLUGINS = {
+    "plug_needs_sdk.py": "import nonexistent_vendor_sdk\n",
+    "plug_crashes.py": "raise RuntimeError('config file ~/.plug missing')\n",
+    "plug_not_a_provider.py": "class Thing:\n    pass\n",
+}
+BROKEN_ENTRY_POINTS = """\
+[llmscript_magic.providers]
+needs-sdk = plug_needs_sdk:VendorProvider
+crashes = plug_crashes:CrashProvider
+not-a-provider = plug_not_a_provider:Thing
+vanished = plug_vanished_module:GoneProvider
+"""
+
+
+@pytest.fixture
+def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An installed distribution whose four provider entry points all fail to load."""
+    from llmscript_magic.providers import rescan
+
+    for name, code in BROKEN_PLUGINS.items():
+        (tmp_path / name).write_text(code)
+    info = tmp_path / "llmscript_broken_plugins-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: llmscript-broken-plugins\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(BROKEN_ENTRY_POINTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rescan()
+    yield
+    rescan()
+
+
+def test_plugins_that_fail_to_load_are_reported_with_their_fix(
+        broken_plugins: None, ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmscript_magic._cli.doctor import _providers
+
+    assert {"anthropic", "openai"} <= set(providers())  # the others still load
+    assert not {"needs-sdk", "crashes", "not-a-provider", "vanished"} & set(providers())
+
+    ip.run_line_magic("llmscript", "models")
+    listed = capsys.readouterr().out
+    assert ("needs-sdk  (FAILED to load: cannot import nonexistent_vendor_sdk): pip install "
+            "nonexistent_vendor_sdk (needed by llmscript-broken-plugins)") in listed
+    assert ("crashes  (FAILED to load: RuntimeError: config file ~/.plug missing): upgrade, "
+            "reinstall or uninstall llmscript-broken-plugins") in listed
+    assert ("not-a-provider  (FAILED to load: plug_not_a_provider:Thing is not a Provider "
+            "subclass)") in listed
+    assert ("vanished  (FAILED to load: its module plug_vanished_module is missing): reinstall "
+            "it: pip install --force-reinstall llmscript-broken-plugins") in listed
+
+    ok, line = _providers()
+    assert not ok and "\n" not in line
+    assert "needs-sdk: failed to load (cannot import nonexistent_vendor_sdk)" in line
+
+    with pytest.raises(UnknownModelError) as info:
+        resolve_model("needs-sdk:model-1")
+    assert str(info.value) == ("Provider 'needs-sdk' failed to load (cannot import "
+                               "nonexistent_vendor_sdk): pip install nonexistent_vendor_sdk "
+                               "(needed by llmscript-broken-plugins).")
+
+
+def test_missing_openai_package_is_an_optional_note() -> None:
+    code = (
+        "import sys; sys.modules['openai'] = None\n"
+        "from llmscript_magic._cli.doctor import _providers\n"
+        "from llmscript_magic._ui.reports import list_models_text\n"
+        "from llmscript_magic.providers import resolve_model\n"
+        "print(list_models_text()); print(_providers())\n"
+        "try:\n    resolve_model('openai:gpt-5')\nexcept Exception as err:\n    print(err)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "openai  (optional, not installed): pip install 'llmscript-magic[openai]'" in out
+    assert ("(True, \"providers: anthropic; openai: not installed (optional): pip install "
+            "'llmscript-magic[openai]'\")") in out
+    assert "Provider 'openai' is not installed: pip install 'llmscript-magic[openai]'." in out
+    assert "    anthropic:claude-sonnet-5-5" in out
+
+
+# -- Clients are reused -----------------------------------------------------------------
+def test_generations_reuse_one_client_and_one_connection(
+        anthropic_standin: AnthropicStandIn, caplog: pytest.LogCaptureFixture) -> None:
+    from llmscript_magic import generate
+    from llmscript_magic.providers import clients
+
+    caplog.set_level(logging.DEBUG)
+    for n in range(3):
+        anthropic_standin.enqueue(f"```python\nprint({n})\n```\n")
+    clients.close_clients()
+    for n in range(3):
+        gen = generate(f"Print {n}.", model="anthropic:", cache=False, sandbox="local")
+        assert gen.code == f"print({n})\n"
+    assert anthropic_standin.request_count == 3
+    assert anthropic_standin.connections_opened == 1  # kept alive between generations
+    assert clients.client_count() == 1
+    assert "HTTP Request" in caplog.text
+    assert TEST_ANTHROPIC_KEY not in caplog.text
+    assert TEST_ANTHROPIC_KEY not in repr(clients._clients)
+
+
+def test_other_settings_get_their_own_client(anthropic_standin: AnthropicStandIn) -> None:
+    for _ in range(3):
+        anthropic_standin.enqueue("x = 1\n")
+    run(AnthropicProvider(), make_request())
+    run(AnthropicProvider(timeout=33.0), make_request())  # a different timeout: a new client
+    run(AnthropicProvider(), make_request())  # the first one again
+    assert anthropic_standin.connections_opened == 2
+    assert [r.sent_key(TEST_ANTHROPIC_KEY) for r in anthropic_standin.requests] == [True] * 3
+
+
+def test_shared_client_is_built_once_under_concurrency() -> None:
+    import threading
+
+    from llmscript_magic.providers.clients import shared_client
+
+    built: list[int] = []
+
+    def make(**options: Any) -> object:
+        time.sleep(0.05)  # slow enough that unsynchronised threads would all build one
+        built.append(1)
+        return object()
+
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(shared_client(
+        "concurrency-test", make, {"api_key": "k", "timeout": 1.0, "max_retries": 0})))
+        for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and len(got) == 8 and all(g is got[0] for g in got)

@@ -22,7 +22,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from standins import TEST_ANTHROPIC_KEY
 
 from llmscript_magic._ui.text import summary_text
-from llmscript_magic.testing.fake import FakeProvider
+from llmscript_magic.testing import FakeProvider
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 STATE_MIME = "application/vnd.jupyter.widget-state+json"
@@ -101,13 +101,12 @@ def wv(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
     from llmscript_magic._ui.widget import WidgetView
 
     RecordingComm.all.clear()
-    FakeProvider.reset()
     monkeypatch.setattr(comm, "create_comm", RecordingComm)
     gm = ip.magics_manager.registry["GenerateMagics"]
     seen: dict[str, Any] = {"displays": []}
 
     def view(cell: str, opts: Any) -> WidgetView:
-        seen["view"] = WidgetView(gm, cell, opts)
+        seen["view"] = WidgetView(gm.session, cell, opts)
         return seen["view"]
 
     monkeypatch.setattr(gm, "_view", view)
@@ -119,7 +118,6 @@ def wv(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
 
     monkeypatch.setattr(ip.display_pub, "publish", publish)
     yield seen
-    FakeProvider.reset()
 
 
 def gen_cell(ip: InteractiveShell, line: str, spec: str = "Sum the rows.") -> Any:
@@ -156,8 +154,9 @@ def test_display_carries_summary_and_exact_metadata(ip: InteractiveShell, wv: di
     assert last["metadata"]["llmscript"]["summary"]["code_hash"] == view.gen.code_hash()
 
 
-def test_code_and_checklist(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced("import subprocess\nsubprocess.run(['ls'])\nprint('done')\n"))
+def test_code_and_checklist(ip: InteractiveShell, wv: dict[str, Any],
+                            fake: FakeProvider) -> None:
+    fake.enqueue(fenced("import subprocess\nsubprocess.run(['ls'])\nprint('done')\n"))
     assert gen_cell(ip, "--model fake:fake --no-insert").success
     view = wv["view"]
     assert "subprocess" in view.code.value and "color" in view.code.value  # highlighted
@@ -169,9 +168,10 @@ def test_code_and_checklist(ip: InteractiveShell, wv: dict[str, Any]) -> None:
     assert view.nav.layout.display == "none"  # one attempt: nothing to step through
 
 
-def test_attempt_history_steps_through_repairs(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced(BROKEN))
-    FakeProvider.enqueue(fenced(GOOD))
+def test_attempt_history_steps_through_repairs(ip: InteractiveShell, wv: dict[str, Any],
+                                               fake: FakeProvider) -> None:
+    fake.enqueue(fenced(BROKEN))
+    fake.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--model fake:fake --no-insert --retries 1").success
     view = wv["view"]
     assert view.nav.layout.display == ""
@@ -186,8 +186,9 @@ def test_attempt_history_steps_through_repairs(ip: InteractiveShell, wv: dict[st
     assert "Attempt 2 of 2" in view.nav_label.value
 
 
-def test_run_panel_stdout_figure_and_files(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced(FIGURE))
+def test_run_panel_stdout_figure_and_files(ip: InteractiveShell, wv: dict[str, Any],
+                                           fake: FakeProvider) -> None:
+    fake.enqueue(fenced(FIGURE))
     assert gen_cell(ip, "--model fake:fake --no-insert --run --sandbox local").success
     view = wv["view"]
     panel = view.run_panel.value
@@ -200,8 +201,9 @@ def test_run_panel_stdout_figure_and_files(ip: InteractiveShell, wv: dict[str, A
     assert view.run_button.description == "Run again"
 
 
-def test_run_button_runs_the_code(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced(GOOD))
+def test_run_button_runs_the_code(ip: InteractiveShell, wv: dict[str, Any],
+                                  fake: FakeProvider) -> None:
+    fake.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--model fake:fake --no-insert --sandbox local").success
     view = wv["view"]
     assert view.run_panel.layout.display == "none"  # not run yet
@@ -212,22 +214,24 @@ def test_run_button_runs_the_code(ip: InteractiveShell, wv: dict[str, Any]) -> N
     assert "<b>run</b>" in view.checklist.value
 
 
-def test_long_output_is_capped_and_says_so(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced("print('x' * 200_000)\n"))
+def test_long_output_is_capped_and_says_so(ip: InteractiveShell, wv: dict[str, Any],
+                                           fake: FakeProvider) -> None:
+    fake.enqueue(fenced("print('x' * 200_000)\n"))
     assert gen_cell(ip, "--model fake:fake --no-insert --run --sandbox local").success
     panel = wv["view"].run_panel.value
     assert "display cut at 64.0 KiB" in panel
     assert len(panel) < 80_000
 
 
-def test_regenerate_asks_again_and_inserts(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced(GOOD))
+def test_regenerate_asks_again_and_inserts(ip: InteractiveShell, wv: dict[str, Any],
+                                           fake: FakeProvider) -> None:
+    fake.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--model fake:fake --no-insert").success
     view = wv["view"]
     view.INSERT_WAIT = 0.1
-    FakeProvider.enqueue(fenced("print('second answer')\n"))
+    fake.enqueue(fenced("print('second answer')\n"))
     view.regenerate_button.click()
-    assert FakeProvider.pending() == 0 and len(FakeProvider.history) == 2
+    assert fake.pending() == 0 and len(fake.history) == 2
     assert "second answer" in view.code.value
     inserts = [c for c in RecordingComm.all if c.target_name == "llmscript"]
     assert len(inserts) == 1
@@ -243,8 +247,9 @@ def test_regenerate_asks_again_and_inserts(ip: InteractiveShell, wv: dict[str, A
     assert view.fallback.layout.display == ""
 
 
-def test_insert_below_with_extension_answer(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced(GOOD))
+def test_insert_below_with_extension_answer(ip: InteractiveShell, wv: dict[str, Any],
+                                            fake: FakeProvider) -> None:
+    fake.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--model fake:fake --no-insert").success
     view = wv["view"]
     view.INSERT_WAIT = 0.2
@@ -257,8 +262,9 @@ def test_insert_below_with_extension_answer(ip: InteractiveShell, wv: dict[str, 
     assert comm.closed
 
 
-def test_insert_refused_shows_reason(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced(GOOD))
+def test_insert_refused_shows_reason(ip: InteractiveShell, wv: dict[str, Any],
+                                     fake: FakeProvider) -> None:
+    fake.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--model fake:fake --no-insert").success
     view = wv["view"]
     view.insert_below()
@@ -267,8 +273,9 @@ def test_insert_refused_shows_reason(ip: InteractiveShell, wv: dict[str, Any]) -
     assert view.fallback.value == GOOD
 
 
-def test_copy_offers_the_code(ip: InteractiveShell, wv: dict[str, Any]) -> None:
-    FakeProvider.enqueue(fenced('print("<b>&")\n'))
+def test_copy_offers_the_code(ip: InteractiveShell, wv: dict[str, Any],
+                              fake: FakeProvider) -> None:
+    fake.enqueue(fenced('print("<b>&")\n'))
     assert gen_cell(ip, "--model fake:fake --no-insert").success
     copy = wv["view"].copy.value
     assert "navigator.clipboard.writeText" in copy
@@ -372,16 +379,17 @@ def test_stop_button_stops_a_running_cell(anthropic_standin: Any, tmp_path: Path
         km.shutdown_kernel(now=True)
 
 
-def test_widget_headline_shows_the_context_sent(ip: InteractiveShell) -> None:
+def test_widget_headline_shows_the_context_sent(ip: InteractiveShell,
+                                                 fake: FakeProvider) -> None:
     import pandas as pd
 
-    from llmscript_magic._pipeline.generate import Options
+    from llmscript_magic._pipeline.options import Options
     from llmscript_magic._ui.widget import WidgetView
 
     ip.user_ns["df"] = pd.DataFrame({"a": [1, 2]})
-    FakeProvider.enqueue("```python\nprint(1)\n```")
+    fake.enqueue("```python\nprint(1)\n```")
     gm = ip.magics_manager.registry["GenerateMagics"]
-    view = WidgetView(gm, "Sum {df}.", Options(model="fake:fake"))
+    view = WidgetView(gm.session, "Sum {df}.", Options(model="fake:fake"))
     from llmscript_magic import generate
 
     opts = gm.options(gm.generate.parser.parse_args(["--model", "fake:fake"]), "Sum {df}.")

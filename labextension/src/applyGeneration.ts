@@ -71,7 +71,11 @@ function insertCell(
   const shared = model.sharedModel.insertCell(index, {
     cell_type: 'code',
     source: text,
-    metadata: { trusted: false, tags: [GENERATED_TAG], [INFO_KEY]: asJSON(info) }
+    metadata: {
+      trusted: false,
+      tags: [GENERATED_TAG],
+      [INFO_KEY]: asJSON(info)
+    }
   });
   return shared.getId();
 }
@@ -128,9 +132,10 @@ export function applyGeneration(
   const key = generation.info.generation_id;
   let result = applied.get(key);
   if (!result) {
-    result = apply(panel, generation).catch(
-      (error: unknown): ApplyResult => ({ ok: false, reason: String(error) })
-    );
+    result = apply(panel, generation).catch((error: unknown): ApplyResult => ({
+      ok: false,
+      reason: String(error)
+    }));
     applied.set(key, result);
     if (applied.size > 200) {
       applied.delete(applied.keys().next().value as string);

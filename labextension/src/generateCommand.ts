@@ -49,16 +49,26 @@ function prepareGenerateCell(panel: NotebookPanel): number | null {
     return null;
   }
   const index = notebook.activeCellIndex;
-  const plan = planGenerate(cell.model.type, cell.model.sharedModel.getSource());
+  const plan = planGenerate(
+    cell.model.type,
+    cell.model.sharedModel.getSource()
+  );
   if (plan.kind === 'empty') {
-    Notification.warning('Generate code: the active cell has no text to generate from.');
+    Notification.warning(
+      'Generate code: the active cell has no text to generate from.'
+    );
     return null;
   }
   if (plan.kind === 'run-in-place') {
     return index;
   }
-  const below = index + 1 < model.cells.length ? model.cells.get(index + 1) : null;
-  if (below && below.type === 'code' && below.getMetadata(FROM_KEY) === cell.model.id) {
+  const below =
+    index + 1 < model.cells.length ? model.cells.get(index + 1) : null;
+  if (
+    below &&
+    below.type === 'code' &&
+    below.getMetadata(FROM_KEY) === cell.model.id
+  ) {
     below.sharedModel.setSource(plan.source);
   } else {
     model.sharedModel.insertCell(index + 1, {

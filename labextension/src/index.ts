@@ -34,12 +34,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
-    app.commands.addKeyBinding({
-      command: GENERATE_COMMAND,
-      keys: ['Accel Shift G'],
-      // Leaves Accel Shift G to "find previous" while the search bar is open.
-      selector: '.jp-NotebookPanel:not(.jp-mod-search-active) .jp-Notebook'
-    });
+    // The shortcut (Accel Shift G) is declared in schema/plugin.json, so users can
+    // change it in Settings > Keyboard Shortcuts.
     app.docRegistry.addWidgetExtension(
       'Notebook',
       new GenerateButtonExtension(app.commands, GENERATE_COMMAND)

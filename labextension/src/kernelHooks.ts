@@ -30,7 +30,10 @@ class CellIdsByRequest {
 
   remember(msg: KernelMessage.IMessage): void {
     const cellId = (msg.metadata as { cellId?: unknown }).cellId;
-    if (msg.header.msg_type === 'execute_request' && typeof cellId === 'string') {
+    if (
+      msg.header.msg_type === 'execute_request' &&
+      typeof cellId === 'string'
+    ) {
       this.ids.set(msg.header.msg_id, cellId);
       if (this.ids.size > 500) {
         this.ids.delete(this.ids.keys().next().value as string);
@@ -141,7 +144,9 @@ function hookKernel(
       // handles further messages, and the overwrite dialog can take a while.
       void answerComm(tracker, kernel, data).then(reply => {
         if (reply && !comm.isDisposed) {
-          comm.send(reply as unknown as KernelMessage.ICommMsgMsg['content']['data']);
+          comm.send(
+            reply as unknown as KernelMessage.ICommMsgMsg['content']['data']
+          );
         }
       });
     };

@@ -5,10 +5,15 @@
  * llmscript: IGenerationInfo & {record}}.
  * Route 2: a comm to target COMM_TARGET with data {action: 'insert', text,
  * llmscript} or {action: 'hello'}.
+ *
+ * The string constants below are kept equal to llmscript_magic/_protocol.py by
+ * tests/test_protocol.py: change both sides together.
  */
 
 /** Comm target the extension registers on every notebook kernel. */
 export const COMM_TARGET = 'llmscript';
+/** Key of the kernel's extra dict in the set_next_input payload and the comm data. */
+export const PAYLOAD_KEY = 'llmscript';
 /** Tag carried by every generated cell. */
 export const GENERATED_TAG = 'llmscript-generated';
 /** Cell metadata key of a generated cell's generation info. */
@@ -73,7 +78,11 @@ export function parseGeneration(
   if (
     typeof rest.generation_id !== 'string' ||
     typeof rest.code_hash !== 'string' ||
-    !(sourceCell === null || sourceCell === undefined || typeof sourceCell === 'string')
+    !(
+      sourceCell === null ||
+      sourceCell === undefined ||
+      typeof sourceCell === 'string'
+    )
   ) {
     return null;
   }
@@ -116,9 +125,9 @@ export function findLlmscriptPayload(
     if (
       isObject(item) &&
       item.source === 'set_next_input' &&
-      'llmscript' in item
+      PAYLOAD_KEY in item
     ) {
-      const generation = parseGeneration(item.text, item.llmscript);
+      const generation = parseGeneration(item.text, item[PAYLOAD_KEY]);
       if (generation) {
         return { index, generation };
       }

@@ -6,7 +6,10 @@ import { planGenerate, specText } from '../src/generateSource';
 import { VERSION } from '../src/version';
 
 test('specText strips a leading %%generate line only', () => {
-  assert.equal(specText('%%generate --model x\nsum the column'), 'sum the column');
+  assert.equal(
+    specText('%%generate --model x\nsum the column'),
+    'sum the column'
+  );
   assert.equal(specText('  \n%%generate\nplot it\n'), 'plot it');
   assert.equal(specText('plot it\n%%generate'), 'plot it\n%%generate');
   assert.equal(specText('%%generated stuff'), '%%generated stuff');

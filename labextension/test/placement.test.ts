@@ -25,7 +25,12 @@ function plain(id: string, source = ''): ICellFacts {
   return { id, source, tags: [], info: undefined };
 }
 
-function generated(id: string, sourceCell: string, code: string, edited = ''): ICellFacts {
+function generated(
+  id: string,
+  sourceCell: string,
+  code: string,
+  edited = ''
+): ICellFacts {
   return {
     id,
     source: code + edited,

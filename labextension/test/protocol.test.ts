@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { findLlmscriptPayload, parseGeneration, readInfo } from '../src/protocol';
+import {
+  findLlmscriptPayload,
+  parseGeneration,
+  readInfo
+} from '../src/protocol';
 
 const llmscript = {
   source_cell: 'cell-a',
@@ -44,7 +48,10 @@ test('parseGeneration rejects malformed dicts and normalises the rest', () => {
 
 test('findLlmscriptPayload picks only set_next_input payloads with llmscript', () => {
   assert.equal(findLlmscriptPayload(undefined), null);
-  assert.equal(findLlmscriptPayload([{ source: 'set_next_input', text: 'y' }]), null);
+  assert.equal(
+    findLlmscriptPayload([{ source: 'set_next_input', text: 'y' }]),
+    null
+  );
   const found = findLlmscriptPayload([
     { source: 'page', data: {} },
     { source: 'set_next_input', text: 'x = 1', replace: false, llmscript }

@@ -31,7 +31,7 @@ def _image() -> tuple[bool, str]:
 
 
 def _keys() -> tuple[bool, str]:
-    from ..providers.base import providers
+    from ..providers import providers
 
     parts, ok = [], False
     for _, cls in sorted(providers().items()):
@@ -42,6 +42,17 @@ def _keys() -> tuple[bool, str]:
         parts.append(f"{cls.key_env_var} {'set' if is_set else 'not set'}")
     hint = "" if ok else " (export ANTHROPIC_API_KEY=..., or use `llmscript run --replay`)"
     return ok, "keys: " + ", ".join(parts) + hint
+
+
+def _providers() -> tuple[bool, str]:
+    """Installed provider plugins; one that fails to load is named with its fix, not dropped."""
+    from ..providers import load_failures, providers
+
+    names = ", ".join(sorted(providers())) or "none"
+    failures = load_failures()
+    broken = [f for f in failures if not f.optional]
+    notes = "; ".join(str(f) for f in (*broken, *(f for f in failures if f.optional)))
+    return not broken, f"providers: {names}" + (f"; {notes}" if notes else "")
 
 
 def _extension() -> tuple[bool, str]:
@@ -58,7 +69,7 @@ def _extension() -> tuple[bool, str]:
 
 #: (check, required): a missing key is only a warning, since replay needs none
 CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
-    (_engine, True), (_image, True), (_keys, False), (_extension, True),
+    (_engine, True), (_image, True), (_keys, False), (_providers, False), (_extension, True),
 ]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
 
-COMM_TARGET = "llmscript"
+from .._protocol import COMM_TARGET as COMM_TARGET  # re-exported: callers import it from here
 
 
 def parent_cell_id(shell: InteractiveShell) -> str | None:

@@ -1,69 +1,25 @@
-"""Run-time validation layers: the sandbox run, ``--check EXPR`` and the spec's example.
+"""Run-time validation layers: the sandbox run, ``--output``, ``--check EXPR``, the example.
 
-A check expression is evaluated in the sandbox after the script, in the
-script's own globals, so it can look at variables and files the script made.
-The script goes in as ``script.py`` and a small runner executes it with
-``runpy``; the runner prints one marker line that is removed before the user
-sees stdout.
+The sandbox's harness evaluates the check expression after the script, in the
+script's own globals (so it can look at variables and files the script made),
+and takes the ``--output`` variables from those globals; both come back on the
+harness's own channel in the ``RunResult`` (``check``, ``values``, ``missing``),
+never as lines the script could print. This module turns them into checks.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._sandbox.harness.wrapper import UNDEFINED
 from .validate import Check
 
 if TYPE_CHECKING:
     from .._sandbox import RunResult
     from .spec import Spec
-
-MARKER = "@@llmscript-check:"
-SCRIPT_NAME = "script.py"
-_RUN_SCRIPT = """\
-import json, os, sys
-_ns = {{"__name__": "__main__", "__file__": {script!r}, "__builtins__": __builtins__}}
-try:
-    with open({script!r}) as _f:
-        exec(compile(_f.read(), {script!r}, "exec"), _ns)
-except SystemExit as _e:
-    if _e.code not in (0, None):
-        raise
-"""
-_CHECK = """\
-_g = {{"json": json, "os": os, "sys": sys, **_ns}}
-try:
-    _ok, _why = bool(eval({expr!r}, _g)), ""
-except Exception as _e:
-    _ok, _why = False, f"{{type(_e).__name__}}: {{_e}}"
-sys.stdout.flush()
-print("\\n" + {marker!r} + json.dumps([_ok, _why[:300]]))
-"""
-
-
-def wrap(code: str, *, check: str | None = None, outputs: str = "") -> tuple[str, dict[str, bytes]]:
-    """Code to run plus extra input files: the script, then ``outputs``, then ``check``.
-
-    ``outputs`` is Python source that reads the script's globals from ``_ns``.
-    """
-    runner = _RUN_SCRIPT.format(script=SCRIPT_NAME) + outputs
-    if check:
-        runner += "\n" + _CHECK.format(expr=check, marker=MARKER)
-    return runner, {SCRIPT_NAME: code.encode()}
-
-
-def take_marker(stdout: str) -> tuple[str, tuple[bool, str] | None]:
-    """Strip the runner's marker line from stdout; return its verdict if present."""
-    idx = stdout.rfind("\n" + MARKER)
-    if idx < 0:
-        return stdout, None
-    line = stdout[idx + 1 + len(MARKER):].splitlines()[0]
-    try:
-        ok, why = json.loads(line)
-    except ValueError:
-        return stdout, None
-    return stdout[:idx], (bool(ok), str(why))
 
 
 def tail(text: str, lines: int = 15, chars: int = 1500) -> str:
@@ -83,6 +39,30 @@ def run_check(result: RunResult) -> Check:
     last = tail(result.stderr, 3).strip()
     return Check("run", "fail", why + (f": {last.splitlines()[-1]}" if last else ""),
                  layer="run")
+
+
+def not_returned(name: str, why: str | None) -> str:
+    """One line for an ``--output`` variable that did not come back (None: no word why)."""
+    missing = f"The script did not leave a variable {name!r}"
+    if why is None:
+        return (f"{missing}: no result came back (did the script fail before its end?); "
+                "nothing was assigned")
+    if why == UNDEFINED:
+        return f"{missing}: say in the spec what {name!r} should hold (nothing was assigned)"
+    if why.startswith("it is ") and not why.endswith("needs pickle"):
+        return (f"{missing} that can be copied back: {why}; make it a DataFrame, Series, "
+                "numpy array or JSON data (nothing was assigned)")
+    return f"{missing} that can be copied back ({why}); nothing was assigned"
+
+
+def outputs_check(names: Sequence[str], result: RunResult) -> Check:
+    """Passes when the harness returned every ``--output`` name; else says why not."""
+    came = {v.name for v in result.values}
+    for name in names:
+        if name not in came:
+            return Check("outputs", "fail", not_returned(name, result.missing.get(name)),
+                         layer="run")
+    return Check("outputs", "pass", "returned " + ", ".join(names), layer="run")
 
 
 def expr_check(expr: str, verdict: tuple[bool, str] | None) -> Check:

@@ -1,18 +1,23 @@
-"""Read the fenced blocks of a model reply and say what each one is.
+"""Read the formats a model reply comes in and say what each piece of it is.
 
-Kept apart from ``_extract`` because this part knows Markdown (CommonMark fences,
-info strings, language tags) and the shapes of non-code blocks (shell, sample
-output, ``>>>`` sessions); ``_extract`` only decides which python blocks make
-the script.
+Kept apart from ``extract`` because this part knows the formats: Markdown
+(CommonMark fences, info strings, language tags, file names), reasoning traces
+(``<think>…</think>``), ``<code>`` tags, JSON tool calls written as text,
+interactive sessions (``>>>``, ``In [1]:``) and the shapes of non-code blocks
+(shell, sample output). ``extract`` only decides which python blocks make the
+script.
 """
 
 from __future__ import annotations
 
 import ast
+import html
+import json
 import re
 import textwrap
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 _PY_TAGS = {"python", "py", "python3", "py3", "ipython", "ipython3", "python2", "sage"}
 _SHELL_TAGS = {"bash", "sh", "shell", "console", "zsh", "fish", "shell-session", "shellsession",
@@ -22,15 +27,41 @@ _OUTPUT_TAGS = {"text", "txt", "output", "out", "plaintext", "plain", "log", "st
 _SESSION_TAGS = {"pycon", "python-repl", "pyrepl", "doctest"}
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
+_FENCE_START = re.compile(r"^ *(?:```|~~~)", re.M)
+_PY_FILE = re.compile(r"[\w.\\/-]*\w\.(?:py|pyw|ipy)")
 _OUTPUT_INTRO = re.compile(
     r"(\b(output|outputs|prints|print|result|results|produces|returns|gives|displays|shows)"
     r"|you(?:'ll| will| should) see|looks like|something like)\s*(is|are|would be|will be)?"
     r"\s*(\(.*\))?\s*:\s*$|^(example |sample |expected )?output:?$", re.I)
+# "The final code looks like:" introduces code, not output: a code word and no output word
+_CODE_WORD = re.compile(r"\b(code|script|program|snippet|function|class|implementation"
+                        r"|solution|version|listing)\b", re.I)
+_OUTPUT_WORD = re.compile(r"\b(output|outputs|prints?|printed|results?|displays?)\b", re.I)
 _SHELL_LINE = re.compile(
     r"^\s*(\$ |> |sudo |pip3? |python3? -m |python3? \S+\.py|conda |apt(-get)? |brew |npm |uv |"
     r"poetry |cd |export |mkdir |curl |wget |git |docker |chmod |source )")
 _PYTHONISH = re.compile(r"^(def |class |import |from [\w.]+ import |async def |@\w)", re.M)
 _MAGIC_LINE = re.compile(r"^[!%].*$", re.M)
+_LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\n)+")
+_SESSION_START = re.compile(r"\s*(>>>( |$)|In \[\d*\]: )")
+_SESSION_LINE = re.compile(r"^[ \t]*(>>>|In \[\d*\]:)( |$)", re.M)
+
+# Reasoning traces: a leading <think>…</think> (DeepSeek-R1, Qwen3, QwQ, distills), or
+# only its closing tag when the server put the opening one in the prompt.
+_TRACE_OPEN = re.compile(r"\A\s*(<(think|thinking|thought|reasoning)>|<\|begin_of_thought\|>)")
+_LONE_CLOSE = re.compile(r"(^[ \t]*</(think|thinking)>|(?<![`'\"(\[])</(think|thinking)>[ \t]*$)",
+                         re.M)
+# Special tokens that leak into text from local servers: Llama's code-interpreter call
+# starts with <|python_tag|>; chat templates end with <|eot_id|>, <|im_end|> and such.
+_LEAD_TOKEN = re.compile(r"\A\s*<\|python_tag\|>")
+_TAIL_TOKENS = re.compile(r"(?:<\|(?:eom_id|eot_id|im_end|endoftext|end)\|>|</s>|\s)+\Z")
+_CODE_TAG = re.compile(r"<(code|python)(\s[^>]*)?>(.*?)</\1>", re.S | re.I)
+_ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+_TOOL_START = re.compile(r"^[ \t]*(?:<tool_call>\s*|\[TOOL_CALLS\]\s*)?(?=[\[{])", re.M)
+_CODE_KEYS = ("code", "script", "source", "source_code", "python", "python_code", "program",
+              "content", "action_input")
+_NESTED_KEYS = ("arguments", "parameters", "input", "args", "function", "tool_calls",
+                "tool_input", "function_call", "action_input")
 
 
 @dataclass(frozen=True)
@@ -53,10 +84,32 @@ class _Fenced:
     kind: str = ""
     tree: ast.Module | None = None
     magic: bool = False
+    by_intro: bool = False  # taken for sample output only because of its intro sentence
+    lines: tuple[int, int] = (0, 0)  # the reply lines it spans, fences included (0-based, end+1)
+
+
+def block(lang: str, info: str, code: str, start_line: int) -> Block:
+    """A block with leading blank lines and trailing whitespace trimmed.
+
+    Trimmed once, here, so the code a user gets is exactly the text that was
+    parsed and the tree's line numbers are the cell's line numbers.
+    """
+    lead = _LEADING_BLANKS.match(code)
+    if lead:
+        start_line += lead.group().count("\n")
+        code = code[lead.end():]
+    return Block(lang, info, code.rstrip(), start_line)
+
+
+def _dedent(text: str) -> str:
+    """``textwrap.dedent``, skipped when a line starts at column 0 (the usual case)."""
+    return text if re.search(r"^\S", text, re.M) else textwrap.dedent(text)
 
 
 def _scan(text: str) -> list[_Fenced]:
     """Find fenced blocks by the CommonMark rules, allowing list-item indentation."""
+    if not _FENCE_START.search(text):
+        return []
     lines = text.split("\n")
     out: list[_Fenced] = []
     prose: list[str] = []
@@ -72,19 +125,23 @@ def _scan(text: str) -> list[_Fenced]:
         j = i + 1
         while j < len(lines) and not close.match(lines[j]):
             j += 1
-        body = textwrap.dedent("\n".join(lines[i + 1:j]))
-        block = Block(_lang(info), info, body, i + 2)
-        out.append(_Fenced(block, "\n".join(prose).strip(), j < len(lines)))
+        body = _dedent("\n".join(lines[i + 1:j]))
+        found = _Fenced(block(_lang(info), info, body, i + 2), "\n".join(prose).strip(),
+                        j < len(lines))
+        found.lines = (i, min(j + 1, len(lines)))
+        out.append(found)
         prose = []
         i = j + 1
     return out
 
 
 def _lang(info: str) -> str:
-    """``python title="x.py"``, ``{.python}``, ``Python3:main.py`` -> ``python``."""
+    """``python title="x.py"``, ``{.python}``, ``Python3:main.py``, ``main.py`` -> ``python``."""
     word = info.split()[0] if info.split() else ""
     word = word.strip("{}").lstrip(".").split(":")[0].split(",")[0].lower()
-    return "python" if word in _PY_TAGS else word
+    if word in _PY_TAGS or _PY_FILE.fullmatch(word):  # ```main.py, ```app.py python
+        return "python"
+    return word
 
 
 def _classify(f: _Fenced) -> str:
@@ -97,19 +154,23 @@ def _classify(f: _Fenced) -> str:
         return "shell"
     if lang in _OUTPUT_TAGS:
         return "output"
-    if lang in _SESSION_TAGS or re.match(r"\s*>>> ", code):
+    if lang in _SESSION_TAGS or _SESSION_START.match(code):
         return "session"
     if lang not in ("python", ""):
         return "other"
     f.tree = tree = _parse(code)
     if tree is None and _MAGIC_LINE.search(code):
-        f.tree = tree = _parse(bare := _MAGIC_LINE.sub("", code))
+        bare = block(lang, f.block.info, _MAGIC_LINE.sub("", code), f.block.start_line)
+        f.tree = tree = _parse(bare.code)
         if tree is not None:
-            f.block, f.magic = Block(lang, f.block.info, bare, f.block.start_line), True
-    output_intro = bool(_OUTPUT_INTRO.search(last_intro))
+            f.block, f.magic = bare, True
+    output_intro = bool(_OUTPUT_INTRO.search(last_intro)) and not (
+        _CODE_WORD.search(last_intro) and not _OUTPUT_WORD.search(last_intro))
     if lang == "python":
-        return "output" if output_intro and not _defines(tree) else "python"
+        f.by_intro = output_intro and not _defines(tree)
+        return "output" if f.by_intro else "python"
     if output_intro:
+        f.by_intro = True
         return "output"
     if tree is None:
         if _SHELL_LINE.match(code):
@@ -132,6 +193,147 @@ def _skip_note(f: _Fenced) -> str:
     return f"Skipped a {f.block.lang or 'non-Python'} block {where}."
 
 
+def blank_lines(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with the given line ranges emptied, so line numbers stay the same."""
+    lines = text.split("\n")
+    for lo, hi in spans:
+        lines[lo:hi] = [""] * (hi - lo)
+    return "\n".join(lines)
+
+
+# -- reasoning traces and special tokens ----------------------------------------------
+@dataclass(frozen=True)
+class Trace:
+    """Where a reasoning trace sat in the reply (1-based lines) and whether an answer follows."""
+
+    first_line: int
+    last_line: int
+    answered: bool
+
+
+def strip_tokens(text: str) -> str:
+    """Drop chat-template tokens a local server left in the text (never inside the code)."""
+    text = _LEAD_TOKEN.sub(lambda m: m.group().replace("<|python_tag|>", ""), text, count=1)
+    return _TAIL_TOKENS.sub("\n", text, count=1) if "<" in text[-40:] else text
+
+
+def split_trace(text: str) -> tuple[str, Trace | None]:
+    """Blank out a leading reasoning trace; keep it only when no answer follows it.
+
+    Reasoning models write drafts in the trace (often longer than the answer, or
+    "the full code"); the answer after it is what the user asked for. The trace
+    is replaced by empty lines so line numbers in notes still match the reply.
+    """
+    m = _TRACE_OPEN.match(text)
+    if m:
+        close = "<|end_of_thought|>" if m.group(1).startswith("<|") else f"</{m.group(2)}>"
+        end = text.find(close, m.end())
+        start, stop = m.start(1), (len(text) if end < 0 else end + len(close))
+    else:
+        lone = _LONE_CLOSE.search(text)
+        if lone is None or re.search(r"<(think|thinking)>", text[:lone.start()]):
+            return text, None
+        start, stop = 0, lone.end()
+    first = text.count("\n", 0, start) + 1
+    trace = Trace(first, first + text.count("\n", start, stop),
+                  bool(text[stop:].strip()))
+    if not trace.answered:  # nothing else to go on: read the trace itself, without its tags
+        inner = re.sub(r"</?(think|thinking|thought|reasoning)>|<\|(begin|end)_of_thought\|>",
+                       "", text[start:stop])
+        return text[:start] + inner, trace
+    return text[:start] + "\n" * text.count("\n", start, stop) + text[stop:], trace
+
+
+# -- <code> tags ---------------------------------------------------------------------
+def tagged(text: str) -> list[_Fenced]:
+    """``<code>…</code>`` / ``<pre><code class="language-python">`` blocks, as fenced ones."""
+    out: list[_Fenced] = []
+    prev = 0
+    for m in _CODE_TAG.finditer(text):
+        attrs, body = m.group(2) or "", m.group(3)
+        if _ENTITY.search(body):
+            body = html.unescape(body)
+        lang = re.search(r"(?:language-|lang(?:uage)?=[\"']?)(\w+)", attrs)
+        tag = m.group(1).lower()
+        name = "python" if tag == "python" else _lang(lang.group(1)) if lang else ""
+        start = text.count("\n", 0, m.start(3)) + 1
+        found = _Fenced(block(name, f"<{tag}>", _dedent(body), start),
+                        re.sub(r"<[^>]+>", "", text[prev:m.start()]).strip(), True)
+        out.append(found)
+        prev = m.end()
+    return out
+
+
+# -- interactive sessions -------------------------------------------------------------
+def strip_prompts(text: str) -> str | None:
+    """The code of a ``>>>`` / ``In [1]:`` session: prompts removed, output lines dropped."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        m = re.match(r"[ \t]*(?:>>>|\.\.\.|In \[\d*\]:|[ \t]*\.\.\.:)( ?)(.*)$", line)
+        if m:
+            out.append(m.group(2))
+        elif not line.strip() and out and out[-1].strip():
+            out.append("")
+    code = "\n".join(out).strip("\n")
+    return code or None
+
+
+def has_session(text: str) -> bool:
+    return bool(_SESSION_LINE.search(text))
+
+
+# -- JSON tool calls written as text -------------------------------------------------
+def tool_call(text: str) -> tuple[str, int, str] | None:
+    """(code, line, tool name) of the first JSON tool call in ``text`` whose code parses.
+
+    Small local models asked for code often answer as if calling a tool:
+    ``{"name": "python", "arguments": {"code": "..."}}``, Hermes/Qwen
+    ``<tool_call>…</tool_call>``, Mistral ``[TOOL_CALLS] [...]``, OpenAI-style
+    ``"arguments": "<json string>"`` or LangChain ``{"action_input": "..."}``.
+    """
+    decoder = json.JSONDecoder()
+    for n, m in enumerate(_TOOL_START.finditer(text)):
+        if n >= 50:
+            break
+        try:
+            obj, _end = decoder.raw_decode(text, m.end())
+        except ValueError:
+            continue
+        found = _code_in(obj, 0)
+        if found is not None:
+            name = obj.get("name") if isinstance(obj, dict) else None
+            return found, text.count("\n", 0, m.end()) + 1, name if isinstance(name, str) else ""
+    return None
+
+
+def _code_in(obj: Any, depth: int) -> str | None:
+    if depth > 4:
+        return None
+    if isinstance(obj, list):
+        return next((c for x in obj if (c := _code_in(x, depth + 1)) is not None), None)
+    if isinstance(obj, str):
+        stripped = obj.strip()
+        if stripped.startswith(("{", "[")):
+            try:
+                return _code_in(json.loads(stripped), depth + 1)
+            except ValueError:
+                pass
+        tree = _parse(obj)
+        return obj if tree is not None and _substantive(tree) else None
+    if not isinstance(obj, dict):
+        return None
+    for key in _CODE_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str) and (code := _code_in(value, depth + 1)) is not None:
+            return code
+    for key in _NESTED_KEYS:
+        if isinstance(obj.get(key), dict | list | str) and (
+                code := _code_in(obj[key], depth + 1)) is not None:
+            return code
+    return None
+
+
+# -- parsing ---------------------------------------------------------------------------
 def _parse_strict(code: str) -> ast.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from .._errors import CancelledError, ExtractionError, ReplayError, SandboxError
 from .._store.cache import DiskCache, Recordings, entry_to_reply, reply_to_entry, request_key
 from ..providers.base import Message, Provider, Reply, Request, Usage, resolve_model
-from .checks import example_check, expr_check, run_check, tail, take_marker, wrap
+from .checks import example_check, expr_check, outputs_check, run_check, tail
+from .options import Options
 from .prompt import Prompt, build_prompt, repair_message
 from .spec import Spec, parse_spec
 from .validate import Check, ValidationReport, validate
@@ -30,46 +31,6 @@ if TYPE_CHECKING:
     from .._sandbox import RunResult
 
 ChunkCallback = Callable[[str], None]
-
-
-@dataclass
-class Options:
-    """Every knob of one generation; the magic fills it from traits and flags."""
-
-    model: str = ""  # "" = the default provider's default model
-    max_tokens: int = 4096
-    temperature: float | None = None
-    system: str | None = None
-    api_key: str | None = None
-    base_url: str | None = None  # e.g. a local OpenAI-compatible server (Ollama, vLLM)
-    request_timeout: float = 120.0
-    max_retries: int = 2  # transport retries inside the SDK
-    # validation
-    retries: int = 2  # repair attempts after the first
-    budget_tokens: int | None = None
-    allow_imports: frozenset[str] | None = None
-    deny_imports: frozenset[str] | None = None
-    strict: bool = False
-    check: str | None = None
-    # sandbox
-    run: bool = False
-    sandbox: str = "docker"
-    image: str | None = None
-    timeout: float = 30.0
-    memory_mb: int = 256
-    cpus: float = 1.0
-    files: Mapping[str, bytes] = field(default_factory=dict)
-    # reproducibility
-    cache: bool = True
-    refresh: bool = False
-    cache_dir: str | None = None
-    replay: str | None = None  # path of a notebook whose recordings answer instead of a model
-    audit_log: str | None = None
-    # conversation and notebook data
-    history: tuple[Message, ...] = ()
-    context: tuple[str, ...] = ()  # prompt blocks (data descriptions, input/output notes)
-    sent: tuple[str, ...] = ()  # what the context blocks hold, one line each, for the UI
-    outputs: tuple[str, ...] = ()  # variables the script leaves, loaded back after the run
 
 
 @dataclass
@@ -160,8 +121,10 @@ class Generation:
 
 def _stream(provider: Provider, request: Request, reply: Reply,
             on_chunk: ChunkCallback | None, cancel: threading.Event | None) -> None:
+    from ..providers.registry import stream_reply
+
     chunks: list[str] = []
-    gen = provider.stream(request, reply)
+    gen = stream_reply(provider, request, reply)  # a plugin's stray exception: one line
     try:
         for chunk in gen:
             chunks.append(chunk)
@@ -197,9 +160,13 @@ class _Completer:
 
     def provider(self) -> Provider:
         if self._provider is None:
-            self._provider = self.cls(self.opts.api_key, timeout=self.opts.request_timeout,
-                                      max_retries=self.opts.max_retries,
-                                      base_url=self.opts.base_url)
+            from ..providers.registry import provider_instance
+
+            # a registered instance (a test's fake) answers; SDK clients are shared per settings
+            self._provider = provider_instance(self.cls, self.opts.api_key,
+                                               timeout=self.opts.request_timeout,
+                                               max_retries=self.opts.max_retries,
+                                               base_url=self.opts.base_url)
             self._provider.api_key()  # fail early, with the how-to-fix line, before streaming
         return self._provider
 
@@ -243,45 +210,37 @@ def sandbox_modules(opts: Options) -> frozenset[str] | None:
 
 
 def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
+    """The code runs unchanged; the harness binds inputs, returns outputs, checks."""
     from .._sandbox import Limits, get_sandbox
 
     assert attempt.code is not None
-    files = dict(opts.files)
-    to_run = attempt.code
-    if opts.check or opts.outputs:
-        snippet = ""
-        if opts.outputs:
-            from .._notebook.data_io import output_snippet
-
-            snippet = output_snippet(opts.outputs)
-        to_run, extra = wrap(attempt.code, check=opts.check, outputs=snippet)
-        files.update(extra)
-    options = {"image": opts.image} if opts.image and opts.sandbox == "docker" else {}
+    options: dict[str, Any] = {}
+    if opts.sandbox == "docker":
+        options["isolation"] = opts.isolation
+        if opts.image:
+            options["image"] = opts.image
     sandbox = get_sandbox(opts.sandbox, **options)
     limits = Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus)
-    result = sandbox.run(to_run, files=files, limits=limits)
-    verdict = None
-    if opts.check:
-        result.stdout, verdict = take_marker(result.stdout)
+    result = sandbox.run(attempt.code, files=dict(opts.files), limits=limits,
+                         inputs=tuple(opts.inputs), outputs=tuple(opts.outputs),
+                         check=opts.check)
     report.add(run_check(result))
     if opts.outputs and result.status == "ok" and result.exit_code == 0:
         report.add(_load_outputs(attempt, opts.outputs, result))
     if opts.check:
-        report.add(expr_check(opts.check, verdict))
+        report.add(expr_check(opts.check, result.check))
     if result.status == "ok" and (ex := example_check(spec, result)) is not None:
         report.add(ex)
     return result
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:
-    from .._errors import ConfigurationError
-    from .._notebook.data_io import load_outputs
+    """Whether every ``--output`` came back, as the harness reported it.
 
-    try:
-        attempt.outputs = load_outputs(names, result.files)
-    except ConfigurationError as err:
-        return Check("outputs", "fail", str(err), layer="run")
-    return Check("outputs", "pass", "returned " + ", ".join(names), layer="run")
+    The values stay encoded in ``result.values``: the notebook layer decodes
+    them (``decode_outputs``) after ``generate()`` returns.
+    """
+    return outputs_check(names, result)
 
 
 _HOST_PATH = re.compile(r"(?:/tmp|/var/tmp|/private/tmp)/[^\s\"']*/(?=[^/\s\"']+)")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import Any
 
 BOUNDARY = "informational only: the sandbox, not this check, is the security boundary"
 _EXEC = ("execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe")
@@ -51,6 +53,28 @@ _PATH_WRITERS = {"write_text", "write_bytes", "touch", "mkdir", "symlink_to", "h
 _SAVERS = {"to_csv", "to_json", "to_parquet", "to_excel", "to_pickle", "to_feather", "savefig",
            "save", "savez", "savetxt", "imwrite", "to_file", "write_image", "write_html"}
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_MAX_DEPTH = 400  # deeper than this, fold()/name() could exhaust Python's recursion limit
+# Fields that never hold a node worth visiting (names, flags, contexts, operators).
+_LEAF_FIELDS = {"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "module", "level",
+                "kind", "type_comment", "simple", "conversion", "is_async", "rest", "kwd_attrs",
+                "tag"}
+_LEAVES = (ast.Constant, ast.Global, ast.Nonlocal, ast.MatchSingleton, ast.TypeIgnore, ast.alias)
+_UP = object()  # marks the end of a node's children in the walk
+_CHILDREN: dict[type, tuple[str, ...]] = {}
+_NOTED = (ast.Name, ast.Attribute, ast.Call, ast.Import, ast.ImportFrom, ast.Subscript, *_DEFS,
+          ast.arg, ast.Assign, ast.Try, ast.TryStar, ast.If)
+_PLAIN = frozenset(k for k in vars(ast).values() if isinstance(k, type)
+                   and issubclass(k, ast.AST) and not issubclass(k, _NOTED))
+_NAMING_CALLS = ("builtins.__import__", "importlib.import_module", "builtins.getattr")
+
+
+def _children(kind: type) -> tuple[str, ...]:
+    """The fields of a node type that can hold child nodes (cached per type)."""
+    fields = () if issubclass(kind, _LEAVES) else tuple(
+        f for f in getattr(kind, "_fields", ()) if f not in _LEAF_FIELDS)
+    _CHILDREN[kind] = fields
+    return fields
 
 
 @dataclass(frozen=True)
@@ -106,33 +130,95 @@ def _int(node: ast.expr | None) -> int | bool | None:
 
 
 class Resolver:
-    """Maps expressions to dotted names (``sp.run`` -> ``subprocess.run``) for one module."""
+    """Maps expressions to dotted names (``sp.run`` -> ``subprocess.run``) for one module.
+
+    Built from ONE walk of the tree that also keeps what the import check and the
+    risk scan look at (imports, references, calls, try blocks), so neither walks
+    the tree again: a long script costs one parse plus a fraction of one.
+    """
 
     def __init__(self, tree: ast.AST) -> None:
         self.aliases: dict[str, str] = {}
         self.imports: list[tuple[str, ast.stmt]] = []
+        self.refs: list[ast.AST] = []  # loaded names, attributes, calls, ``globals()[...]``
+        self.sites: list[ast.AST] = []  # imports and calls with a string first argument
+        self.tries: list[ast.Try | ast.TryStar] = []
+        self.ifs: list[ast.If] = []
+        self.type_checking = False  # the code mentions TYPE_CHECKING
+        self.deep = False  # nested deeper than the recursive helpers below can follow
         shadow: set[str] = set()
         assigns: list[ast.Assign] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                assigns.append(node)
-            if isinstance(node, ast.Import):
-                for a in node.names:
-                    top = a.name.split(".")[0]
-                    self.aliases[a.asname or top] = a.name if a.asname else top
-                    self.imports.append((a.name, node))
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for a in node.names:
-                    full = node.module if a.name == "*" else f"{node.module}.{a.name}"
-                    if a.name != "*":
-                        self.aliases[a.asname or a.name] = full
-                    self.imports.append((full, node))
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                shadow.add(node.id)
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        refs, sites = self.refs, self.sites
+        stack: list[Any] = [tree]
+        depth, up = 0, _UP
+        pop, extend = stack.pop, stack.extend
+        children = _CHILDREN.get
+        while stack:
+            node = pop()
+            if node is up:
+                depth -= 1
+                continue
+            if node is None:  # optional fields and dict keys of ``**spread``
+                continue
+            kind = node.__class__
+            if isinstance(node, ast.Name):  # the commonest node first
+                if node.ctx.__class__ is ast.Load:
+                    refs.append(node)
+                    if node.id == "TYPE_CHECKING":
+                        self.type_checking = True
+                else:
+                    if node.ctx.__class__ is ast.Store:
+                        shadow.add(node.id)
+                    if node.id == "__builtins__":
+                        refs.append(node)
+                continue
+            if kind in _PLAIN:
+                pass  # most other nodes: nothing to note, only children to visit
+            elif isinstance(node, ast.Attribute):
+                refs.append(node)
+                if node.attr == "TYPE_CHECKING":
+                    self.type_checking = True
+            elif isinstance(node, ast.Call):
+                refs.append(node)
+                args = node.args
+                if args and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+                    sites.append(node)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                self._import(node)
+                sites.append(node)
+                continue
+            elif isinstance(node, ast.Subscript):
+                if isinstance(node.value, ast.Call):
+                    refs.append(node)
+            elif isinstance(node, _DEFS):
                 shadow.add(node.name)
             elif isinstance(node, ast.arg):
                 shadow.add(node.arg)
+            elif isinstance(node, ast.Assign):
+                if len(node.targets) == 1:
+                    assigns.append(node)
+            elif isinstance(node, ast.Try | ast.TryStar):
+                self.tries.append(node)
+            elif isinstance(node, ast.If):
+                self.ifs.append(node)
+            fields = children(kind)
+            if fields is None:
+                fields = _children(kind)
+            if not fields:
+                continue
+            depth += 1
+            if depth > _MAX_DEPTH:
+                self.deep = True
+            kids: list[Any] = []
+            for name in fields:
+                value = getattr(node, name)
+                if value.__class__ is list:
+                    kids += value
+                else:
+                    kids.append(value)
+            kids.append(up)  # popped after the children: back up one level
+            kids.reverse()  # popped first-child-first: the order a NodeVisitor visits
+            extend(kids)
         self.shadow = shadow - set(self.aliases)
         for _ in range(2):  # ``run = sp.run`` and chains of such
             for assign in assigns:
@@ -140,6 +226,30 @@ class Resolver:
                 if isinstance(target, ast.Name) and (q := self.name(assign.value)) is not None:
                     self.aliases[target.id] = q
                     self.shadow.discard(target.id)
+        # the only bare names ``name()`` can resolve: anything else is skipped in one lookup
+        self.hot = set(self.aliases) | (_BUILTIN_NAMES - self.shadow) | {"__builtins__"}
+
+    def _import(self, node: ast.Import | ast.ImportFrom) -> None:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                top = a.name.split(".")[0]
+                self.aliases[a.asname or top] = a.name if a.asname else top
+                self.imports.append((a.name, node))
+        elif node.module and not node.level:
+            for a in node.names:
+                full = node.module if a.name == "*" else f"{node.module}.{a.name}"
+                if a.name != "*":
+                    self.aliases[a.asname or a.name] = full
+                self.imports.append((full, node))
+
+    def quick(self, node: ast.AST) -> str | None:
+        """``name(node)``, answered without recursion when its root is a name nothing binds."""
+        root = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and root.id not in self.hot:
+            return None
+        return self.name(node)
 
     def name(self, node: ast.AST) -> str | None:
         """Dotted name an expression refers to, or None when it cannot be known statically."""
@@ -167,6 +277,7 @@ class Resolver:
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def rule_for(target: str) -> tuple[str, str] | None:
     """The rule for a dotted name or its closest parent (``os.environ.get`` -> ``os.environ``)."""
     parts = target.split(".")
@@ -174,6 +285,13 @@ def rule_for(target: str) -> tuple[str, str] | None:
         if (hit := RULES.get(".".join(parts[:n]))) is not None:
             return hit
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _may_match(target: str) -> bool:
+    """Could ``target`` or an attribute of it have a rule (``os`` yes, ``csv`` no)?"""
+    return bool(target) and (rule_for(target) is not None or any(
+        rule.startswith(target + ".") for rule in RULES))
 
 
 def path_of(node: ast.AST, res: Resolver) -> str | None:
@@ -201,11 +319,18 @@ def outside(path: str) -> bool:
             or ".." in re.split(r"[\\/]", path))
 
 
-def find_risks(tree: ast.AST) -> list[Finding]:
-    """Every risky reference in ``tree``, one per (kind, line), in line order."""
-    scan = _Scanner(Resolver(tree))
-    scan.visit(tree)
-    for target, node in scan.res.imports:  # imported but never used in a way we can follow
+def find_risks(tree: ast.AST, res: Resolver | None = None) -> list[Finding]:
+    """Every risky reference in ``tree``, one per (kind, line), in line order.
+
+    Pass the ``Resolver`` already built for ``tree`` to save a walk. Raises
+    ``RecursionError`` for code nested too deeply to follow; the caller says so.
+    """
+    res = res if res is not None else Resolver(tree)
+    if res.deep:
+        raise RecursionError("the code is nested too deeply to scan")
+    scan = _Scanner(res)
+    scan.run()
+    for target, node in res.imports:  # imported but never used in a way we can follow
         hit = rule_for(target)
         if hit and not any(f.target == target or f.target.startswith(target + ".")
                            for f in scan.found.values()):
@@ -213,11 +338,29 @@ def find_risks(tree: ast.AST) -> list[Finding]:
     return sorted(scan.found.values(), key=lambda f: (f.line, f.col, f.kind))
 
 
-class _Scanner(ast.NodeVisitor):
+class _Scanner:
+    """Looks at the references the resolver kept, in the order a tree visitor would."""
+
     def __init__(self, res: Resolver) -> None:
         self.res = res
         self.found: dict[tuple[str, int], Finding] = {}
         self.done: set[int] = set()
+
+    def run(self) -> None:
+        res = self.res
+        live = {n for n in res.hot if _may_match(res.name(ast.Name(n)) or "")}
+        live.add("__builtins__")
+        self.live = live
+        for node in res.refs:
+            if isinstance(node, ast.Name):
+                if node.id in live:
+                    self.visit_name(node)
+            elif isinstance(node, ast.Attribute):
+                self.visit_attribute(node)
+            elif isinstance(node, ast.Call):
+                self.visit_call(node)
+            elif isinstance(node, ast.Subscript):
+                self.visit_subscript(node)
 
     def add(self, kind: str, node: ast.AST, what: str, target: str = "") -> None:
         line, col = getattr(node, "lineno", 0), getattr(node, "col_offset", 0) + 1
@@ -235,6 +378,11 @@ class _Scanner(ast.NodeVisitor):
     def _ref(self, node: ast.Name | ast.Attribute) -> None:
         if id(node) in self.done:
             return
+        root: ast.expr = node
+        while isinstance(root, ast.Attribute):
+            root = root.value
+        if isinstance(root, ast.Name) and root.id not in self.live:
+            return  # no rule names anything reached through this name
         target = self.res.name(node)
         hit = rule_for(target) if target else None
         if target and hit:
@@ -244,27 +392,25 @@ class _Scanner(ast.NodeVisitor):
                      f"{src} (= {shown}) {hit[1]}", target)
             self._chain(node)
 
-    def visit_Name(self, node: ast.Name) -> None:
+    def visit_name(self, node: ast.Name) -> None:
         if node.id == "__builtins__":
             self.add("dynamic", node, "touches __builtins__ to reach functions indirectly")
         if isinstance(node.ctx, ast.Load):
             self._ref(node)
 
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr in _DUNDERS or (node.attr == "__dict__" and self.res.name(node.value)):
+    def visit_attribute(self, node: ast.Attribute) -> None:
+        if node.attr in _DUNDERS or (node.attr == "__dict__" and self.res.quick(node.value)):
             self.add("dynamic", node, f"reaches into interpreter internals (.{node.attr})")
         self._ref(node)
-        self.generic_visit(node)
 
-    def visit_Subscript(self, node: ast.Subscript) -> None:
+    def visit_subscript(self, node: ast.Subscript) -> None:
         value = node.value
-        if isinstance(value, ast.Call) and self.res.name(value.func) in (
+        if isinstance(value, ast.Call) and self.res.quick(value.func) in (
                 "builtins.globals", "builtins.locals", "builtins.vars"):
             self.add("dynamic", node, f"looks up names at run time through {ast.unparse(value)}")
-        self.generic_visit(node)
 
-    def visit_Call(self, node: ast.Call) -> None:
-        func = self.res.name(node.func)
+    def visit_call(self, node: ast.Call) -> None:
+        func = self.res.quick(node.func)
         first = node.args[0] if node.args else None
         dynamic_import = func in ("builtins.__import__", "importlib.import_module")
         if dynamic_import and first is not None and not isinstance(first, ast.Constant):
@@ -273,7 +419,7 @@ class _Scanner(ast.NodeVisitor):
             self.add("dynamic", node, f"{ast.unparse(node.func)} builds a module name at run "
                      f"time{known}")
         if func == "builtins.getattr" and len(node.args) >= 2 and not isinstance(
-                node.args[1], ast.Constant) and self.res.name(node.args[0]):
+                node.args[1], ast.Constant) and self.res.quick(node.args[0]):
             self.add("dynamic", node, f"getattr on {ast.unparse(node.args[0])} with a name built "
                      "at run time")
         if func and func.startswith("subprocess.") and any(
@@ -282,7 +428,8 @@ class _Scanner(ast.NodeVisitor):
             self.add("shell", node, f"{ast.unparse(node.func)}(..., shell=True) runs a shell "
                      "command", func)
             self._chain(node.func)
-        if (target := self.res.name(node)) and (hit := rule_for(target)):  # getattr(os, 'system')
+        if (func in _NAMING_CALLS and (target := self.res.name(node))
+                and (hit := rule_for(target))):  # getattr(os, 'system')
             self.add(hit[0], node, f"{ast.unparse(node)} (= {target.removeprefix('builtins.')})"
                      f" {hit[1]}", target)
         self._writes(node, func)
@@ -290,10 +437,14 @@ class _Scanner(ast.NodeVisitor):
                 and node.func.attr in ("unlink", "rmdir")):
             self.add("delete", node, f".{node.func.attr}() deletes a file or folder")
         for arg in node.args:
-            url = fold(arg)
+            if isinstance(arg, ast.Constant):
+                url = arg.value if isinstance(arg.value, str) else None
+            elif isinstance(arg, ast.BinOp | ast.JoinedStr | ast.Subscript | ast.Call):
+                url = fold(arg)
+            else:
+                continue
             if url and re.match(r"(https?|ftp|wss?)://", url) and not (func and rule_for(func)):
                 self.add("network", node, f"{ast.unparse(node.func)} fetches {url[:60]}")
-        self.generic_visit(node)
 
     def _writes(self, node: ast.Call, func: str | None) -> None:
         """Writes to a constant path outside the working folder."""

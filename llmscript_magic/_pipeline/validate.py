@@ -111,21 +111,25 @@ def imported_modules(tree: ast.AST) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
 
 
-def dynamic_imports(tree: ast.AST) -> list[int]:
+def dynamic_imports(tree: ast.AST, resolver: Resolver | None = None) -> list[int]:
     """Lines that import a module whose name is only known at run time (see the risk layer)."""
-    res = Resolver(tree)
-    return sorted(n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and n.args
-                  and res.name(n.func) in ("builtins.__import__", "importlib.import_module")
+    res = resolver if resolver is not None else Resolver(tree)
+    return sorted(n.lineno for n in res.refs if isinstance(n, ast.Call) and n.args
+                  and res.quick(n.func) in ("builtins.__import__", "importlib.import_module")
                   and not isinstance(n.args[0], ast.Constant))
 
 
 def check_imports(tree: ast.AST, *, available: frozenset[str] | None = None,
-                  allow: set[str] | None = None, deny: set[str] | None = None) -> list[Check]:
-    """Imports the sandbox image lacks or the policy forbids; ``available`` is the image's list."""
+                  allow: set[str] | None = None, deny: set[str] | None = None,
+                  resolver: Resolver | None = None) -> list[Check]:
+    """Imports the sandbox image lacks or the policy forbids; ``available`` is the image's list.
+
+    ``resolver``: the one already built for ``tree`` (by ``validate``), to save a walk.
+    """
     out: list[Check] = []
     fine: list[str] = []
     seen: set[str] = set()
-    for module, node, guarded in _import_sites(tree):
+    for module, node, guarded in _import_sites(tree, resolver):
         if module in seen or module == "__future__":
             continue
         seen.add(module)
@@ -152,27 +156,38 @@ def check_imports(tree: ast.AST, *, available: frozenset[str] | None = None,
     return out
 
 
-def scan_risks(tree: ast.AST, *, strict: bool = False) -> list[Check]:
+def scan_risks(tree: ast.AST, *, strict: bool = False,
+               resolver: Resolver | None = None) -> list[Check]:
     """The risk layer as checks: warn (fail when strict), or one pass when nothing is found."""
     status: Status = "fail" if strict else "warn"
-    found = [Check(f"risk:{f.kind}", status, f.message, f.line, f.col) for f in find_risks(tree)]
+    found = [Check(f"risk:{f.kind}", status, f.message, f.line, f.col)
+             for f in find_risks(tree, resolver)]
     return found or [Check("risk", "pass", "no risky calls found")]
 
 
-def validate(code: str, *, available: frozenset[str] | None = None,
-             allow_imports: set[str] | None = None, deny_imports: set[str] | None = None,
-             strict: bool = False) -> ValidationReport:
-    """Run the static layers in order; imports and risks only when the code parses."""
-    report = ValidationReport([check_syntax(code)])
-    if report.ok:
+def validate(code: str, *, tree: ast.Module | None = None,
+             available: frozenset[str] | None = None, allow_imports: set[str] | None = None,
+             deny_imports: set[str] | None = None, strict: bool = False) -> ValidationReport:
+    """Run the static layers in order; imports and risks only when the code parses.
+
+    ``tree``: the tree of ``code`` when the caller has it (extraction keeps the one
+    it parsed), so a reply is parsed once; the layers share one ``Resolver`` too.
+    """
+    if tree is None:
+        report = ValidationReport([check_syntax(code)])
+        if not report.ok:
+            return report
         tree = _parse(code)
-        try:
-            report.extend(check_imports(tree, available=available, allow=allow_imports,
-                                        deny=deny_imports))
-            report.extend(scan_risks(tree, strict=strict))
-        except RecursionError:  # valid but too deep to walk: say so instead of crashing
-            report.add(Check("risk:unscanned", "fail" if strict else "warn",
-                             f"the code is nested too deeply to scan ({BOUNDARY})"))
+    else:
+        report = ValidationReport([Check("syntax", "pass", "the code parses as Python")])
+    try:
+        res = Resolver(tree)
+        report.extend(check_imports(tree, available=available, allow=allow_imports,
+                                    deny=deny_imports, resolver=res))
+        report.extend(scan_risks(tree, strict=strict, resolver=res))
+    except RecursionError:  # valid but too deep to walk: say so instead of crashing
+        report.add(Check("risk:unscanned", "fail" if strict else "warn",
+                         f"the code is nested too deeply to scan ({BOUNDARY})"))
     return report
 
 
@@ -182,38 +197,55 @@ def _parse(code: str) -> ast.Module:
         return ast.parse(code)
 
 
-def _import_sites(tree: ast.AST) -> list[tuple[str, ast.AST, bool]]:
-    """(top-level module, node, guarded by try/except ImportError) for each literal import."""
-    res = Resolver(tree)
-    out: list[tuple[str, ast.AST, bool]] = []
+def _import_sites(tree: ast.AST,
+                  resolver: Resolver | None = None) -> list[tuple[str, ast.AST, bool]]:
+    """(top-level module, node, guarded by try/except ImportError) for each literal import.
 
-    def walk(node: ast.AST, guarded: bool) -> None:
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for stmt in node.orelse:
-                walk(stmt, guarded)
-            return  # never runs
+    Imports under ``if TYPE_CHECKING:`` never run and are left out. Which ones are
+    guarded or skipped is read from source positions (inside a ``try`` body that
+    catches ImportError), so this needs no walk of its own.
+    """
+    res = resolver if resolver is not None else Resolver(tree)
+    guards = [_span(t.body) for t in res.tries if _catches_import_error(t)]
+    skips = [_span(i.body) for i in res.ifs
+             if res.type_checking and "TYPE_CHECKING" in ast.unparse(i.test)]
+    out: list[tuple[str, ast.AST, bool]] = []
+    for node in res.sites:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
-            names = [node.module]
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+        elif isinstance(node, ast.ImportFrom):
+            if not node.level and node.module:
+                names = [node.module]
+        elif (isinstance(node, ast.Call) and isinstance(node.args[0], ast.Constant)
               and isinstance(node.args[0].value, str) and not node.args[0].value.startswith(".")
-              and res.name(node.func) in ("builtins.__import__", "importlib.import_module")):
+              and res.quick(node.func) in ("builtins.__import__", "importlib.import_module")):
             names = [node.args[0].value]
+        if not names or any(_inside(node, span) for span in skips):
+            continue
+        guarded = any(_inside(node, span) for span in guards)
         out.extend((n.split(".")[0], node, guarded) for n in names)
-        if isinstance(node, ast.Try | ast.TryStar):
-            catches = any(h.type is None or any(
-                isinstance(t, ast.Name | ast.Attribute) and ast.unparse(t).split(".")[-1] in _GUARDS
-                for t in (h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]))
-                for h in node.handlers)
-            for stmt in node.body:
-                walk(stmt, guarded or catches)
-            for part in [*node.handlers, *node.orelse, *node.finalbody]:
-                walk(part, guarded)
-            return
-        for child in ast.iter_child_nodes(node):
-            walk(child, guarded)
-
-    walk(tree, False)
     return out
+
+
+_Span = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _span(body: list[ast.stmt]) -> _Span:
+    """Where a block of statements starts and ends in the source."""
+    first, last = body[0], body[-1]
+    return ((first.lineno, first.col_offset),
+            (last.end_lineno or last.lineno, last.end_col_offset or 0))
+
+
+def _inside(node: ast.AST, span: _Span) -> bool:
+    start = (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
+    end = (getattr(node, "end_lineno", 0) or 0, getattr(node, "end_col_offset", 0) or 0)
+    return span[0] <= start and end <= span[1]
+
+
+def _catches_import_error(node: ast.Try | ast.TryStar) -> bool:
+    return any(h.type is None or any(
+        isinstance(t, ast.Name | ast.Attribute) and ast.unparse(t).split(".")[-1] in _GUARDS
+        for t in (h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]))
+        for h in node.handlers)

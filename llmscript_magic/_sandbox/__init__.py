@@ -1,7 +1,8 @@
 """Run generated code where it cannot hurt the host: the sandbox contract.
 
 Backends: ``docker`` (hardened single-use containers from a warm pool; the
-default) and ``local`` (a subprocess with rlimits: weaker, clearly labelled).
+default; ``isolation`` picks gVisor or plain containers) and ``local`` (a
+bubblewrap sandbox on this machine: weaker, clearly labelled).
 Importing this module must stay cheap: ``docker`` is imported only on use.
 """
 
@@ -27,8 +28,18 @@ __all__ = [
     "shutdown",
 ]
 
+ISOLATIONS = ("auto", "gvisor", "container")
+
+
 def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
-    """A sandbox by name: "docker" (options: image, pool_size) or "local"."""
+    """A sandbox by name: "docker" (options: image, pool_size, isolation) or "local".
+
+    isolation: "auto" (gVisor where the engine has runsc, plain containers
+    otherwise), "gvisor" (an error where it is missing) or "container".
+    """
+    isolation = options.get("isolation", "auto")
+    if isolation not in ISOLATIONS:
+        raise ConfigurationError(f"Unknown isolation {isolation!r}: use auto, gvisor or container")
     if kind == "docker":
         from .docker import DockerSandbox
 
@@ -36,19 +47,23 @@ def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
     if kind == "local":
         from .local import LocalSandbox
 
+        if options.pop("isolation", "auto") != "auto":
+            raise ConfigurationError(
+                "--isolation applies to the docker sandbox only: drop it or use --sandbox docker")
         return LocalSandbox(**options)
     raise ConfigurationError(f"Unknown sandbox {kind!r}: use 'docker' or 'local'")
 
 
 def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,
-        files: Mapping[str, bytes] | None = None, image: str | None = None) -> RunResult:
+        files: Mapping[str, bytes] | None = None, image: str | None = None,
+        isolation: str = "auto") -> RunResult:
     """Convenience: one run on a shared sandbox (so the warm pool is reused)."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"isolation": isolation}
     if image is not None:
         if sandbox != "docker":
             raise ConfigurationError("An image only applies to the docker sandbox: drop --image")
         options["image"] = image
-    key = (sandbox, image, os.environ.get("DOCKER_HOST"))
+    key = (sandbox, image, isolation, os.environ.get("DOCKER_HOST"))
     shared = _shared.get(key)
     if shared is None:
         shared = _shared[key] = get_sandbox(sandbox, **options)

@@ -8,8 +8,8 @@ without an import cycle.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from .._errors import ConfigurationError
@@ -47,6 +47,20 @@ class Limits:
         return (self.memory_mb, self.cpus, self.pids, self.file_bytes, self.disk_mb)
 
 
+@dataclass(frozen=True)
+class Value:
+    """A variable crossing the sandbox: its name and its encoded bytes, never a pickle.
+
+    ``format`` says how ``data`` decodes (see ``harness/codec.py``): ``frame``,
+    ``parquet``, ``npy``, ``json``, ``json-tuple``, ``json-set``, ``json-frozenset``
+    or ``bytes``.
+    """
+
+    name: str
+    format: str
+    data: bytes = field(repr=False)
+
+
 @dataclass
 class OutputFile:
     """A file the script wrote (or changed) in its work dir."""
@@ -72,6 +86,11 @@ class RunResult:
     image: str | None = None
     reason: str = ""  # one line for the user when status is not "ok"
     warning: str | None = None  # set by weaker backends
+    # what the harness reported after the script (it computes these, not the script's stdout)
+    values: list[Value] = field(default_factory=list, repr=False)  # the requested outputs
+    missing: dict[str, str] = field(default_factory=dict)  # output name -> why it did not come
+    check: tuple[bool, str] | None = None  # the check's (verdict, why); None = did not run
+    isolation: str = ""  # what walled the run in: "gvisor", "container" or "bubblewrap"
 
     @property
     def ok(self) -> bool:
@@ -79,8 +98,12 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         """Small, JSON-ready view for cell metadata and logs (no file data)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("stdout", "stderr", "files",
-                                                                   "figures")}
+        skip = ("stdout", "stderr", "files", "figures", "values")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        out["check"] = list(self.check) if self.check is not None else None
+        out["missing"] = dict(self.missing)
+        out["values"] = [{"name": v.name, "format": v.format, "size": len(v.data)}
+                         for v in self.values]
         out["duration"] = round(self.duration, 3)
         out["stdout_chars"] = len(self.stdout)
         out["stderr_chars"] = len(self.stderr)
@@ -97,8 +120,15 @@ class Sandbox(abc.ABC):
 
     @abc.abstractmethod
     def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
-            limits: Limits | None = None) -> RunResult:
-        """Run code with files placed in its work dir; never raises for the code's faults."""
+            limits: Limits | None = None, inputs: Sequence[Value] = (),
+            outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
+        """Run code with files placed in its work dir; never raises for the code's faults.
+
+        ``inputs`` are bound as variables in the script's globals before it
+        starts; after it ends without failing, the ``outputs`` variables come
+        back in ``RunResult.values`` (or ``missing``, with why) and ``check``
+        is evaluated in its globals (``RunResult.check``).
+        """
 
     def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Release warm resources (pooled containers); safe to call twice."""

@@ -6,25 +6,35 @@ caps on memory (+swap), CPU, pids, file size and open files. The work dir is
 an anonymous tmpfs-backed volume (put_archive/get_archive reach it, unlike a
 --tmpfs mount). The host keeps the wall clock and output cap too: it never
 trusts the runner to stop on its own.
+
+Two isolation levels: ``gvisor`` (the engine's ``runsc`` runtime: the script
+talks to gVisor's own kernel, not the host's) and ``container`` (runc). Both
+get our seccomp profile (``seccomp.json``: Docker 20.10's default allow-list
+minus io_uring, keyring, bpf, perf, userfaultfd, ptrace, the mount family,
+namespaces, kexec and modules; we drop every capability, so the capability-
+gated rules are left out) and extra masked ``/proc`` paths that tell the
+host's boot line and modules.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
-from .base import Limits, OutputFile, RunResult, Sandbox
-from .engine import _why, connect
+from .base import Limits, OutputFile, RunResult, Sandbox, Value
+from .engine import RUNSC, _why, connect, gvisor_problem
 from .files import read_outputs, tar_inputs
+from .harness.runner import VALUE_CAP
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE
-from .outcome import build_result, child_env, clean_report
+from .outcome import build_result, child_env, clean_report, harness_job, values_from
 from .pool import Pool, Slot, close_pools, get_pool, remove
 
 WORK = "/work"
@@ -36,9 +46,49 @@ MAX_FIGURES = 64
 FIGURE_BUDGET = 64 * 2**20  # same as the runner's STATUS_CAP
 PNG = b"\x89PNG\r\n\x1a\n"
 _HARNESS = Path(__file__).parent / "harness"
+ISOLATIONS = ("auto", "gvisor", "container")
+# Docker's defaults (kept: the list replaces them) plus what leaks host facts.
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/proc/cmdline", "/proc/modules", "/proc/kallsyms", "/proc/config.gz", "/proc/version",
+    "/sys/kernel", "/sys/module",
+]
 
 
-def _host_config(client: Any, limits: Limits) -> Any:
+@functools.lru_cache(maxsize=2)
+def seccomp_profile(gvisor: bool) -> str:
+    """Our profile as the engine wants it (inline JSON), for runc or for runsc.
+
+    gVisor ignores a rule's errnoRet, so the profile's "clone3 -> ENOSYS" would
+    become EPERM and glibc (which falls back to clone only on ENOSYS) could not
+    start threads. gVisor answers ENOSYS for clone3 itself, so there the call
+    is let through to it instead.
+    """
+    profile = json.loads((Path(__file__).parent / "seccomp.json").read_text())
+    if gvisor:
+        rules = [r for r in profile["syscalls"] if r["names"] != ["clone3"]]
+        rules[0] = dict(rules[0], names=[*rules[0]["names"], "clone3"])
+        profile["syscalls"] = rules
+    return json.dumps(profile, separators=(",", ":"))
+
+
+def resolve_isolation(client: Any, wanted: str) -> str:
+    """"gvisor" or "container": what `wanted` means on this engine."""
+    if wanted not in ISOLATIONS:
+        raise ConfigurationError(
+            f"Unknown isolation {wanted!r}: use auto, gvisor or container")
+    if wanted == "container":
+        return "container"
+    problem = gvisor_problem(client)
+    if problem is None:
+        return "gvisor"
+    if wanted == "auto":
+        return "container"
+    raise ConfigurationError(f"gVisor isolation is not available: {problem}")
+
+
+def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any:
     from docker.types import DriverConfig, Mount, Ulimit
 
     size = f"{limits.disk_mb}m"
@@ -49,10 +99,11 @@ def _host_config(client: Any, limits: Limits) -> Any:
             "o": f"size={size},uid=65534,gid=65534,mode=0700,nosuid,nodev",
         }),
     )
-    return client.api.create_host_config(
+    config = client.api.create_host_config(
         network_mode="none",
+        runtime=runtime,
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
+        security_opt=["no-new-privileges", "seccomp=" + seccomp_profile(runtime == RUNSC)],
         read_only=True,
         mounts=[work],
         tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={size},mode=1777"},
@@ -69,9 +120,11 @@ def _host_config(client: Any, limits: Limits) -> Any:
         log_config={"type": "none", "config": {}},
         auto_remove=True,
     )
+    config["MaskedPaths"] = MASKED_PATHS  # the SDK has no argument for it; the API does
+    return config
 
 
-def _factory(client: Any, image: str, limits: Limits) -> Slot:
+def _factory(client: Any, image: str, limits: Limits, runtime: str | None) -> Slot:
     """Create, attach and start one container whose runner waits for a job.
 
     detach=False + stdin_open sets StdinOnce: closing our socket ends the runner.
@@ -82,7 +135,7 @@ def _factory(client: Any, image: str, limits: Limits) -> Slot:
         image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE],
         user=UID, working_dir=WORK, environment={}, labels={LABEL: "1"},
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
-        host_config=_host_config(client, limits),
+        host_config=_host_config(client, limits, runtime),
     )
     cid = created["Id"]
     try:
@@ -131,10 +184,14 @@ class DockerSandbox(Sandbox):
 
     backend = "docker"
 
-    def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 2) -> None:
+    def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 2,
+                 isolation: str = "auto") -> None:
         import docker
 
         self.client = connect()
+        #: "gvisor" or "container": what `isolation` resolved to on this engine
+        self.isolation = resolve_isolation(self.client, isolation)
+        self.runtime = RUNSC if self.isolation == "gvisor" else None
         self.image = image
         self.pool_size = pool_size
         try:
@@ -148,14 +205,17 @@ class DockerSandbox(Sandbox):
                 "`bash scripts/start-docker` or use --sandbox local") from None
 
     def _pool(self, limits: Limits) -> Pool:
-        key = (self.client.api.base_url, self.image_id, limits.container_key())
-        return get_pool(key, lambda: _factory(self.client, self.image, limits), self.pool_size)
+        key = (self.client.api.base_url, self.image_id, self.runtime, limits.container_key())
+        return get_pool(key, lambda: _factory(self.client, self.image, limits, self.runtime),
+                        self.pool_size)
 
     def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
-            limits: Limits | None = None) -> RunResult:
+            limits: Limits | None = None, inputs: Sequence[Value] = (),
+            outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         limits = limits or Limits()
         files = dict(files or {})
         tar = tar_inputs(files) if files else b""
+        job = harness_job(code, inputs, outputs, check)
         start = time.monotonic()
         pool = self._pool(limits)
         for attempt in (1, 2):
@@ -163,16 +223,17 @@ class DockerSandbox(Sandbox):
             done = False
             try:
                 try:
-                    self._hand_over(slot, code, tar, limits)
+                    self._hand_over(slot, job, inputs, tar, limits)
                 except (OSError, self._docker_error) as exc:
                     if attempt == 2:
                         raise self._engine_failed(exc) from None
                     continue  # a pooled container went stale (engine restart): use a new one
                 try:
-                    result = self._collect(slot, files, limits, start)
+                    result = self._collect(slot, files, limits, start, outputs)
                 except (OSError, self._docker_error) as exc:
                     raise self._engine_failed(exc) from None
                 done = True
+                result.isolation = self.isolation
                 return result
             finally:
                 slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
@@ -212,28 +273,33 @@ class DockerSandbox(Sandbox):
         except (OSError, self._docker_error) as exc:
             raise self._engine_failed(exc) from None
 
-    def _hand_over(self, slot: Slot, code: str, tar: bytes, limits: Limits) -> None:
-        """Inputs in, then the go-signal: the runner starts the script on it."""
+    def _hand_over(self, slot: Slot, job: dict[str, Any], inputs: Sequence[Value], tar: bytes,
+                   limits: Limits) -> None:
+        """Files in, then the job (the go-signal) and the input values' bytes after it."""
         if tar:
             self.client.api.put_archive(slot.container_id, WORK, tar)
-        job = json.dumps({"code": code, "timeout": limits.timeout, "grace": GRACE,
-                          "output_bytes": limits.output_bytes, "env": child_env(limits)})
-        payload = job.encode()
+        payload = json.dumps({**job, "timeout": limits.timeout, "grace": GRACE,
+                              "output_bytes": limits.output_bytes,
+                              "env": child_env(limits)}).encode()
         slot.sock.sendall(struct.pack(">I", len(payload)) + payload)
+        for value in inputs:
+            slot.sock.sendall(value.data)
 
     def _collect(self, slot: Slot, files: dict[str, bytes], limits: Limits,
-                 start: float) -> RunResult:
+                 start: float, outputs: Sequence[str] = ()) -> RunResult:
         """Read the capped stream until the report (or the host deadline), then files."""
         api, cid = self.client.api, slot.container_id
         deadline = time.monotonic() + limits.timeout + GRACE + HOST_SLACK
         stream = _Stream()
         out, err = bytearray(), bytearray()
         figures: list[bytes] = []
+        values: list[bytes] = []
         report: dict[str, Any] | None = None
         host_capped = host_timeout = False
         # Code in the container can reach the runner's stdout (/proc/1/fd/1) and forge
         # frames, so the host bounds everything it buffers, not just stdout+stderr.
-        budget, received = limits.output_bytes + FIGURE_BUDGET + DIAG_CAP + 2**20, 0
+        budget = limits.output_bytes + FIGURE_BUDGET + DIAG_CAP + 2**20
+        budget, received = budget + (VALUE_CAP if outputs else 0), 0
         while report is None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -257,6 +323,8 @@ class DockerSandbox(Sandbox):
                         host_capped = True
                 elif kind == b"f" and body.startswith(PNG) and len(figures) < MAX_FIGURES:
                     figures.append(body)
+                elif kind == b"v" and outputs:
+                    values.append(body)
                 elif kind == b"r":
                     report = clean_report(body)
                     break  # the first report counts; nothing after it is trusted
@@ -274,7 +342,7 @@ class DockerSandbox(Sandbox):
         return build_result(report, bytes(out), bytes(err), figures, output_files, limits,
                        time.monotonic() - start, self.image, oom=oom,
                        host_timeout=host_timeout, host_capped=host_capped,
-                       diag=bytes(stream.diag))
+                       diag=bytes(stream.diag), values=values_from(values, outputs))
 
 
 def _kill(api: Any, cid: str) -> None:

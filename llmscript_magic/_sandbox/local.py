@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import resource
 import shutil
@@ -18,13 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .base import Limits, OutputFile, RunResult, Sandbox
+from .base import Limits, OutputFile, RunResult, Sandbox, Value
 from .files import safe_name
-from .harness.runner import changed_files, snapshot, supervise
-from .outcome import build_result, child_env
+from .harness.runner import changed_files, snapshot, supervise, write_job
+from .outcome import build_result, child_env, clean_report, harness_job, values_from
 
 WARNING = ("local sandbox: weaker isolation than Docker (runs as your user, can read your "
            "files); use it only for code you would run yourself")
@@ -74,20 +75,23 @@ class LocalSandbox(Sandbox):
         self.network_isolated = bool(_unshare())
 
     def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
-            limits: Limits | None = None) -> RunResult:
+            limits: Limits | None = None, inputs: Sequence[Value] = (),
+            outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         limits = limits or Limits()
+        job = harness_job(code, inputs, outputs, check)
         start = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="llmscript-local-") as tmp:
             root = Path(tmp)
             work, home = root / "work", root / "home"
             work.mkdir()
             home.mkdir()
-            inputs = {safe_name(k): bytes(v) for k, v in (files or {}).items()}
-            for name, data in inputs.items():
+            placed = {safe_name(k): bytes(v) for k, v in (files or {}).items()}
+            for name, data in placed.items():
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).write_bytes(data)
-            script = root / "script.py"
-            script.write_text(code, encoding="utf-8")
+            harness = root / "harness"  # the wrapper's job and input values: not in work
+            harness.mkdir()
+            spec = write_job(str(harness), job, [(v.name, v.format, [v.data]) for v in inputs])
             env = child_env(limits)
             env.update(HOME=str(home), TMPDIR=str(home),
                        MPLCONFIGDIR=str(home / ".config" / "matplotlib"),
@@ -99,12 +103,12 @@ class LocalSandbox(Sandbox):
                 (out if kind == b"o" else err).extend(data)
 
             cmd = [*_unshare(), self.python, "-B", "-I",
-                   str(Path(__file__).parent / "harness" / "wrapper.py"), str(script), "{fd}"]
+                   str(Path(__file__).parent / "harness" / "wrapper.py"), spec, "{fd}"]
             nproc = _user_processes() + limits.pids
             info = supervise(cmd, env=env, cwd=str(work), timeout=limits.timeout,
                              output_bytes=limits.output_bytes, emit=emit,
                              preexec_fn=functools.partial(_limit, limits, nproc))
-            figures = info.pop("figures")
+            figures, values = info.pop("figures"), info.pop("values")
             rc = info["returncode"]
             info["returncode"] = 128 - rc if rc < 0 else rc  # -9 -> 137, as in Docker
             output = []
@@ -112,9 +116,11 @@ class LocalSandbox(Sandbox):
                 if size <= limits.file_bytes:
                     data = (work / rel).read_bytes()[:limits.file_bytes]
                     output.append(OutputFile(name=rel, size=len(data), data=data))
-        result = build_result(info, bytes(out), bytes(err), figures, output, limits,
+        report = clean_report(json.dumps(info).encode())  # the wrapper's verdicts, checked
+        result = build_result(report, bytes(out), bytes(err), figures, output, limits,
                               time.monotonic() - start, None, oom=False, host_timeout=False,
-                              host_capped=False, diag=b"")
+                              host_capped=False, diag=b"",
+                              values=values_from(values, outputs))
         result.backend = "local"
         result.warning = WARNING
         return result

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .base import Limits, OutputFile, RunResult
+from .._errors import ConfigurationError
+from .base import Limits, OutputFile, RunResult, Value
+from .harness.codec import FORMATS
+
+_HARNESS = Path(__file__).parent / "harness"
 
 
 def child_env(limits: Limits) -> dict[str, str]:
@@ -25,8 +32,35 @@ def child_env(limits: Limits) -> dict[str, str]:
     }
 
 
+def harness_job(code: str, inputs: Sequence[Value], outputs: Sequence[str],
+                check: str | None) -> dict[str, Any]:
+    """The part of the runner's job that says what the harness does around the script.
+
+    Input values travel after the JSON as raw bytes (``size`` each); the
+    harness's own modules go along so a pooled container runs this version.
+    """
+    import importlib.util
+
+    names = [v.name for v in inputs]
+    if len(set(names)) < len(names) or not all(n.isidentifier() for n in names):
+        raise ConfigurationError(f"Input variable names {names!r} must be distinct identifiers")
+    return {
+        "code": code,
+        "inputs": [{"name": v.name, "format": v.format, "size": len(v.data)} for v in inputs],
+        "outputs": list(outputs), "check": check or None,
+        # the host decodes the outputs: parquet only when it can read it
+        "parquet": importlib.util.find_spec("pyarrow") is not None,
+        "harness": {name: (_HARNESS / name).read_text(encoding="utf-8")
+                    for name in ("codec.py", "wrapper.py")},
+    }
+
+
 def clean_report(body: bytes) -> dict[str, Any]:
-    """The runner's report, type-checked: code in the container could forge one."""
+    """The runner's report, type-checked: code in the container could forge one.
+
+    Anything malformed (not JSON, wrong types, nested deep enough to exhaust
+    the parser) is a report that says it was tampered with, never an exception.
+    """
     try:
         raw = json.loads(body)
         changed = [[str(n), int(z)] for n, z in raw.get("changed", [])][:10000]
@@ -36,16 +70,71 @@ def clean_report(body: bytes) -> dict[str, Any]:
             "timed_out": bool(raw.get("timed_out")), "capped": bool(raw.get("capped")),
             "oom": bool(raw.get("oom")), "changed": changed,
             "exception": None if raw.get("exception") is None else str(raw["exception"])[:200],
+            "check": _verdict(raw.get("check")), "missing": _missing(raw.get("missing")),
+            "tampered": bool(raw.get("tampered")),
         }
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):
         return {"returncode": None, "changed": [], "tampered": True}
+
+
+def _verdict(raw: Any) -> tuple[bool, str] | None:
+    if raw is None:
+        return None
+    ok, why = raw  # a pair, or the report is malformed
+    if not isinstance(ok, bool) or not isinstance(why, str):
+        raise TypeError("check verdict")
+    return ok, _line(why, 300)
+
+
+def _missing(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > 1000:
+        raise TypeError("missing outputs")
+    return {str(k)[:100]: _line(str(v), 300) for k, v in raw.items()}
+
+
+def _line(text: str, width: int) -> str:
+    return " ".join(text.split())[:width]
+
+
+def values_from(payloads: list[bytes], wanted: Sequence[str]) -> list[Value]:
+    """``v`` frames (a JSON header line, then the data) for the names asked for, first wins."""
+    out: dict[str, Value] = {}
+    for payload in payloads:
+        head, sep, data = payload.partition(b"\n")
+        try:
+            meta = json.loads(head) if sep and len(head) < 1024 else None
+            name, fmt = (str(meta["name"]), str(meta["format"])) if isinstance(meta, dict) \
+                else ("", "")
+        except (ValueError, KeyError, RecursionError):
+            continue
+        if name in wanted and fmt in FORMATS and name not in out:
+            out[name] = Value(name, fmt, data)
+    return [out[n] for n in wanted if n in out]
+
+
+def signal_name(number: int) -> str:
+    """"SIGSEGV" for 11; "signal 99" when the number names none."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures: list[bytes],
             files: list[OutputFile], limits: Limits, duration: float, image: str | None, *,
-            oom: bool, host_timeout: bool, host_capped: bool, diag: bytes) -> RunResult:
+            oom: bool, host_timeout: bool, host_capped: bool, diag: bytes,
+            values: Sequence[Value] = ()) -> RunResult:
+    """The RunResult for what the runner reported and the host saw.
+
+    Values and the check's verdict count only for a run that ended "ok": the
+    harness computes them after the script ends without failing.
+    """
     report = report or {}
     rc = report.get("returncode")
+    if rc is not None and rc < 0:
+        rc = 128 - rc  # killed by a signal: the shell's convention, the same on every backend
     exit_code = None if rc is None else (rc - 256 if rc > 255 else rc)
     capped = host_capped or bool(report.get("capped"))
     oom = oom or report.get("exception") == "MemoryError"
@@ -74,8 +163,8 @@ def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures:
         exc = report.get("exception")
         if exc:
             reason = f"The script raised {exc}"
-        elif rc is not None and rc > 128:
-            reason = f"The script was killed by signal {rc - 128}"
+        elif rc is not None and 128 < rc < 160:
+            reason = f"The script was killed by {signal_name(rc - 128)}"
             if rc - 128 == 25:
                 reason += f" (file size limit {limits.file_bytes} bytes)"
         else:
@@ -84,4 +173,7 @@ def build_result(report: dict[str, Any] | None, out: bytes, err: bytes, figures:
         stderr += f"\n[sandbox] {reason}\n"
     return RunResult(status=status, exit_code=exit_code, stdout=stdout, stderr=stderr,  # type: ignore[arg-type]
                      duration=duration, truncated=capped, files=files, figures=figures,
-                     backend="docker", image=image, reason=reason)
+                     backend="docker", image=image, reason=reason,
+                     values=list(values) if status == "ok" else [],
+                     missing=dict(report.get("missing") or {}) if status == "ok" else {},
+                     check=report.get("check") if status == "ok" else None)

@@ -17,10 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .._protocol import OUTPUT_KEY as OUTPUT_KEY  # re-exported: callers import them from here
+from .._protocol import RECORD_KEY as RECORD_KEY
 from ..providers.base import Reply, Request, Usage
-
-RECORD_KEY = "llmscript_record"  # cell metadata of the %%generate cell (set by the extension)
-OUTPUT_KEY = "llmscript"  # output metadata fallback: {"record": {...}}
 
 
 def request_key(provider: str, request: Request) -> str:

@@ -4,33 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._store.cost import format_cost, generation_cost
-from ..providers.base import providers
+from .._store.cost import format_cost
+from ..providers import load_failures, one_line, providers
 
 
 def list_models_text() -> str:
+    """Every provider with its key state and models, then plugins that failed to load."""
     lines = []
     for name, cls in sorted(providers().items()):
         key = "no key needed" if cls.key_env_var is None else (
             f"{cls.key_env_var} is set" if cls.key_is_set() else f"{cls.key_env_var} is NOT set")
-        lister = getattr(cls, "list_models", None)
-        models = list(lister()) if callable(lister) else list(cls.models)
         lines.append(f"{name}  ({key})  default: {cls.default_model}")
+        try:
+            models = list(cls.list_models())
+        except Exception as err:  # a plugin's lister must not hide the rest of the list
+            lines.append(f"    (could not list models: {one_line(f'{type(err).__name__}: {err}')})")
+            continue
         lines.extend(f"    {name}:{m}" for m in models)
+    for failure in load_failures():
+        state = "optional, not installed" if failure.optional else \
+            f"FAILED to load: {failure.reason}"
+        lines.append(f"{failure.name}  ({state}): {failure.fix}")
     return "\n".join(lines)
 
 
-def usage_text(magics: Any) -> str:
-    if magics is None or not magics.history:
+def usage_text(session: Any) -> str:
+    """Tokens and estimated cost per generation, named by cell, and for the session."""
+    rows = getattr(session, "log", None)
+    if not rows:
         return "No generations yet in this session."
-    lines = [f"{'#':>3}  {'model':38} {'in':>7} {'out':>7} {'cost':>9}  source"]
-    for n, gen in enumerate(magics.history, 1):
-        u = gen.usage
-        cost = generation_cost(gen, magics._prices())
-        lines.append(f"{n:>3}  {gen.model:38} {u.input_tokens:>7} {u.output_tokens:>7} "
-                     f"{format_cost(cost):>9}  {gen.source}")
-    total = magics.session_usage
+    lines = [f"{'cell':14} {'model':36} {'in':>7} {'out':>7} {'cost':>9}  status"]
+    for row in rows:
+        u = row.usage
+        status = row.status if row.source == "model" else f"{row.status} ({row.source})"
+        lines.append(f"{row.cell[:14]:14} {row.model[:36]:36} {u.input_tokens:>7} "
+                     f"{u.output_tokens:>7} {format_cost(row.cost):>9}  {status}")
+    total = session.usage
     lines.append(f"Session: {total.input_tokens} in / {total.output_tokens} out tokens, "
-                 f"{format_cost(magics.session_cost)} (model requests only; cache and replay "
+                 f"{format_cost(session.cost)} (model requests only; cache and replay "
                  f"are free)")
     return "\n".join(lines)

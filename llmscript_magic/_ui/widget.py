@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from .._errors import LLMScriptError
-from .._notebook.insert import COMM_TARGET, parent_cell_id
+from .._protocol import COMM_TARGET
 from . import widget_html as h
 from .text import summary_text
 
 if TYPE_CHECKING:
-    from .._pipeline.generate import Attempt, Generation, Options
+    from .._pipeline.generate import Attempt, Generation
+    from .._pipeline.options import Options
+    from .base import Session
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 HIDE, SHOW = "none", ""
@@ -72,10 +74,10 @@ class WidgetView:
     THROTTLE = 0.05  # seconds between stream updates sent to the front end
     INSERT_WAIT = 1.0  # seconds to wait for the extension's {"ok": true}
 
-    def __init__(self, magics: Any, cell: str, opts: Options) -> None:
-        self.magics, self.cell, self.opts = magics, cell, opts
-        shell = getattr(magics, "shell", None)
-        self.source_cell = parent_cell_id(shell) if shell is not None else None
+    def __init__(self, session: Session, cell: str, opts: Options, *,
+                 source_cell: str | None = None, kernel: Any = None) -> None:
+        self.session, self.cell, self.opts = session, cell, opts
+        self.source_cell = source_cell  # a button's callback has no cell of its own
         self.cancel = threading.Event()
         self.gen: Generation | None = None
         self.attempts: list[Attempt] = []
@@ -87,7 +89,7 @@ class WidgetView:
         self.status = w.HTML()
         self.stop = _button("Stop", "stop", "Stop generating; nothing is inserted", "warning")
         self.stop.on_click(lambda _: self.request_stop())
-        self.stop_live = watch_clicks(self.stop, self.request_stop, getattr(shell, "kernel", None))
+        self.stop_live = watch_clicks(self.stop, self.request_stop, kernel)
         if not self.stop_live:
             self.stop.tooltip = "This kernel applies Stop only after the cell: use ■ interrupt"
         self.stream = w.HTML()
@@ -206,8 +208,6 @@ class WidgetView:
 
     def run_in_sandbox(self) -> None:
         """Validate and run the shown code again; the result becomes a new history entry."""
-        from .._pipeline.generate import check_code
-
         code = self.current_code
         if code is None or self.gen is None:
             return
@@ -217,7 +217,7 @@ class WidgetView:
         self.run_button.disabled = True
         self._notice(f"Running in the {h.esc(self.opts.sandbox)} sandbox …")
         try:
-            attempt = check_code(code, self.gen.spec, self.opts, run=True)
+            attempt = self.session.check_code(code, self.gen.spec, self.opts)
         except LLMScriptError as err:
             self._notice(f"✗ {h.esc(str(err))}")
             self.run_button.disabled = False
@@ -228,20 +228,11 @@ class WidgetView:
 
     def regenerate(self) -> None:
         """Ask again for the same spec (skipping the cache), then insert the new code."""
-        from .._pipeline.generate import generate
-
-        self.start(self.opts.model or "anthropic (default model)")
         try:
-            gen = generate(self.cell, replace(self.opts, refresh=True), on_chunk=self.chunk,
-                           on_attempt=lambda a: self.attempt(a, self._tries + 1),
-                           cancel=self.cancel)
-        except LLMScriptError as err:
-            self.fail(str(err))
-            return
-        remember = getattr(self.magics, "_remember", None)
-        if remember is not None:
-            remember(gen)
-        self.finish(gen, {"llmscript": {"record": gen.record(), "summary": self._summary(gen)}})
+            gen = self.session.generate(self.cell, replace(self.opts, refresh=True), self,
+                                        cancel=self.cancel, cell_id=self.source_cell)
+        except LLMScriptError:
+            return  # the session already showed it (fail)
         if gen.code is not None:
             self.insert_below()
 
@@ -337,16 +328,11 @@ class WidgetView:
             parts.append(f"{gen.timing['total_s']:.1f}s")
         return " · ".join(parts)
 
-    def _prices(self) -> dict[str, tuple[float, float]] | None:
-        prices = getattr(self.magics, "_prices", None)
-        return prices() if callable(prices) else None
+    def _prices(self) -> dict[str, tuple[float, float]]:
+        return self.session.prices
 
     def _summary(self, gen: Generation) -> dict[str, Any]:
-        meta_of = getattr(self.magics, "cell_metadata", None)
-        meta: dict[str, Any] = dict(meta_of(gen)) if callable(meta_of) else {
-            "generation_id": gen.id, "code_hash": gen.code_hash(), "model": gen.model}
-        meta["source_cell"] = self.source_cell  # a button's callback has no cell of its own
-        return meta
+        return self.session.summary(gen, self.source_cell)
 
     def _bundle(self, text: str) -> dict[str, Any]:
         return {WIDGET_MIME: {"version_major": 2, "version_minor": 0,

@@ -22,6 +22,7 @@ from .._errors import (
     UnknownModelError,
 )
 from .base import Provider, Reply, Request, Usage, one_line
+from .clients import shared_client
 
 #: the current families, for resolving bare names; ``list_models()`` asks the SDK
 _CURRENT_MODELS = ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5")
@@ -64,7 +65,8 @@ class AnthropicProvider(Provider):
                 "The anthropic package is not installed: pip install llmscript-magic."
             ) from err
 
-        client = anthropic.Anthropic(**self.client_options(key))
+        client = shared_client(self.name, anthropic.Anthropic, self.client_options(key),
+                               "ANTHROPIC_BASE_URL")
         base = str(client.base_url).rstrip("/")
         params: dict[str, Any] = {
             "model": request.model,
@@ -114,8 +116,7 @@ class AnthropicProvider(Provider):
         except anthropic.AnthropicError as err:
             raise ProviderError(f"Anthropic API error: {one_line(str(err), key)}") from err
         finally:
-            reply.text = "".join(parts)
-            client.close()
+            reply.text = "".join(parts)  # the client stays open: its connection is reused
 
     def _status_error(self, err: Any, model: str, base: str, key: str | None) -> Exception:
         """Map an ``APIStatusError`` (HTTP status, or an SSE ``error`` event mid-reply)."""

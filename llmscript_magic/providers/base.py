@@ -1,10 +1,10 @@
-"""The provider contract, and the registry that finds providers by entry point.
+"""The provider contract: what a plugin implements and what it gets back.
 
 A provider is tiny on purpose (after simonw/llm): a name, the environment
 variable holding its key, its models, and one generator method that yields
 text chunks and fills in usage and stop reason on the ``Reply`` it is given.
-Built-in providers are registered through the same entry-point group
-(``llmscript_magic.providers``) as third-party ones.
+Everything a plugin needs is importable from ``llmscript_magic.providers``;
+finding and loading providers is ``registry.py``'s job, not this module's.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Generator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from .._errors import MissingKeyError, UnknownModelError
-
-ENTRY_POINT_GROUP = "llmscript_magic.providers"
+from .._errors import MissingKeyError
 
 
 @dataclass(frozen=True)
 class Message:
+    """One turn of the conversation; ``content`` is plain text."""
+
     role: Literal["user", "assistant"]
     content: str
 
@@ -36,12 +36,17 @@ class Request:
     messages: tuple[Message, ...]
     max_tokens: int = 4096
     temperature: float | None = None
+    #: extended-thinking budget for models that think before answering; None: no thinking.
+    #: Providers without such a feature ignore it.
+    thinking_tokens: int | None = None
 
 
 @dataclass
 class Usage:
+    """Token counts in Anthropic's convention: cache reads/writes are not in ``input_tokens``."""
+
     input_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # includes thinking tokens, which are billed as output
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
 
@@ -62,6 +67,8 @@ class Reply:
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
     model: str | None = None
+    #: the model's reasoning, when it streams it separately (never a source of code)
+    thinking: str = ""
 
     @property
     def truncated(self) -> bool:
@@ -69,8 +76,15 @@ class Reply:
 
 
 class Provider(ABC):
-    """One model vendor or API dialect."""
+    """One model vendor or API dialect.
 
+    Subclass it, set the class attributes, implement ``stream``. Raise errors from
+    ``llmscript_magic.providers`` (``ProviderError`` and its kin) with one line that
+    says how to fix the problem; anything else you raise is shown to the user as
+    "Provider <name> failed: ..." (one line, never a traceback).
+    """
+
+    #: the prefix users type: ``--model NAME:model``
     name: ClassVar[str]
     #: environment variable holding the API key; None when no key is needed
     key_env_var: ClassVar[str | None] = None
@@ -87,6 +101,14 @@ class Provider(ABC):
         self.max_retries = max_retries
         #: None lets the vendor SDK read its usual variable (ANTHROPIC_BASE_URL, ...)
         self.base_url = base_url
+
+    @classmethod
+    def list_models(cls) -> tuple[str, ...]:
+        """The model ids ``%llmscript models`` lists; by default ``cls.models``.
+
+        Override it to ask an SDK or a server; keep it fast and offline if you can.
+        """
+        return cls.models
 
     def client_options(self, key: str | None) -> dict[str, Any]:
         """Keyword arguments every official vendor SDK client takes."""
@@ -115,58 +137,20 @@ class Provider(ABC):
             )
         return key
 
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never appear in a message: the key, wherever it came from."""
+        found = [self._api_key]
+        if self.key_env_var:
+            found.append(os.environ.get(self.key_env_var))
+        return tuple(s for s in found if s)
+
     @abstractmethod
-    def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
-        """Yield text chunks as they arrive; set ``reply.usage`` and ``reply.stop_reason``."""
+    def stream(self, request: Request, reply: Reply) -> Iterator[str]:
+        """Yield text chunks as they arrive; set ``reply.usage`` and ``reply.stop_reason``.
 
-
-_registered: dict[str, type[Provider]] = {}
-
-
-def register(cls: type[Provider]) -> type[Provider]:
-    """Register a provider class by hand (tests, notebooks); entry points need no call."""
-    _registered[cls.name] = cls
-    return cls
-
-
-def providers() -> dict[str, type[Provider]]:
-    """All providers: entry points first, then ones registered by hand."""
-    from importlib.metadata import entry_points
-
-    found: dict[str, type[Provider]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            found[ep.name] = ep.load()
-        except ImportError:  # optional dependency (e.g. openai) not installed
-            continue
-    found.update(_registered)
-    return found
-
-
-def resolve_model(name: str, default_provider: str = "anthropic") -> tuple[type[Provider], str]:
-    """``provider:model``, ``provider:`` or a bare model name -> (provider class, model id)."""
-    known = providers()
-    if ":" in name:
-        pname, _, model = name.partition(":")
-        if pname not in known:
-            raise UnknownModelError(
-                f"Unknown provider {pname!r} in --model {name!r}; known providers: "
-                f"{', '.join(sorted(known))} (see %llmscript models)."
-            )
-        cls = known[pname]
-        return cls, model or cls.default_model
-    if not name:
-        default = known.get(default_provider)
-        if default is None:
-            raise UnknownModelError(f"Default provider {default_provider!r} is not installed.")
-        return default, default.default_model
-    for cls in known.values():
-        if name in cls.models or any(name.startswith(p) for p in cls.model_prefixes):
-            return cls, name
-    raise UnknownModelError(
-        f"Unknown model {name!r}: write it as provider:model (e.g. anthropic:{name}) or pick one "
-        f"from %llmscript models."
-    )
+        Write it as a generator: ``close()`` on it is how a generation is cancelled,
+        so close the HTTP stream in a ``finally``.
+        """
 
 
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z]{0,4})[A-Za-z0-9_*\-]{6,}")
@@ -184,3 +168,12 @@ def one_line(text: str, *secrets: str | None, limit: int = 300) -> str:
     text = _KEYLIKE.sub(r"\1***", text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
+def __getattr__(name: str) -> Any:
+    """Registry names that used to live here; import them from ``llmscript_magic.providers``."""
+    if name in ("providers", "register", "resolve_model", "ENTRY_POINT_GROUP"):
+        from . import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

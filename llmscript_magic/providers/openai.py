@@ -1,12 +1,14 @@
 """OpenAI chat-completions provider; also speaks to Ollama, vLLM and llama.cpp.
 
-``openai`` is an optional dependency, imported only when a generation runs.
+``openai`` is an optional dependency, imported only when a generation runs;
+without it this module does not import, and the registry says how to install it.
 Its SDK retries 408/409/429/5xx and dropped connections with backoff; this
 module streams, fills in the ``Reply`` and maps errors to one-line messages.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Generator
 from typing import Any
@@ -22,6 +24,14 @@ from .._errors import (
     UnknownModelError,
 )
 from .base import Provider, Reply, Request, Usage, one_line
+from .clients import shared_client
+
+if importlib.util.find_spec("openai") is None:
+    # the registry reports this as "optional, not installed" instead of listing a provider
+    # that fails on first use; the SDK itself is still imported only when a generation runs
+    raise ModuleNotFoundError(
+        "The openai package is not installed: pip install 'llmscript-magic[openai]'.",
+        name="openai")
 
 #: what local OpenAI-compatible servers accept when they check no key at all
 DUMMY_KEY = "not-needed"
@@ -80,7 +90,8 @@ class OpenAIProvider(Provider):
                 "The openai package is not installed: pip install 'llmscript-magic[openai]'."
             ) from err
 
-        client = openai.OpenAI(**self.client_options(key))
+        client = shared_client(self.name, openai.OpenAI, self.client_options(key),
+                               "OPENAI_BASE_URL")
         base = str(client.base_url).rstrip("/")
         where = self._where(base)
         messages: list[dict[str, str]] = []
@@ -135,8 +146,7 @@ class OpenAIProvider(Provider):
         except openai.OpenAIError as err:
             raise ProviderError(f"OpenAI client error: {one_line(str(err), key)}") from err
         finally:
-            reply.text = "".join(parts)
-            client.close()
+            reply.text = "".join(parts)  # the client stays open: its connection is reused
 
     def _api_error(self, err: Any, status: int | None, model: str, base: str,
                    key: str | None) -> Exception:

@@ -1,18 +1,27 @@
 """A scripted provider for tests and demos (after simonw/llm's mock model).
 
-Replies are queued on the class, so code that builds its own provider from a
-model name (``fake:``) still gets them; every request is kept in ``history``.
+Each instance has its own queue of replies and its own ``history`` of requests.
+Register an instance for the length of a test and the pipeline uses *that*
+instance whenever a model name says ``fake:``::
+
+    fake = FakeProvider()
+    register(fake)
+    fake.enqueue("```python\\nprint(1)\\n```")
+    generate("Print one.", model="fake:fake")
+    unregister("fake")
+
+It is never an installed plugin: users do not see it unless a test registers it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any
 
-from .._errors import ProviderError
-from ..providers.base import Provider, Reply, Request, Usage
+from ..providers import Provider, ProviderError, Reply, Request, Usage
 
 
 @dataclass(frozen=True)
@@ -20,42 +29,49 @@ class _Queued:
     text: str
     stop_reason: str
     usage: Usage | None = field(default=None)
+    thinking: str = ""
 
 
 class FakeProvider(Provider):
-    """Answers from a queue instead of a network: no key, no SDK."""
+    """Answers from its queue instead of a network: no key, no SDK."""
 
     name = "fake"
     key_env_var = None
     default_model = "fake"
     models = ("fake",)
 
-    _queue: ClassVar[deque[_Queued]] = deque()
-    history: ClassVar[list[Request]] = []
+    def __init__(self, api_key: str | None = None, **options: Any) -> None:
+        super().__init__(api_key, **options)
+        self._lock = threading.Lock()
+        self._queue: deque[_Queued] = deque()
+        #: every request this instance answered (or refused), in order
+        self.history: list[Request] = []
 
-    @classmethod
-    def enqueue(cls, text: str, *, stop_reason: str = "end_turn",
-                usage: Usage | None = None) -> None:
+    def enqueue(self, text: str, *, stop_reason: str = "end_turn",
+                usage: Usage | None = None, thinking: str = "") -> None:
         """Queue the next reply; ``stop_reason="max_tokens"`` makes it truncated."""
-        FakeProvider._queue.append(_Queued(text, stop_reason, usage))
+        with self._lock:
+            self._queue.append(_Queued(text, stop_reason, usage, thinking))
 
-    @classmethod
-    def reset(cls) -> None:
-        """Forget queued replies and history (call between tests)."""
-        FakeProvider._queue.clear()
-        FakeProvider.history.clear()
-
-    @classmethod
-    def pending(cls) -> int:
+    def pending(self) -> int:
         """Replies still queued, so a test can check all of them were used."""
-        return len(FakeProvider._queue)
+        with self._lock:
+            return len(self._queue)
 
-    def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
+    def reset(self) -> None:
+        """Forget queued replies and history."""
+        with self._lock:
+            self._queue.clear()
+            self.history.clear()
+
+    def stream(self, request: Request, reply: Reply) -> Iterator[str]:
         """Yield the queued text in a few chunks, like a real stream."""
-        FakeProvider.history.append(request)
-        if not FakeProvider._queue:
-            raise ProviderError("FakeProvider has no reply queued: call FakeProvider.enqueue(...)")
-        item = FakeProvider._queue.popleft()
+        with self._lock:
+            self.history.append(request)
+            item = self._queue.popleft() if self._queue else None
+        if item is None:
+            raise ProviderError("FakeProvider has no reply queued: call fake.enqueue(...) first.")
+        reply.thinking = item.thinking
         size = max(1, -(-len(item.text) // 4))  # about four chunks
         parts: list[str] = []
         for start in range(0, len(item.text), size):

@@ -1,10 +1,12 @@
 """Supervisor shared by both backends: starts the script, relays capped output.
 
 In Docker this file is the container's main process (``python3 -I -S -c
-SOURCE WRAPPER``): it prepares everything, then blocks on stdin for the
-go-signal, so a pooled container answers in milliseconds. Everything it sends
-the host is framed (1 type byte, 4-byte length, payload) on stdout: ``o``/``e``
-output chunks, ``f`` PNG figures, ``x`` exception name, ``r`` the result. The
+SOURCE WRAPPER MPL_CACHE``): it prepares everything, then blocks on stdin for
+the job (a JSON header, then the input values' bytes), so a pooled container
+answers in milliseconds. Everything it sends the host is framed (1 type byte,
+4-byte length, payload) on stdout: ``o``/``e`` output chunks, ``f`` PNG
+figures, ``v`` values of ``--output`` variables, ``r`` the result (exit,
+limits, changed files, check verdict, outputs that cannot come back). The
 local backend imports ``supervise``/``snapshot``/``changed_files`` directly.
 Standard library only: the image has nothing else that we control.
 """
@@ -24,7 +26,8 @@ from typing import IO, Any
 
 HEADER = struct.Struct(">I")
 MARK = "\n[... output truncated: more than {} bytes ...]\n"
-STATUS_CAP = 64 * 2**20  # figures + exception frames from the wrapper
+STATUS_CAP = 136 * 2**20  # figures (64 MiB) + values (64 MiB) + verdicts from the wrapper
+VALUE_CAP = 65 * 2**20  # the wrapper's VALUE_BYTES plus headers: more is dropped
 
 
 def frame(kind: bytes, payload: bytes) -> bytes:
@@ -80,7 +83,8 @@ def changed_files(root: str, before: dict[str, str]) -> list[list[Any]]:
     return sorted(out)
 
 
-def _parse_status(buf: bytearray, figures: list[bytes], info: dict[str, Any]) -> None:
+def _parse_status(buf: bytearray, info: dict[str, Any]) -> None:
+    """Frames from the wrapper (the script's own process: checked, never trusted)."""
     while len(buf) >= 5:
         size = HEADER.unpack_from(buf, 1)[0]
         if len(buf) < 5 + size:
@@ -88,9 +92,17 @@ def _parse_status(buf: bytearray, figures: list[bytes], info: dict[str, Any]) ->
         kind, payload = bytes(buf[:1]), bytes(buf[5:5 + size])
         del buf[:5 + size]
         if kind == b"f":
-            figures.append(payload)
+            info["figures"].append(payload)
         elif kind == b"x":
             info["exception"] = payload.decode("utf-8", "replace")[:200]
+        elif kind == b"v" and info["value_bytes"] + len(payload) <= VALUE_CAP:
+            info["value_bytes"] += len(payload)
+            info["values"].append(payload)
+        elif kind in (b"m", b"c"):
+            try:
+                info["missing" if kind == b"m" else "check"] = json.loads(payload)
+            except (ValueError, RecursionError):
+                info["tampered"] = True
 
 
 def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
@@ -114,8 +126,8 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
     assert proc.stdout is not None and proc.stderr is not None
     streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e", status_r: b"s"}
     status_buf = bytearray()
-    figures: list[bytes] = []
-    info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None}
+    info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None,
+                            "figures": [], "values": [], "value_bytes": 0}
     sent = 0
     status_bytes = 0
     killed_at: float | None = None
@@ -149,7 +161,7 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
                 status_bytes += len(data)
                 if status_bytes <= STATUS_CAP:
                     status_buf += data
-                    _parse_status(status_buf, figures, info)
+                    _parse_status(status_buf, info)
                 continue
             if info["capped"]:
                 continue
@@ -165,7 +177,8 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
     os.close(status_r)
     proc.stdout.close()
     proc.stderr.close()
-    info.update(returncode=proc.returncode, elapsed=time.monotonic() - start, figures=figures)
+    info.update(returncode=proc.returncode, elapsed=time.monotonic() - start)
+    del info["value_bytes"]
     return info
 
 
@@ -179,8 +192,40 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes:
     return data
 
 
+def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any]]) -> str:
+    """The wrapper's JSON job in folder (the harness's own, never the work dir).
+
+    inputs are (name, format, chunks): each value's bytes go to a file of
+    their own, which the wrapper reads, binds and deletes.
+    """
+    listed = []
+    for i, (name, fmt, chunks) in enumerate(inputs):
+        path = os.path.join(folder, f"in-{i}")
+        with open(path, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        listed.append({"name": name, "format": fmt, "path": path})
+    script = os.path.join(folder, "script.py")
+    spec = {"script": script, "inputs": listed,
+            "outputs": [str(n) for n in job.get("outputs") or []],
+            "check": job.get("check") or None, "parquet": bool(job.get("parquet"))}
+    with open(script, "w", encoding="utf-8") as fh:
+        fh.write(job["code"])
+    path = os.path.join(folder, "job.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(spec, fh)
+    return path
+
+
+def _chunks(stream: IO[bytes], size: int) -> Any:
+    while size > 0:
+        chunk = _read_exact(stream, min(size, 2**20))
+        size -= len(chunk)
+        yield chunk
+
+
 def main() -> None:
-    """Container entry point: prepare, wait for go, run once, report, wait for EOF."""
+    """Container entry point: prepare, wait for the job, run once, report, wait for EOF."""
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
     tmp = "/tmp/.llmscript"
     os.makedirs(tmp, exist_ok=True)
@@ -200,11 +245,15 @@ def main() -> None:
     stdin = sys.stdin.buffer
     try:
         job = json.loads(_read_exact(stdin, HEADER.unpack(_read_exact(stdin, 4))[0]))
+        for name, source in (job.get("harness") or {}).items():
+            if name in ("codec.py", "wrapper.py"):  # the harness's own modules, by name
+                with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
+                    fh.write(source)
+        inputs = [(str(i["name"]), str(i["format"]), _chunks(stdin, int(i["size"])))
+                  for i in job.get("inputs") or []]
+        spec = write_job(tmp, job, inputs)
     except (EOFError, ValueError):
         return  # the pool was shut down before this container was used
-    script = os.path.join(tmp, "script.py")
-    with open(script, "w", encoding="utf-8") as fh:
-        fh.write(job["code"])
     before = snapshot("/work")
     oom_before = _oom_kills()
     timeout = float(job["timeout"])
@@ -215,7 +264,7 @@ def main() -> None:
         out.flush()
 
     cmd = ["timeout", "-k", f"{grace:g}", f"{timeout:g}", "python3", "-B", "-I",
-           wrapper, script, "{fd}"]
+           wrapper, spec, "{fd}"]
     info = supervise(cmd, env=job["env"], cwd="/work", timeout=timeout + 0.5,
                      output_bytes=int(job["output_bytes"]), emit=emit, grace=grace)
     rc = info["returncode"]
@@ -223,6 +272,8 @@ def main() -> None:
         info["timed_out"] = True
     for png in info.pop("figures"):
         emit(b"f", png)
+    for value in info.pop("values"):
+        emit(b"v", value)
     info["oom"] = _oom_kills() > oom_before
     info["changed"] = changed_files("/work", before)
     emit(b"r", json.dumps(info).encode())

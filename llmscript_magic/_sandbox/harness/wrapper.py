@@ -1,24 +1,50 @@
-"""Runs the user's script as __main__, then reports figures and the exception.
+"""Runs the user's script as __main__ with its inputs bound, then reports on it.
 
 Executed as a standalone file by the sandbox's own Python (stdlib only):
-``python3 -B -I wrapper.py SCRIPT STATUS_FD``. Figures and the exception
-name go to STATUS_FD as frames (1 type byte, 4-byte length, payload) so they
-never mix with the user's stdout. matplotlib is touched only if the script
+``python3 -B -I wrapper.py JOB STATUS_FD``. JOB is a JSON file written by the
+runner: ``{"script": path, "inputs": [{"name", "format", "path"}], "outputs":
+[names], "check": expr or null, "parquet": bool}``. In order, the wrapper
+binds the inputs into the script's globals (decoded by ``codec.py`` beside
+it), runs the script unchanged, and, if it did not fail, encodes the
+``outputs`` names from its globals and evaluates ``check`` there.
+
+Everything it reports goes to STATUS_FD as frames (1 type byte, 4-byte
+length, payload), never to the user's stdout or work dir: ``v`` a value
+(JSON header line + data), ``m`` the outputs that cannot come back (JSON
+``{name: why}``), ``c`` the check's verdict (JSON ``[ok, why]``), ``f`` PNG
+figures, ``x`` the exception's name. matplotlib is touched only if the script
 imported it.
 """
 
+import importlib.util
+import json
 import os
 import struct
 import sys
+import types
+from typing import Any
+
+VALUE_BYTES = 64 * 2**20  # all --output values together (the runner and host cap them too)
+UNDEFINED = "it is not defined when the script ends"
 
 
 def _send(fd: int, kind: bytes, payload: bytes) -> None:
-    data = kind + struct.pack(">I", len(payload)) + payload
+    data = memoryview(kind + struct.pack(">I", len(payload)) + payload)
     try:
         while data:
             data = data[os.write(fd, data):]
     except OSError:
         pass
+
+
+def _codec() -> Any:
+    """codec.py from this file's folder, under a name no script imports by accident."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "codec.py")
+    spec = importlib.util.spec_from_file_location("_llmscript_codec", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _figures(fd: int) -> None:
@@ -37,40 +63,114 @@ def _figures(fd: int) -> None:
         _send(fd, b"f", buf.getvalue())
 
 
+def _bind_inputs(job: dict[str, Any], namespace: dict[str, Any], codec: Any) -> None:
+    for item in job.get("inputs", []):
+        with open(item["path"], "rb") as fh:
+            data = fh.read()
+        os.remove(item["path"])  # the harness's copy; the script gets the variable
+        namespace[item["name"]] = codec.decode(item["format"], data)
+        del data
+
+
+def _send_outputs(fd: int, names: list[str], namespace: dict[str, Any], codec: Any,
+                  parquet: bool) -> None:
+    missing: dict[str, str] = {}
+    room = VALUE_BYTES
+    for name in names:
+        if name not in namespace:
+            missing[name] = UNDEFINED
+            continue
+        try:
+            fmt, data = codec.encode(namespace[name], parquet=parquet)
+        except codec.CodecError as err:
+            missing[name] = str(err)
+            continue
+        except Exception as err:  # the value's own code failed (e.g. a broken __len__)
+            missing[name] = f"saving it failed: {type(err).__name__}: {str(err)[:200]}"
+            continue
+        if len(data) > room:
+            missing[name] = (f"it takes {len(data) / 2**20:.1f} MiB; at most "
+                             f"{VALUE_BYTES // 2**20} MiB of results can come back")
+            continue
+        room -= len(data)
+        head = json.dumps({"name": name, "format": fmt}).encode()
+        _send(fd, b"v", head + b"\n" + data)
+        del data
+    if missing:
+        _send(fd, b"m", json.dumps(missing).encode())
+
+
+def _check(fd: int, expr: str, namespace: dict[str, Any]) -> None:
+    scope = {"json": json, "os": os, "sys": sys, **namespace}
+    try:
+        ok, why = bool(eval(expr, scope)), ""
+    except BaseException as err:  # a check that raises is a failed check, not a crash
+        ok, why = False, f"{type(err).__name__}: {err}"
+    _send(fd, b"c", json.dumps([ok, why[:300]]).encode())
+
+
+def _run_script(script: str, module: types.ModuleType, fd: int) -> int:
+    """Exit code of the script run as __main__ in module's globals (0 = did not fail)."""
+    import traceback
+
+    with open(script, encoding="utf-8") as fh:
+        source = fh.read()
+    sys.modules["__main__"] = module  # as runpy does: pickle, dataclasses find the script
+    try:
+        exec(compile(source, script, "exec"), module.__dict__)
+    except SystemExit as exc:
+        if exc.code is None or exc.code == 0:
+            return 0
+        if not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+            return 1
+        return exc.code
+    except BaseException as exc:
+        _send(fd, b"x", type(exc).__name__.encode())
+        # Hide the wrapper's frames: the user sees only their own code.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != script:
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb)
+        return 1
+    return 0
+
+
 def main() -> None:
-    script, fd = sys.argv[1], int(sys.argv[2])
+    with open(sys.argv[1], encoding="utf-8") as fh:
+        job = json.load(fh)
+    fd = int(sys.argv[2])
     os.set_inheritable(fd, False)
+    script = job["script"]
     sys.argv = [script]
     sys.path.insert(0, os.getcwd())
     import warnings
 
     warnings.filterwarnings("ignore", message=".*non-interactive.*")
-    import runpy
-
-    code = 0
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=script, __builtins__=__builtins__)
+    codec = _codec() if job.get("inputs") or job.get("outputs") else None
     try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        if exc.code is not None and not isinstance(exc.code, int):
-            print(exc.code, file=sys.stderr)
-    except BaseException as exc:
-        import traceback
-
-        _send(fd, b"x", type(exc).__name__.encode())
-        # Hide the wrapper's and runpy's frames: the user sees only their own code.
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != script:
-            tb = tb.tb_next
-        traceback.print_exception(type(exc), exc, tb)
-        code = 1
+        _bind_inputs(job, module.__dict__, codec)
+    except Exception as err:
+        print(f"[sandbox] an input variable could not be loaded: {type(err).__name__}: {err}",
+              file=sys.stderr)
+        _send(fd, b"x", b"InputError")
+        os._exit(1)
+    code = _run_script(script, module, fd)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except Exception:
         pass
+    if code == 0:
+        if job.get("outputs"):
+            _send_outputs(fd, list(job["outputs"]), module.__dict__, codec,
+                          bool(job.get("parquet")))
+        if job.get("check"):
+            _check(fd, job["check"], module.__dict__)
     _figures(fd)
-    os._exit(code)
+    os._exit(code if 0 <= code <= 255 else 1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,238 @@
+"""What one kernel accumulates, and the one method that runs a cell's generation.
+
+The magic (parse, call, display) and the widget's buttons both go through a
+``NotebookSession``: it turns notebook data into prompt context and sandbox
+inputs, runs the pipeline, keeps the history per cell with usage and cost, and
+hands back what the notebook shows and stores. The pipeline below it never
+sees the notebook.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._errors import CancelledError, ConfigurationError, LLMScriptError
+from .._protocol import OUTPUT_KEY
+from ..providers import Message, Usage
+from .config import CellOptions
+from .insert import insert_below, parent_cell_id
+
+if TYPE_CHECKING:
+    import threading
+
+    from .._pipeline.generate import Attempt, Generation
+    from .._ui.base import View
+
+_FOLLOW_UP = re.compile(r"\s*(now|then|also|next|and now|instead)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One line of ``%llmscript usage``."""
+
+    cell: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = 0.0
+    source: str = "model"
+    status: str = "ok"
+
+
+class NotebookSession:
+    """History, usage and cost of one kernel, and the generation of one cell."""
+
+    def __init__(self, shell: Any = None) -> None:
+        self.shell = shell
+        self.history: list[Generation] = []
+        #: one row per generation, stopped and failed ones included, for %llmscript usage
+        self.log: list[UsageRow] = []
+        self.by_cell: dict[str, Generation] = {}
+        self.usage = Usage()
+        self.cost = 0.0
+        self.prices: dict[str, tuple[float, float]] = {}
+        self._labels: dict[str, str] = {}  # cell id -> the label of its first run
+
+    @property
+    def namespace(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
+    def cell_id(self) -> str | None:
+        return parent_cell_id(self.shell) if self.shell is not None else None
+
+    def cell_label(self, cell_id: str | None = None) -> str:
+        """How a row names its cell: ``In [7]`` (and the cell id where the front end sends one).
+
+        A widget button has no execution count of its own: it is named after the
+        ``%%generate`` cell it belongs to.
+        """
+        if cell_id is not None and cell_id in self._labels:
+            return self._labels[cell_id] + " (button)"
+        count = getattr(self.shell, "execution_count", None)
+        label = f"In [{count}]" if count else "-"
+        if cell_id := cell_id or self.cell_id():
+            self._labels.setdefault(cell_id, label)
+        return label
+
+    # -- one cell ------------------------------------------------------------------
+    def prepare(self, spec_text: str, opts: CellOptions) -> CellOptions:
+        """Notebook data as prompt context and sandbox inputs; a follow-up's history."""
+        from .context import build_context, names_in_spec
+        from .data_io import encode_inputs, output_note
+
+        ns = self.namespace
+        variables = [n for n in opts.input_names if n.isidentifier() and n in ns]
+        files: dict[str, bytes] = {}
+        for item in opts.input_names:
+            if item in variables:
+                continue
+            path = Path(item).expanduser()
+            if not path.is_file():
+                raise ConfigurationError(f"--input {item!r}: no such file or notebook variable "
+                                         f"(paths are relative to {os.getcwd()}).")
+            files[path.name] = path.read_bytes()
+        if opts.replay and not Path(opts.replay).is_file():
+            raise ConfigurationError(f"Replay notebook {opts.replay!r} not found: pass "
+                                     "--replay PATH to the saved notebook.")
+        blocks, sent = [], []
+        names = list(dict.fromkeys(opts.context_names + tuple(names_in_spec(spec_text, ns))))
+        if names:
+            block = build_context(names, ns, schema_only=opts.schema_only)
+            blocks.append(block.text)
+            sent += [f"{i.name} ({i.type}): {i.chars} chars" + (", truncated" * i.truncated)
+                     for i in block.items]
+        if opts.run and opts.sandbox != "none":  # what the spec refers to must exist there
+            variables += [n for n in names if n not in variables]
+        inputs: tuple[Any, ...] = ()
+        if variables:
+            from .._pipeline.generate import sandbox_modules
+
+            values, note = encode_inputs(variables, ns, available=sandbox_modules(opts))
+            inputs = tuple(values)
+            blocks.append(note)
+            sent.append("inputs: " + ", ".join(f"{v.name} ({len(v.data)} bytes)"
+                                              for v in values))
+        if opts.outputs:
+            blocks.append(output_note(opts.outputs))
+            if not opts.run or opts.sandbox == "none":
+                raise ConfigurationError("--output needs a run: add --run (the variables come "
+                                         "back from the sandbox).")
+        history = opts.history
+        if opts.refine or _FOLLOW_UP.match(spec_text):
+            history = self._previous_turns()
+            if opts.refine and not history:
+                raise ConfigurationError("--refine: this cell has no previous generation to "
+                                         "follow up on; run it once without --refine.")
+        return replace(opts, files=files, context=tuple(blocks), sent=tuple(sent),
+                       history=history, run=opts.run and opts.sandbox != "none",
+                       inputs=inputs)
+
+    def generate(self, spec_text: str, opts: CellOptions, view: View,
+                 cancel: threading.Event | None = None,
+                 cell_id: str | None = None) -> Generation:
+        """Run the pipeline for one cell, showing progress in ``view``; remember the result.
+
+        Raises LLMScriptError for setup problems (after telling the view); a reply
+        without usable code is a Generation whose ``code`` is None.
+        """
+        from .._pipeline.generate import generate
+        from ..providers import resolve_model
+
+        cls, model = resolve_model(opts.model)
+        view.start(f"{cls.name}:{model}")
+        attempts = iter(range(1, opts.retries + 2))
+        try:
+            gen = generate(spec_text, opts, on_chunk=view.chunk,
+                           on_attempt=lambda a: view.attempt(a, next(attempts)), cancel=cancel)
+        except LLMScriptError as err:
+            self.log.append(UsageRow(self.cell_label(cell_id), f"{cls.name}:{model}",
+                                     status="stopped" if isinstance(err, CancelledError)
+                                     else "failed"))
+            view.fail(str(err))
+            raise
+        except KeyboardInterrupt:
+            self.log.append(UsageRow(self.cell_label(cell_id), f"{cls.name}:{model}",
+                                     status="stopped"))
+            view.fail("Generation stopped; nothing was inserted.")
+            raise
+        self.remember(gen, cell_id)
+        summary = self.summary(gen, cell_id)
+        view.finish(gen, {OUTPUT_KEY: {"record": gen.record(), "summary": summary}})
+        return gen
+
+    def deliver(self, gen: Generation, opts: CellOptions) -> None:
+        """Results into the namespace (all or nothing), the code into a cell below."""
+        run = gen.run
+        returned = any(c.name == "outputs" and c.status == "pass" for c in gen.report.checks)
+        results: dict[str, Any] = {}
+        failed: ConfigurationError | None = None
+        if opts.outputs and run is not None and returned:
+            from .data_io import decode_outputs
+
+            try:  # all or nothing: a failed decode never overwrites a variable
+                results = decode_outputs(run.values)
+            except ConfigurationError as err:
+                failed = err
+        self.namespace.update(results)
+        if opts.insert and gen.code is not None and self.shell is not None:
+            insert_below(self.shell, gen.code, {**self.summary(gen), "record": gen.record()})
+        if failed is not None:
+            raise failed
+
+    def check_code(self, code: str, spec: Any, opts: CellOptions) -> Attempt:
+        """Validate and run code the user already has (the widget's Run button)."""
+        from .._pipeline.generate import check_code
+
+        return check_code(code, spec, opts, run=True)
+
+    # -- what the session keeps -----------------------------------------------------
+    def remember(self, gen: Generation, cell_id: str | None = None) -> None:
+        from .._store.cost import generation_cost
+
+        self.history.append(gen)
+        if gen.source == "model":
+            self.usage = self.usage + gen.usage
+        cost = generation_cost(gen, self.prices)
+        self.cost += cost or 0.0
+        status = "ok" if gen.ok else "no code" if gen.code is None else "checks failed"
+        self.log.append(UsageRow(self.cell_label(cell_id), gen.model, gen.usage, cost,
+                                 gen.source, status))
+        if cell_id := cell_id or self.cell_id():
+            self.by_cell[cell_id] = gen
+
+    def summary(self, gen: Generation, source_cell: str | None = None) -> dict[str, Any]:
+        """What the generated cell carries (also the extension's payload), no record."""
+        report = gen.report
+        return {
+            "source_cell": source_cell or self.cell_id(),
+            "generation_id": gen.id,
+            "spec_hash": gen.spec.hash(),
+            "code_hash": gen.code_hash(),
+            "model": gen.model,
+            "created": gen.created,
+            "validation": "fail" if not report.ok else "warn" if report.warnings else "pass",
+            "checks": report.summary_line(),
+            "run": None if gen.run is None else {
+                "status": gen.run.status, "exit_code": gen.run.exit_code,
+                "duration": round(gen.run.duration, 3)},
+        }
+
+    def _previous_turns(self) -> tuple[Message, ...]:
+        cell_id = self.cell_id()
+        prev = self.by_cell.get(cell_id) if cell_id else (self.history[-1] if self.history
+                                                           else None)
+        if prev is None or not prev.reply:
+            return ()
+        turns = (*prev.prompt.messages, Message("assistant", prev.reply))
+        if prev.run is not None:
+            from .._ui.text import run_text
+
+            turns += (Message("user", "Result of running it:\n" + run_text(prev.run)[-2000:]),
+                      Message("assistant", "Noted."))
+        return turns
+
+
+__all__ = ["NotebookSession", "UsageRow"]
