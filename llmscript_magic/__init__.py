@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ._sandbox import Limits, RunResult, run
     from .providers import Provider, register
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "._pipeline.generate": ("generate", "Generation"),
@@ -62,12 +62,39 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'llmscript_magic' has no attribute {name!r}")
 
 
+#: what this release supports; checked where a wrong version would otherwise fail obscurely
+SUPPORTED_PYTHON = (3, 10)
+SUPPORTED_IPYTHON = (8, 12)
+
+
+def _too_old(version: str, minimum: tuple[int, int]) -> bool:
+    import re
+
+    found = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    return found < minimum
+
+
 def load_ipython_extension(ipython: InteractiveShell) -> None:
+    import sys
+
+    import IPython
+
+    if sys.version_info[:2] < SUPPORTED_PYTHON or _too_old(IPython.__version__,
+                                                           SUPPORTED_IPYTHON):
+        from IPython.core.error import UsageError
+
+        raise UsageError(
+            f"llmscript-magic {__version__} needs Python >= 3.10 and IPython >= 8.12 (found "
+            f"Python {sys.version.split()[0]}, IPython {IPython.__version__}): upgrade them with "
+            "`pip install -U ipython` in the kernel's environment.")
     from ._notebook.magics import GenerateMagics, LLMScriptMagics, blank_spec
 
     ipython.register_magics(GenerateMagics, LLMScriptMagics)
     if blank_spec not in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.append(blank_spec)
+    from ._notebook.cells import install
+
+    install(ipython)  # keeps each cell's error for {Err[n]}, --fix and %llmscript explain
 
 
 __all__ = [

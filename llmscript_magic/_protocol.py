@@ -1,9 +1,11 @@
 """Names shared by the kernel side and the JupyterLab extension.
 
-The extension declares the same names in ``labextension/src/protocol.ts`` (and its
-version in ``labextension/package.json``); ``tests/test_protocol.py`` keeps the two
-sides equal, so change both together. A notebook saved today must still be read by
-both sides tomorrow: renaming a key here breaks old notebooks, add a new one instead.
+The extension declares the same names in ``labextension/src/protocol.ts``;
+``tests/test_protocol.py`` keeps the two sides equal, so change both together. The
+version has one Python source, ``llmscript_magic.__version__``, which the same test
+holds equal to ``labextension/package.json`` (the extension reports it in its comm
+"hello" reply). Notebooks keep these keys: renaming one breaks the notebooks saved
+before, so add a new key instead.
 """
 
 #: Comm target the extension registers on every notebook kernel; widget buttons
@@ -23,6 +25,3 @@ GENERATED_TAG = "llmscript-generated"
 #: Output metadata key of the ``%%generate`` cell's output: {"record": ..., "summary": ...};
 #: the record lives here too so replay works without the extension. Python side only.
 OUTPUT_KEY = "llmscript"
-#: The package version, equal to the extension's (``package.json``), which it reports in
-#: its comm "hello" reply.
-VERSION = "0.1.0"

@@ -46,7 +46,9 @@ def build(name: str) -> Path:
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env.update(ANTHROPIC_BASE_URL=standin.url, ANTHROPIC_API_KEY=TEST_ANTHROPIC_KEY,
                    LLMSCRIPT_CACHE_DIR=str(Path(work) / "cache"))
-        NotebookClient(nb, timeout=300, kernel_name="python3",
+        # No widget state, as JupyterLab saves by default: the saved results (rich.py)
+        # show code, checks, output and charts from the file alone.
+        NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=False,
                        resources={"metadata": {"path": work}}).execute(env=env)
         if standin.pending:
             raise SystemExit(f"{name}: {standin.pending} scripted replies were not used")

@@ -96,6 +96,7 @@ class LabServer:
         self.log_path = home / f"jupyter-{app}.log"
         self.env = self.isolated_env(home, env)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
 
     @staticmethod
     def isolated_env(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
@@ -131,7 +132,7 @@ class LabServer:
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.root}",
             *app_flags,
         ]
-        log = self.log_path.open("wb")
+        self._log = log = self.log_path.open("wb")  # closed in stop()
         self.proc = subprocess.Popen(
             cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=die_with_parent,
@@ -155,6 +156,13 @@ class LabServer:
             return "(no log)"
 
     def stop(self) -> None:
+        try:
+            self._stop()
+        finally:
+            if self._log is not None:
+                self._log.close()
+
+    def _stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         # Only this server's own process group (it started its kernels).

@@ -17,7 +17,7 @@ import pytest
 
 from llmscript_magic._errors import SandboxError
 from llmscript_magic._sandbox import DEFAULT_IMAGE, shutdown
-from llmscript_magic._sandbox.image import LABEL
+from llmscript_magic._sandbox.image import OWNER_LABEL, owner_id
 
 
 def _unavailable(reason: str) -> None:
@@ -47,9 +47,15 @@ def docker_client() -> Any:
 
 
 def leftovers(client: Any) -> list[str]:
+    """Sandbox containers/volumes THIS test process made that still exist.
+
+    Only ours: other processes (another test run, a notebook) may use the
+    same engine, and an engine restart earlier on the machine is not our leak.
+    """
+    mine = {"label": f"{OWNER_LABEL}={owner_id()}"}
     found = [f"container {c.short_id}" for c in
-             client.containers.list(all=True, filters={"label": f"{LABEL}=1"})]
-    found += [f"volume {v.name}" for v in client.volumes.list(filters={"label": f"{LABEL}=1"})]
+             client.containers.list(all=True, sparse=True, filters=mine)]
+    found += [f"volume {v.name}" for v in client.volumes.list(filters=mine)]
     return found
 
 
@@ -73,16 +79,41 @@ def host_canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def docker_sandbox(docker_client: Any, host_canary: Path) -> Iterator[Any]:
-    """The shared Docker sandbox; at the end no labelled container/volume may remain."""
-    from llmscript_magic._sandbox import get_sandbox
-
-    yield get_sandbox("docker")
+def docker_leftover_check(docker_client: Any) -> Iterator[None]:
+    """At the end of the session no labelled container/volume may remain."""
+    yield
     shutdown()
     deadline = time.monotonic() + 15
     while leftovers(docker_client) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert leftovers(docker_client) == [], "sandbox containers or volumes were left behind"
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox(docker_client: Any, host_canary: Path,
+                   docker_leftover_check: None) -> Any:
+    """The shared Docker sandbox at the default isolation (auto)."""
+    from llmscript_magic._sandbox import get_sandbox
+
+    return get_sandbox("docker")
+
+
+#: Every isolation level the Docker backend offers; hostile tests run under each.
+ISOLATION_LEVELS = ["gvisor", "container"]
+
+
+@pytest.fixture(scope="session", params=ISOLATION_LEVELS)
+def isolated_sandbox(request: pytest.FixtureRequest, docker_client: Any, host_canary: Path,
+                     docker_leftover_check: None) -> Any:
+    """The Docker sandbox at one isolation level (gVisor missing: skip, a failure under CI)."""
+    from llmscript_magic._sandbox import get_sandbox
+    from llmscript_magic._sandbox.engine import gvisor_problem
+
+    if request.param == "gvisor":
+        problem = gvisor_problem(docker_client)
+        if problem is not None:
+            _unavailable(f"no gVisor: {problem}")
+    return get_sandbox("docker", isolation=request.param)
 
 
 @pytest.fixture

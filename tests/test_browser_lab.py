@@ -260,7 +260,7 @@ def test_generate_inserts_then_replaces_then_asks(page: Any, lab: LabServer,
     assert last_code(standin) != code4
     assert [c["id"] for c in generated(page)] == [first_id]
     assert len(cells(page)) == count
-    page.get_by_text("Inserted below").wait_for(timeout=TIMEOUT_MS)
+    page.get_by_text("The generated cell below holds this code").wait_for(timeout=TIMEOUT_MS)
     screenshot(page, "lab-5-widget-regenerated")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,12 @@ def llmscript(*args: str, env: dict[str, str] | None = None,
 
 
 def _stdout(cell: Any) -> str:
-    """The sandbox run's stdout as the text fallback shows it."""
+    """The sandbox run's stdout as the text fallback shows it (without the file lines,
+    which say where this run saved its files)."""
     text = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
-    return text.split("--- stdout ---\n")[1].split("\n---")[0] if "--- stdout ---" in text else ""
+    if "--- stdout ---" not in text:
+        return ""
+    return re.split(r"\n---|\nFiles: |\nFigures: ", text.split("--- stdout ---\n")[1])[0]
 
 
 def test_all_four_demo_notebooks_exist() -> None:

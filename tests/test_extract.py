@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import textwrap
 from dataclasses import dataclass
 
@@ -559,6 +560,12 @@ def test_extraction_cases(case: Case) -> None:
         assert any(case.note in n for n in got.notes), got.notes
     assert got.code.endswith("\n") and not got.code.endswith("\n\n")
     assert all(b.code.strip() for b in got.blocks)
+    try:  # validation reuses the tree: it must be the cell's code, line for line
+        fresh = ast.dump(ast.parse(got.code), include_attributes=True)
+    except SyntaxError:
+        assert got.tree is None
+    else:
+        assert got.tree is not None and ast.dump(got.tree, include_attributes=True) == fresh
 
 
 def test_blocks_record_language_info_and_line() -> None:
@@ -606,15 +613,30 @@ def test_no_code_raises_a_one_line_fix_it_message(reply: str) -> None:
     assert isinstance(err.value, ExtractionError)
 
 
-def test_no_code_message_quotes_the_start_of_the_reply() -> None:
-    reply = "I'm sorry, but I need more details about the input format " * 5
+def test_no_code_message_quotes_the_end_of_the_reply_from_a_sentence_start() -> None:
+    # Models ask their question last; the old message showed the first 80 characters and
+    # cut the question off (issue 15).
+    question = ("Before I write the script, could you tell me which column holds the order "
+                "date, and whether the amounts include tax?")
+    reply = "I looked at the file you described and have a few thoughts. " * 12 + question
     with pytest.raises(NoCodeError) as err:
         extract_code(reply)
     msg = str(err.value)
-    assert msg.startswith("The model replied without code: I'm sorry, but I need more details")
-    assert "…" in msg
-    preview = msg.removeprefix("The model replied without code: ").split("…")[0]
-    assert 60 <= len(preview) <= 80
+    quote = msg.removeprefix("The model replied without code: …").split(" Answer its")[0]
+    assert quote.endswith(question)
+    assert quote.startswith("I looked at")  # whole sentences: never cut mid-sentence
+    assert len(quote) <= 400
+    assert msg.endswith("? Answer its question in the spec, or rephrase the spec or add "
+                        "details.")
+
+
+def test_no_code_quote_of_an_overlong_last_sentence_is_bounded() -> None:
+    reply = "Sure. " + "very " * 200 + "long question?"
+    with pytest.raises(NoCodeError) as err:
+        extract_code(reply)
+    quote = str(err.value).removeprefix("The model replied without code: ").split(" Answer")[0]
+    assert quote.startswith("…very ") and quote.endswith("long question?")
+    assert len(quote) <= 401
 
 
 def test_short_refusal_is_shown_whole() -> None:
@@ -642,3 +664,523 @@ def test_unclosed_fence_is_taken_only_when_not_truncated() -> None:
 def test_absurdly_nested_reply_is_handled() -> None:
     code = "print(" + " + ".join(["'a'"] * 3000) + ")"
     assert extract_code(f"```python\n{code}\n```").code == code + "\n"
+
+
+# -- a catalogue of how models answer (issue 15) ----------------------------------------
+# Each reply is written the way that model family writes; each case says what the user
+# wants in the new cell and which rule of the extractor found it.
+
+PRICES_R1_FINAL = md("""
+    import pandas as pd
+
+    prices = pd.read_csv("prices.csv")["price"]
+    print(f"mean price: {prices.mean():.2f}")
+    """)
+PRIMES = md("""
+    def primes(n):
+        found = []
+        k = 2
+        while len(found) < n:
+            if all(k % p for p in found):
+                found.append(k)
+            k += 1
+        return found
+
+
+    print(primes(10))
+    """)
+
+MODEL_CASES = [
+    # DeepSeek-R1 / QwQ / Qwen3 served through an OpenAI-compatible base_url: the trace is in
+    # the text. Its draft is longer than the answer and called "the full code".
+    Case("deepseek-r1-draft-longer-than-answer", md(f"""
+        <think>
+        Okay, the user wants the mean of the "price" column in prices.csv. Let me think
+        about edge cases: missing values, a currency sign. Here's the full code:
+
+        {F3}python
+        import csv
+        import statistics
+
+
+        def load(path):
+            with open(path, newline="") as f:
+                return [float(row["price"].lstrip("$")) for row in csv.DictReader(f)
+                        if row["price"]]
+
+
+        def main():
+            prices = load("prices.csv")
+            print(statistics.mean(prices))
+            print(statistics.median(prices))
+
+
+        if __name__ == "__main__":
+            main()
+        {F3}
+
+        Wait, they only asked for the mean, and pandas is in the image. Simpler is better.
+        </think>
+
+        Here's a short script that prints the mean price:
+
+        {F3}python
+        {textwrap.indent(PRICES_R1_FINAL, "        ").strip()}
+        {F3}
+
+        It reads the CSV with pandas and prints the mean with two decimals.
+        """), PRICES_R1_FINAL, "single block", "Left out the reasoning trace (lines 1-27)"),
+    # The chat template put <think> in the prompt, so only </think> is in the reply; the trace
+    # has a fenced one-liner that must not beat the real script after it.
+    Case("deepseek-r1-missing-open-tag-one-liner-in-trace", md(f"""
+        Okay, so I need the first 10 primes. Quick version:
+        {F3}python
+        print([2, 3, 5, 7, 11, 13, 17, 19, 23, 29])
+        {F3}
+        Hmm, that is hard-coded. Better to compute them.
+        </think>
+
+        {F3}python
+        {textwrap.indent(PRIMES, "        ").strip()}
+        {F3}
+        """), PRIMES, "single block", "code is taken only from the answer"),
+    Case("qwen3-think-then-bare-code", md("""
+        <think>
+        Simple: math.factorial. No need for a loop.
+        </think>
+
+        import math
+
+        print(math.factorial(10))
+        """), "import math\n\nprint(math.factorial(10))\n", "whole reply", "reasoning trace"),
+    Case("trace-only-reply-uses-the-trace", md(f"""
+        <think>
+        The user wants today's date. That is one line:
+        {F3}python
+        import datetime
+        print(datetime.date.today())
+        {F3}
+        """), "import datetime\nprint(datetime.date.today())\n", "single block",
+        "only a reasoning trace"),
+    Case("open-thoughts-begin-of-thought-tags", md(f"""
+        <|begin_of_thought|>
+        Draft: {F3}python
+        print("draft")
+        {F3}
+        <|end_of_thought|>
+
+        <|begin_of_solution|>
+        {F3}python
+        print("answer")
+        {F3}
+        <|end_of_solution|>
+        """), 'print("answer")\n', "single block", "reasoning trace"),
+    # Claude: headings, a helper, then "and then" the call: complementary blocks are joined.
+    Case("claude-helper-then-call-joined", md(f"""
+        I'll break this into two small pieces.
+
+        ## 1. A function that loads the data
+
+        {F3}python
+        import pandas as pd
+
+
+        def load_sales(path: str) -> pd.DataFrame:
+            df = pd.read_csv(path, parse_dates=["date"])
+            return df.dropna(subset=["amount"])
+        {F3}
+
+        ## 2. A function that totals it by month
+
+        {F3}python
+        def monthly_totals(df: pd.DataFrame) -> pd.Series:
+            return df.groupby(df["date"].dt.to_period("M"))["amount"].sum()
+        {F3}
+
+        You can then call them like this:
+
+        {F3}python
+        totals = monthly_totals(load_sales("sales.csv"))
+        print(totals)
+        {F3}
+
+        Each month's total is printed on its own line.
+        """), md("""
+        import pandas as pd
+
+
+        def load_sales(path: str) -> pd.DataFrame:
+            df = pd.read_csv(path, parse_dates=["date"])
+            return df.dropna(subset=["amount"])
+
+        def monthly_totals(df: pd.DataFrame) -> pd.Series:
+            return df.groupby(df["date"].dt.to_period("M"))["amount"].sum()
+
+        totals = monthly_totals(load_sales("sales.csv"))
+        print(totals)
+        """), "joined 3 blocks", "Joined 3"),
+    # GPT-4o: two real alternatives; they are never merged.
+    Case("gpt-option-1-option-2-stay-apart", md(f"""
+        Here are two ways to count the rows of `data.csv`.
+
+        ### Option 1: Using the `csv` module
+
+        {F3}python
+        import csv
+
+        with open("data.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        print(len(rows) - 1)
+        {F3}
+
+        ### Option 2: Using `pandas`
+
+        {F3}python
+        import pandas as pd
+
+        rows = pd.read_csv("data.csv")
+        print(len(rows))
+        {F3}
+
+        ### Explanation:
+        - **Option 1** needs no extra packages.
+        - **Option 2** is handy if you'll analyse the data further.
+        """), md("""
+        import csv
+
+        with open("data.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        print(len(rows) - 1)
+        """), "longest of 2 blocks", "the other block was left out"),
+    Case("gpt-method-2-linked-by-name-stays-apart", md(f"""
+        **Method 1**
+
+        {F3}python
+        data = [3, 1, 2]
+        print(sorted(data))
+        {F3}
+
+        **Method 2** (in place)
+
+        {F3}python
+        data.sort()
+        print(data)
+        {F3}
+        """), "data = [3, 1, 2]\nprint(sorted(data))\n", "longest of 2 blocks",
+        "runs on its own"),
+    # A file name as the fence's info string (Llama, Qwen-Coder, Codestral do this).
+    Case("llama-file-name-info-string", md(f"""
+        **main.py**
+        {F3}main.py
+        import sys
+
+        print(sys.version_info[:2])
+        {F3}
+        """), "import sys\n\nprint(sys.version_info[:2])\n", "single block"),
+    Case("file-name-then-language", md(f"""
+        {F3}app.py python
+        from pathlib import Path
+
+        print(sorted(p.name for p in Path(".").iterdir()))
+        {F3}
+
+        {F3}requirements.txt
+        pandas
+        {F3}
+        """), 'from pathlib import Path\n\nprint(sorted(p.name for p in Path(".").iterdir()))\n',
+        "single block", "requirements.txt block"),
+    Case("path-as-info-string", "```src/report.py\nprint('report')\n```\n", "print('report')\n",
+         "single block"),
+    # The only python block is never dropped for how its intro sounds.
+    Case("final-code-looks-like", md(f"""
+        After the changes above, the final code looks like:
+
+        {F3}python
+        print(sorted(set(open("words.txt").read().split())))
+        {F3}
+        """), 'print(sorted(set(open("words.txt").read().split())))\n', "single block"),
+    Case("only-block-after-output-sounding-intro", md(f"""
+        Here's what it looks like:
+
+        {F3}
+        import turtle
+
+        turtle.circle(50)
+        turtle.done()
+        {F3}
+        """), "import turtle\n\nturtle.circle(50)\nturtle.done()\n", "single block",
+        "the only code in the reply"),
+    # Code without fences.
+    Case("markdown-indented-code-block", md("""
+        Here is the script:
+
+            import json
+
+            with open("data.json") as f:
+                data = json.load(f)
+            print(len(data))
+
+        It prints the number of records.
+        """), 'import json\n\nwith open("data.json") as f:\n    data = json.load(f)\n'
+        "print(len(data))\n", "indented code block", "no code fences"),
+    Case("indented-snippet-under-a-list-item", md("""
+        1. Make sure `pandas` is installed.
+        2. Run this:
+
+           import pandas as pd
+           print(pd.read_csv("a.csv").describe())
+
+        3. Read the summary.
+        """), 'import pandas as pd\nprint(pd.read_csv("a.csv").describe())\n',
+        "indented code block"),
+    Case("indented-code-next-to-a-shell-fence", md(f"""
+        Install it first:
+
+        {F3}bash
+        pip install rich
+        {F3}
+
+        Then:
+
+            from rich import print
+            print("[bold]done[/bold]")
+        """), 'from rich import print\nprint("[bold]done[/bold]")\n', "indented code block",
+        "outside its fences"),
+    # Interactive sessions: prompts are stripped only when that is the only code.
+    Case("doctest-session-only", md(f"""
+        {F3}pycon
+        >>> import math
+        >>> math.sqrt(16)
+        4.0
+        >>> for i in range(2):
+        ...     print(i)
+        ...
+        0
+        1
+        {F3}
+        """), "import math\nmath.sqrt(16)\nfor i in range(2):\n    print(i)\n",
+        "interactive session, prompts removed", "prompts and output lines were removed"),
+    Case("ipython-session-only-unfenced", md("""
+        In [1]: import pandas as pd
+
+        In [2]: df = pd.DataFrame({"a": [1, 2]})
+
+        In [3]: df.sum()
+        Out[3]:
+        a    3
+        dtype: int64
+        """), 'import pandas as pd\n\ndf = pd.DataFrame({"a": [1, 2]})\n\ndf.sum()\n',
+        "interactive session, prompts removed"),
+    Case("ipython-continuation-lines", md(f"""
+        {F3}ipython
+        In [1]: def double(x):
+           ...:     return 2 * x
+           ...:
+
+        In [2]: double(21)
+        Out[2]: 42
+        {F3}
+        """), "def double(x):\n    return 2 * x\n\ndouble(21)\n",
+        "interactive session, prompts removed"),
+    Case("session-next-to-a-script-is-skipped", md(f"""
+        {F3}python
+        def area(r):
+            return 3.14159 * r * r
+
+        print(area(2))
+        {F3}
+
+        Trying it out:
+
+        {F3}
+        >>> area(1)
+        3.14159
+        {F3}
+        """), "def area(r):\n    return 3.14159 * r * r\n\nprint(area(2))\n", "single block",
+        "interactive-session"),
+    # Small local models (Llama 3.x 8B, Qwen2.5 7B, Hermes, Mistral) answering as a tool call.
+    Case("json-tool-call-as-text", '{"name": "python", "arguments": {"code": "import os\\n'
+         'print(sorted(os.listdir(\'.\')))"}}', "import os\nprint(sorted(os.listdir('.')))\n",
+         "JSON tool call", '"python" tool call'),
+    Case("json-tool-call-in-json-fence", md(f"""
+        I'll run the following code:
+
+        {F3}json
+        {{"name": "run_python", "parameters": {{"code": "total = sum(range(9))\\nprint(total)"}}}}
+        {F3}
+        """), "total = sum(range(9))\nprint(total)\n", "JSON tool call", "line 4"),
+    Case("hermes-qwen-tool-call-tags", md("""
+        <tool_call>
+        {"name": "run_code", "arguments": {"script": "for i in range(3):\\n    print(i)"}}
+        </tool_call>
+        """), "for i in range(3):\n    print(i)\n", "JSON tool call"),
+    Case("openai-style-arguments-string", '{"name": "python", "arguments": "{\\"code\\": '
+         '\\"print(6 * 7)\\"}"}', "print(6 * 7)\n", "JSON tool call"),
+    Case("mistral-tool-calls-prefix", '[TOOL_CALLS] [{"name": "python", "arguments": {"code": '
+         '"import this"}}]', "import this\n", "JSON tool call"),
+    Case("langchain-action-input", md("""
+        Thought: I should compute it in Python.
+        {"action": "python_repl", "action_input": "print(2 ** 10)"}
+        """), "print(2 ** 10)\n", "JSON tool call"),
+    Case("llama-python-tag", "<|python_tag|>import datetime\nprint(datetime.date.today())"
+         "<|eom_id|>", "import datetime\nprint(datetime.date.today())\n", "whole reply"),
+    Case("qwen-im-end-token-left-in-text", "```python\nprint('ok')\n```<|im_end|>",
+         "print('ok')\n", "single block"),
+    # <code> tags (Claude asked for XML-ish output, HTML from chat front-ends).
+    Case("code-tags", md("""
+        <code>
+        import random
+        print(random.randint(1, 6))
+        </code>
+        """), "import random\nprint(random.randint(1, 6))\n", "single block", "<code> tags"),
+    Case("html-pre-code-with-entities", '<p>Run this:</p>\n<pre><code class="language-python">'
+         "xs = [3, 1, 2]\nif len(xs) &gt; 1 and xs[0] &lt; 5:\n    print(sorted(xs))\n"
+         "</code></pre>", "xs = [3, 1, 2]\nif len(xs) > 1 and xs[0] < 5:\n    print(sorted(xs))\n",
+         "single block", "<code> tags"),
+    Case("python-tags-joined", md("""
+        <python>
+        def greet(name):
+            return f"Hello, {name}!"
+        </python>
+        Then:
+        <python>
+        print(greet("Ada"))
+        </python>
+        """), 'def greet(name):\n    return f"Hello, {name}!"\n\nprint(greet("Ada"))\n',
+        "joined 2 blocks"),
+    Case("code-llama-python-tags", "[PYTHON]\ndef add(a, b):\n    return a + b\n\n\n"
+         "print(add(2, 3))\n[/PYTHON]", "def add(a, b):\n    return a + b\n\n\nprint(add(2, 3))\n",
+         "single block", "[PYTHON] tags"),
+    Case("openai-tool-calls-list-as-text", '{"tool_calls": [{"type": "function", "function": '
+         '{"name": "python", "arguments": "{\\"code\\": \\"print(len(\'abc\'))\\"}"}}]}',
+         "print(len('abc'))\n", "JSON tool call"),
+    # Gemini: code, an explanation, then how to run it (a shell block).
+    Case("gemini-code-explanation-how-to-run", md(f"""
+        Of course! Here's a Python script that counts word frequencies in `book.txt`.
+
+        {F3}python
+        import re
+        from collections import Counter
+
+
+        def word_counts(path):
+            with open(path, encoding="utf-8") as f:
+                return Counter(re.findall(r"[a-z']+", f.read().lower()))
+
+
+        if __name__ == "__main__":
+            for word, n in word_counts("book.txt").most_common(10):
+                print(f"{{word}}: {{n}}")
+        {F3}
+
+        **Explanation:**
+
+        1. **`re.findall`** splits the text into lowercase words.
+        2. **`Counter.most_common(10)`** gives the ten most frequent.
+
+        **How to run:**
+
+        {F3}bash
+        python word_counts.py
+        {F3}
+        """), md("""
+        import re
+        from collections import Counter
+
+
+        def word_counts(path):
+            with open(path, encoding="utf-8") as f:
+                return Counter(re.findall(r"[a-z']+", f.read().lower()))
+
+
+        if __name__ == "__main__":
+            for word, n in word_counts("book.txt").most_common(10):
+                print(f"{word}: {n}")
+        """), "single block", "shell block"),
+    # A session split over two fenced blocks is one session.
+    Case("session-in-two-blocks", md(f"""
+        {F3}pycon
+        >>> import statistics
+        >>> data = [2, 4, 4, 5]
+        {F3}
+
+        {F3}pycon
+        >>> statistics.mean(data)
+        3.75
+        {F3}
+        """), "import statistics\ndata = [2, 4, 4, 5]\n\nstatistics.mean(data)\n",
+        "interactive session, prompts removed"),
+    # Qwen3 with thinking switched off still sends an empty trace.
+    Case("qwen3-empty-think", "<think>\n\n</think>\n\n```python\nprint('hi')\n```\n",
+         "print('hi')\n", "single block", "reasoning trace"),
+    Case("inline-code-tag-is-a-mention-not-the-script", md("""
+        The function <code>load()</code> reads the file:
+
+        import json
+
+
+        def load():
+            return json.load(open("a.json"))
+
+
+        print(load())
+        """), 'import json\n\n\ndef load():\n    return json.load(open("a.json"))\n\n\n'
+        "print(load())\n", "code found between prose"),
+    # Code that mentions think tags is code, not a trace.
+    Case("script-that-strips-think-tags", md(f"""
+        {F3}python
+        import re
+
+        reply = open("reply.txt").read()
+        print(re.sub(r"<think>.*?</think>", "", reply, flags=re.S).strip())
+        print(reply.split("</think>")[-1])
+        {F3}
+        """), md("""
+        import re
+
+        reply = open("reply.txt").read()
+        print(re.sub(r"<think>.*?</think>", "", reply, flags=re.S).strip())
+        print(reply.split("</think>")[-1])
+        """), "single block"),
+]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=[c.id for c in MODEL_CASES])
+def test_how_models_answer(case: Case) -> None:
+    got = extract_code(case.reply)
+    assert got.code == case.code
+    assert got.how == case.how
+    if case.note is not None:
+        assert any(case.note in n for n in got.notes), got.notes
+    # validation reuses this tree: it must be the cell's code, line for line
+    assert got.tree is not None
+    assert ast.dump(got.tree, include_attributes=True) == ast.dump(ast.parse(got.code),
+                                                                   include_attributes=True)
+
+
+def test_a_trace_followed_by_a_question_is_no_code_quoting_the_answer() -> None:
+    reply = md(f"""
+        <think>
+        I could write:
+        {F3}python
+        print(open("sales.csv").read())
+        {F3}
+        But there are two files. I'll ask.
+        </think>
+
+        Which file should I read: `sales.csv` or `sales_2024.csv`?
+        """)
+    with pytest.raises(NoCodeError) as err:
+        extract_code(reply)
+    assert str(err.value) == (
+        "The model replied without code: Which file should I read: `sales.csv` or "
+        "`sales_2024.csv`? Answer its question in the spec, or rephrase the spec or add details.")
+
+
+def test_the_tree_matches_the_cell_line_for_line() -> None:
+    # Leading blank lines, removed !pip lines and joined blocks must not shift the line
+    # numbers that validation reports.
+    reply = "```python\n\n!pip install rich\nimport os\nos.system('ls')\n```\n"
+    got = extract_code(reply)
+    assert got.code == "import os\nos.system('ls')\n"
+    assert got.tree is not None and got.tree.body[1].lineno == 2

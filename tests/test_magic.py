@@ -247,3 +247,51 @@ def test_load_ext_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_thinking_is_shown_apart_and_never_becomes_code(
+        ip: InteractiveShell, anthropic_standin: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--thinking: the reasoning streams (labelled), the code comes from the answer only."""
+    draft = "Draft:\n```python\nprint('draft, never run')\n```\nBetter: a loop."
+    anthropic_standin.enqueue(REPLY, thinking=draft, chunk_size=8)
+    result = run(ip, "--thinking 2048", "Sum a CSV.")
+    assert result.success, result.error_in_exec
+    out = capsys.readouterr().out
+    assert "[model's reasoning, not code]" in out and "Better: a loop." in out
+    assert out.index("Better: a loop.") < out.index("[answer]")
+    assert "draft, never run" not in (ip.rl_next_input or "")
+    assert anthropic_standin.last.body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+
+
+def test_thinking_below_the_api_minimum_is_one_line(
+        ip: InteractiveShell, anthropic_standin: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(ip, "--thinking 100", "Sum a CSV.")
+    assert not result.success
+    assert "at least 1024" in str(result.error_in_exec)
+    assert anthropic_standin.request_count == 0
+
+
+def test_notebook_data_is_a_cached_prefix_across_tasks(
+        ip: InteractiveShell, anthropic_standin: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A second task over the same variable re-reads the data from the prompt cache."""
+    import pandas as pd
+
+    for name in ("north", "south", "east", "west"):  # data past the API's 1,024-token minimum
+        ip.user_ns[name] = pd.DataFrame({f"{name}_measure_{c}": [c * 1.5, c * 2.25, None]
+                                         for c in range(40)})
+    anthropic_standin.enqueue(REPLY)
+    anthropic_standin.enqueue(REPLY)
+    assert run(ip, "--no-insert", "Total sales in {north} {south} {east} {west}.").success
+    assert run(ip, "--no-insert", "Count regions in {north} {south} {east} {west}.").success
+    gm = ip.magics_manager.registry["GenerateMagics"]
+    first, second = gm.session.history[-2:]
+    assert first.usage.cache_creation_input_tokens >= 1024
+    # everything up to the data (system, environment, data) is read back; only the new
+    # task after it is written
+    assert second.usage.cache_read_input_tokens >= 1024
+    assert second.usage.cache_creation_input_tokens < 100
+    ip.run_line_magic("llmscript", "usage")
+    assert "Prompt cache: " in capsys.readouterr().out

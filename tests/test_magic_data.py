@@ -9,13 +9,17 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 TRANSFORM = '''\
-import pandas as pd
-
-sales = pd.read_json("sales.json", orient="table")
 result = sales.groupby("region", as_index=False)["revenue"].sum().sort_values("region")
 result = result.reset_index(drop=True)
 print(result.to_string())
 '''
+
+
+def text(content: Any) -> str:
+    """A message's text, whether sent as a string or as content blocks (prompt caching)."""
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content)
 
 
 def _fence(code: str) -> str:
@@ -35,7 +39,7 @@ def test_context_sends_schema_inside_a_data_fence(ip: InteractiveShell, anthropi
     ip.user_ns["sales"] = sales
     anthropic_standin.enqueue(_fence("print(1)\n"))
     ip.run_cell("%%generate --no-insert\nSummarise {sales} by region; keep {literal} braces.")
-    user = anthropic_standin.last.body["messages"][-1]["content"]
+    user = text(anthropic_standin.last.body["messages"][-1]["content"])
     assert "Summarise {sales} by region; keep {literal} braces." in user
     assert "4 rows x 3 columns" in user and "'revenue': float64, 1 null" in user
     opening = user.index("<<<DATA")
@@ -49,7 +53,7 @@ def test_schema_only_sends_no_values(ip: InteractiveShell, anthropic_standin: An
     ip.user_ns["sales"] = sales
     anthropic_standin.enqueue(_fence("print(1)\n"))
     ip.run_cell("%%generate --no-insert --context sales --schema-only\nSummarise by region.")
-    user = anthropic_standin.last.body["messages"][-1]["content"]
+    user = text(anthropic_standin.last.body["messages"][-1]["content"])
     assert "revenue" in user and "north" not in user and "Ignore previous" not in user
 
 
@@ -74,9 +78,9 @@ def test_refine_sends_the_previous_turn(ip: InteractiveShell, anthropic_standin:
     ip.run_cell("%%generate --no-insert\nNow do it by month.")
     messages = anthropic_standin.last.body["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
-    assert "Sum revenue by region." in messages[0]["content"]
-    assert "print('by region')" in messages[1]["content"]
-    assert "Now do it by month." in messages[2]["content"]
+    assert "Sum revenue by region." in text(messages[0]["content"])
+    assert "print('by region')" in text(messages[1]["content"])
+    assert "Now do it by month." in text(messages[2]["content"])
 
 
 @pytest.mark.docker
@@ -92,8 +96,53 @@ def test_dataframe_round_trip_through_the_sandbox(
     expected = (sales.groupby("region", as_index=False)["revenue"].sum()
                 .sort_values("region").reset_index(drop=True))
     pd.testing.assert_frame_equal(ip.user_ns["result"], expected, check_dtype=False)
-    prompt = anthropic_standin.last.body["messages"][-1]["content"]
-    assert "sales.json" in prompt and "`result`" in prompt
+    prompt = text(anthropic_standin.last.body["messages"][-1]["content"])
+    assert "ALREADY EXIST in the script's namespace" in prompt
+    assert "- `sales`: pandas.DataFrame, 4 rows x 3 columns" in prompt and "`result`" in prompt
+    assert "sales.json" not in prompt
+
+
+@pytest.mark.docker
+def test_inserted_code_runs_as_a_cell_with_the_same_result(
+        ip: InteractiveShell, anthropic_standin: Any, sales: pd.DataFrame,
+        docker_client: Any) -> None:
+    """Issue 13: the cell holds only the model's code; Shift+Enter gives the sandbox's result."""
+    ip.user_ns["sales"] = sales
+    before = sales.copy()
+    anthropic_standin.enqueue(_fence(TRANSFORM))
+    ip.run_cell("%%generate --run --input sales --output result\nTotal revenue per region.")
+    from_sandbox = ip.user_ns.pop("result")
+    inserted = ip.rl_next_input
+    assert inserted == TRANSFORM.rstrip("\n")  # nothing loads files or redefines `sales`
+    res = ip.run_cell(inserted)
+    assert res.success, res.error_in_exec
+    pd.testing.assert_frame_equal(ip.user_ns["result"], from_sandbox, check_dtype=False)
+    pd.testing.assert_frame_equal(ip.user_ns["sales"], before)  # the input is unchanged
+    assert ip.user_ns["sales"] is sales
+
+
+@pytest.mark.docker
+def test_context_variable_exists_when_the_code_runs(
+        ip: InteractiveShell, anthropic_standin: Any, sales: pd.DataFrame,
+        docker_client: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: `--context df --run` used to end in a NameError in the sandbox."""
+    ip.user_ns["sales"] = sales
+    anthropic_standin.enqueue(_fence("print(len(sales), sales.revenue.sum())\n"))
+    res = ip.run_cell("%%generate --run --retries 0 --context sales\nCount rows and revenue.")
+    assert res.success
+    out = capsys.readouterr().out
+    assert "4 18.0" in out and "NameError" not in out
+    assert anthropic_standin.request_count == 1
+
+
+def test_unsendable_context_with_run_is_one_line_before_any_request(
+        ip: InteractiveShell, anthropic_standin: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ip.user_ns["conn"] = object()
+    ip.run_cell("%%generate --run --sandbox local\nUse {conn} to list the tables.")
+    err = capsys.readouterr().err
+    assert "Cannot send 'conn' (object) into the sandbox" in err and "Traceback" not in err
+    assert anthropic_standin.request_count == 0
 
 
 @pytest.mark.docker
@@ -119,6 +168,6 @@ def test_check_failure_is_repaired_with_the_report(
     assert res.success
     out = capsys.readouterr().out
     assert "2 attempts" in out and f"{check} is true" in out
-    repair = anthropic_standin.last.body["messages"][-1]["content"]
+    repair = text(anthropic_standin.last.body["messages"][-1]["content"])
     assert f"{check} is false" in repair
     assert "{'a': 3}" in ip.rl_next_input

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -120,6 +120,8 @@ def test_anthropic_request_caches_the_system_prompt_and_sends_the_key(
     assert first.body["system"] == [{"type": "text", "text": SYSTEM,
                                      "cache_control": {"type": "ephemeral"}}]
     assert first.body["messages"] == [{"role": "user", "content": "print the square root of two"}]
+    assert first.body["cache_control"] == {"type": "ephemeral"}  # the API marks the last block
+    assert "thinking" not in first.body
     assert first.body["max_tokens"] == 321 and first.body["stream"] is True
     assert "temperature" not in first.body
     assert second.body["temperature"] == 0.25
@@ -606,7 +608,8 @@ def test_a_plugin_exception_reaches_the_user_as_one_line(
     with pytest.raises(ProviderError) as info:
         generate("Print one.", model="flaky:", cache=False, sandbox="local")
     text = str(info.value)
-    assert text.startswith("Provider flaky failed: RuntimeError: session for *** expired at line 2;")
+    assert text.startswith(
+        "Provider flaky failed: RuntimeError: session for *** expired at line 2;")
     assert "report it to the provider's author" in text
     assert_user_facing(info.value, FLAKY_KEY)
     assert isinstance(info.value.__cause__, RuntimeError)  # kept for whoever debugs the plugin
@@ -625,11 +628,17 @@ def test_a_plugin_exception_in_the_magic_shows_no_traceback(
     assert "Traceback" not in shown and FLAKY_KEY not in shown
 
 
-def test_an_unknown_provider_is_quoted_verbatim() -> None:
+def test_an_unknown_provider_is_quoted_verbatim(
+        ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    said = ("Unknown provider 'x{n}' in --model 'x{n}:y'; known providers: anthropic, openai "
+            "(see %llmscript models).")
     with pytest.raises(UnknownModelError) as info:
         resolve_model("x{n}:y")
-    assert str(info.value).startswith("Unknown provider 'x{n}' in --model 'x{n}:y'; known "
-                                      "providers: anthropic, openai")
+    assert str(info.value) == said
+    ip.user_ns["n"] = 3  # IPython would expand {n} in the flags without @no_var_expand
+    assert not ip.run_cell('%%generate --model "x{n}:y"\nSum the rows.').success
+    shown = capsys.readouterr()
+    assert said in shown.out + shown.err
 
 
 def test_entry_points_are_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -782,3 +791,140 @@ def test_shared_client_is_built_once_under_concurrency() -> None:
     for t in threads:
         t.join()
     assert len(built) == 1 and len(got) == 8 and all(g is got[0] for g in got)
+
+
+# -- Anthropic: extended thinking --------------------------------------------------------
+DRAFT = "Draft: ```python\nprint(1.41)\n``` but sqrt is better."
+
+
+def test_anthropic_thinking_is_kept_apart_from_the_reply(
+        anthropic_standin: AnthropicStandIn) -> None:
+    anthropic_standin.enqueue(CODE, thinking=DRAFT, chunk_size=6)
+    chunks, reply = run(AnthropicProvider(), make_request(thinking_tokens=2048))
+
+    body = anthropic_standin.last.body
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert body["max_tokens"] == 4096 + 2048  # the answer keeps its whole budget
+    assert "".join(chunks) == CODE == reply.text  # the draft never becomes reply text
+    assert reply.thinking == DRAFT
+    text_pieces, thought_pieces = -(-len(CODE) // 6), -(-len(DRAFT) // 6)
+    assert reply.usage.output_tokens == text_pieces + thought_pieces  # billed as output
+
+
+def test_anthropic_thinking_off_sends_and_keeps_none(anthropic_standin: AnthropicStandIn) -> None:
+    anthropic_standin.enqueue(CODE, thinking=DRAFT)  # the API thinks only when asked to
+    _, reply = run(AnthropicProvider(), make_request())
+    assert reply.text == CODE and reply.thinking == ""
+    assert "thinking" not in anthropic_standin.last.body
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"thinking_tokens": 500}, "at least 1024 tokens (got 500)"),
+    ({"thinking_tokens": 2048, "temperature": 0.2}, "drop --temperature or --thinking"),
+])
+def test_anthropic_thinking_settings_the_api_refuses_fail_before_sending(
+        anthropic_standin: AnthropicStandIn, kw: dict[str, Any], says: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(says)):
+        run(AnthropicProvider(), make_request(**kw))
+    assert anthropic_standin.request_count == 0
+
+
+def test_the_fake_carries_thinking_too(fake: FakeProvider) -> None:
+    fake.enqueue(CODE, thinking=DRAFT)
+    chunks, reply = run(fake, make_request("fake"))
+    assert "".join(chunks) == CODE and reply.thinking == DRAFT
+
+
+# -- Anthropic: prompt caching -------------------------------------------------------------
+def _cached(blocks: Any) -> list[bool]:
+    """Which content blocks of a message carry a cache breakpoint."""
+    if isinstance(blocks, str):
+        return [False]
+    return ["cache_control" in b for b in blocks]
+
+
+def test_repair_attempts_read_the_conversation_from_the_prompt_cache(
+        anthropic_standin: AnthropicStandIn) -> None:
+    from llmscript_magic import generate
+    from llmscript_magic._store.cost import estimate
+
+    table = "\n".join(f"| {n} | item-{n} | {n * 1.5:.2f} |" for n in range(400))  # ~2.5k tokens
+    anthropic_standin.enqueue("```python\nprint(undefined_name)\n```\n")
+    anthropic_standin.enqueue("```python\nprint('fixed')\n```\n")
+    gen = generate("Sum the price column.", model="anthropic:", cache=False, retries=1,
+                   run=True, sandbox="local", context=(f"Data `df`:\n{table}",))
+    assert gen.ok and len(gen.attempts) == 2
+
+    first, second = (r.body for r in anthropic_standin.requests)
+    # breakpoints: the system prompt, and (top-level cache_control) the last block
+    for body in (first, second):
+        assert _cached(body["system"]) == [True]
+        assert body["cache_control"] == {"type": "ephemeral"}
+        assert all(isinstance(m["content"], str) for m in body["messages"])
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
+
+    one, two = (a.usage for a in gen.attempts)
+    assert one.cache_read_input_tokens == 0 and one.cache_creation_input_tokens > 1024
+    # the repair re-sends system + first message: read back, not paid for again
+    assert two.cache_read_input_tokens == one.cache_creation_input_tokens
+    assert 0 < two.cache_creation_input_tokens < one.cache_creation_input_tokens
+    assert gen.usage == one + two
+
+    price_in, price_out = 3.0, 15.0  # the default table's Sonnet price per million tokens
+    expected = (gen.usage.input_tokens * price_in + gen.usage.output_tokens * price_out
+                + gen.usage.cache_read_input_tokens * price_in * 0.1
+                + gen.usage.cache_creation_input_tokens * price_in * 1.25) / 1_000_000
+    assert estimate(gen.model, gen.usage) == pytest.approx(expected)
+    uncached = (one.input_tokens + one.cache_creation_input_tokens + two.input_tokens
+                + two.cache_creation_input_tokens + two.cache_read_input_tokens)
+    assert estimate(gen.model, gen.usage) < (uncached * price_in + gen.usage.output_tokens
+                                             * price_out) / 1_000_000 * 1.2
+
+
+def test_a_short_prompt_is_below_the_minimum_and_caches_nothing(
+        anthropic_standin: AnthropicStandIn) -> None:
+    anthropic_standin.enqueue("x = 1\n")
+    anthropic_standin.enqueue("x = 1\n")
+    _, first = run(AnthropicProvider(), make_request())
+    _, second = run(AnthropicProvider(), make_request())
+    assert first.usage.cache_creation_input_tokens == second.usage.cache_read_input_tokens == 0
+
+
+def test_notebook_data_gets_its_own_breakpoint(anthropic_standin: AnthropicStandIn) -> None:
+    data = "Data `df` (pandas.DataFrame, 900 rows):\n" + "\n".join(
+        f"{n},{n * 2},{n % 7}" for n in range(900))
+    tasks = ("\n\nTask: sum column a.", "\n\nTask: plot column b.")
+
+    def two_cells(split: bool) -> tuple[Usage, Usage]:
+        anthropic_standin.reset()
+        replies = []
+        for task in tasks:
+            anthropic_standin.enqueue("x = 1\n")
+            message = Message("user", data + task, cache_prefix=len(data) if split else 0)
+            replies.append(run(AnthropicProvider(),
+                               Request("claude-sonnet-5-5", SYSTEM, (message,)))[1])
+        return replies[0].usage, replies[1].usage
+
+    _, unsplit = two_cells(split=False)
+    assert unsplit.cache_read_input_tokens == 0  # the task changed, so the prefix did
+
+    first, second = two_cells(split=True)
+    blocks = anthropic_standin.last.body["messages"][0]["content"]
+    assert [b["text"] for b in blocks] == [data, tasks[1]]
+    assert _cached(blocks) == [True, False]  # the task is the last block: marked top-level
+    # a different task over the same data reads the data back; only the task is new
+    assert 1024 < second.cache_read_input_tokens < first.cache_creation_input_tokens
+    assert second.cache_creation_input_tokens < 20
+
+
+def test_openai_requests_reuse_one_client(openai_standin: OpenAIStandIn) -> None:
+    from llmscript_magic.providers import clients
+
+    for n in range(2):
+        openai_standin.enqueue(f"x = {n}\n")
+    assert [run(OpenAIProvider(), make_request("gpt-5-mini"))[1].text for _ in range(2)] == \
+        ["x = 0\n", "x = 1\n"]
+    assert clients.client_count() == 1
+    # The connection is not kept: the openai SDK closes a stream at [DONE] before the chunked
+    # terminator is read, so httpcore drops it (openai/openai-python#3440, open upstream).
+    assert openai_standin.connections_opened == 2

@@ -10,12 +10,19 @@ from IPython.core.interactiveshell import InteractiveShell
 pytestmark = pytest.mark.docker
 
 
+def text(content: Any) -> str:
+    """A message's text, whether sent as a string or as content blocks (prompt caching)."""
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content)
+
+
 def fence(code: str) -> str:
     return f"Here you go:\n\n```python\n{code}```\n"
 
 
 def prompts(standin: Any) -> list[str]:
-    return [r.body["messages"][-1]["content"] for r in standin.requests]
+    return [text(r.body["messages"][-1]["content"]) for r in standin.requests]
 
 
 def test_runtime_error_is_fixed_from_the_traceback(

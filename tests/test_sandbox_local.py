@@ -1,9 +1,14 @@
-"""The local (subprocess) sandbox: weaker, but the same limits and result shape."""
+"""The local (bubblewrap) sandbox: weaker, but the same limits and result shape; attacked."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
 import time
+import tracemalloc
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +98,111 @@ def test_figure_is_captured(local: LocalSandbox) -> None:
     r = local.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])", limits=Limits(timeout=60))
     assert r.status == "ok", r.stderr
     assert len(r.figures) == 1 and r.figures[0].startswith(b"\x89PNG")
+
+
+# --- bubblewrap walls, attacked --------------------------------------------------------------
+
+
+def test_runs_in_its_own_namespaces(local: LocalSandbox, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host-secret-41\n")
+    code = ("import os, socket\nprint(os.getuid(), socket.gethostname())\n"
+            "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+            f"for p in ({str(secret)!r}, os.path.expanduser('~root'), '/home', '/etc/passwd'):\n"
+            "    print(p, os.path.exists(p))\n")
+    r = local.run(code, limits=FAST)
+    assert r.status == "ok", r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "65534 sandbox" and r.isolation == "bubblewrap"
+    assert max(json.loads(lines[1])) < 10  # only the sandbox's own few processes
+    assert "host-secret-41" not in r.stdout
+    assert all(line.endswith("False") for line in lines[2:]), lines[2:]
+
+
+def test_docker_socket_is_unreachable(local: LocalSandbox) -> None:
+    if not any(os.path.exists(p) for p in ("/var/run/docker.sock", "/run/docker.sock")):
+        pytest.skip("no Docker socket on this host to attack")
+    code = ("import socket\nfor p in ('/var/run/docker.sock', '/run/docker.sock'):\n"
+            "    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect(p)\n"
+            "        s.sendall(b'GET /version HTTP/1.0\\r\\n\\r\\n')\n"
+            "        print('reached', s.recv(100))\n"
+            "    except OSError as e:\n        print('blocked', type(e).__name__)\n")
+    r = local.run(code, limits=FAST)
+    assert r.stdout == "blocked FileNotFoundError\nblocked FileNotFoundError\n", r.stdout
+
+
+def test_abstract_unix_socket_of_the_host_is_unreachable(local: LocalSandbox) -> None:
+    name = f"\0llmscript-test-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(name)
+    server.listen(1)
+    try:
+        r = local.run(f"import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n"
+                      f"    s.connect({name!r})\n    print('connected')\n"
+                      "except OSError as e:\n    print('blocked', type(e).__name__)\n",
+                      limits=FAST)
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    finally:
+        server.close()
+    assert r.stdout == "blocked ConnectionRefusedError\n", r.stdout
+
+
+def test_double_forked_setsid_child_does_not_outlive_the_run(local: LocalSandbox) -> None:
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            "        os.execvp('sleep', ['sleep', '765432'])\n    os._exit(0)\n"
+            "time.sleep(0.5)\nprint('parent done')\n")
+    r = local.run(code, limits=FAST)
+    assert r.status == "ok" and r.stdout == "parent done\n", r.stderr
+    assert r.duration < 4
+    time.sleep(0.3)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 765432" not in ps
+
+
+def test_sparse_file_is_not_returned_and_the_cut_is_said(local: LocalSandbox) -> None:
+    code = ("with open('sparse.bin', 'wb') as f:\n    f.truncate(256 * 2**20)\n"
+            "open('small.txt', 'w').write('kept')\n")
+    tracemalloc.start()
+    r = local.run(code, limits=Limits(timeout=10, file_bytes=512 * 2**20, disk_mb=64))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert r.status == "ok", r.stderr
+    assert [(f.name, f.data) for f in r.files] == [("small.txt", b"kept")]
+    assert "1 output file(s) not returned" in r.stderr
+    assert peak < 32 * 2**20  # the 256 MiB of zeros were never read
+    assert r.duration < 8
+
+
+def test_returned_files_are_capped_in_total(local: LocalSandbox) -> None:
+    code = "for i in range(5):\n    open(f'f{i}.bin', 'wb').write(bytes(2**20))\n"
+    r = local.run(code, limits=Limits(timeout=10, disk_mb=3))
+    assert r.status == "ok", r.stderr
+    assert sum(f.size for f in r.files) <= 3 * 2**20 and len(r.files) == 3
+    assert "2 output file(s) not returned" in r.stderr
+
+
+def test_forged_figure_that_is_not_a_png_is_dropped(local: LocalSandbox) -> None:
+    code = ("import os, struct\nfor fd in map(int, os.listdir('/proc/self/fd')):\n"
+            "    if fd > 2:\n        try:\n"
+            "            os.write(fd, b'f' + struct.pack('>I', 8) + b'NOTAPNG!')\n"
+            "        except OSError:\n            pass\n")
+    r = local.run(code, limits=FAST)
+    assert r.figures == []
+
+
+def test_missing_bubblewrap_names_the_package(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    from llmscript_magic._errors import SandboxUnavailableError
+    from llmscript_magic._sandbox import local as local_module
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    local_module.bubblewrap_problem.cache_clear()
+    try:
+        with pytest.raises(SandboxUnavailableError) as err:
+            get_sandbox("local")
+    finally:
+        local_module.bubblewrap_problem.cache_clear()
+    assert str(err.value) == local_module.INSTALL_HINT
+    assert "apt-get install bubblewrap" in str(err.value) and "\n" not in str(err.value)

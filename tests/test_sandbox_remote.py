@@ -2,7 +2,9 @@
 
 Proves the sandbox needs no code change to run elsewhere: the image is copied
 over (save | load), the run happens on the second engine and not the first,
-and everything (engine, data dirs, containers) is torn down afterwards.
+and everything (engine, data dirs, containers) is torn down afterwards. The
+second engine has no gVisor, and we stop and restart it under a warm pool:
+engine faults must read as engine faults, and leave nothing behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from llmscript_magic._sandbox import DEFAULT_IMAGE, get_sandbox, shutdown
+from llmscript_magic._errors import ConfigurationError, SandboxUnavailableError
+from llmscript_magic._sandbox import DEFAULT_IMAGE, Limits, get_sandbox, shutdown
 
 pytestmark = pytest.mark.docker
 
@@ -32,49 +35,68 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def remote_engine(docker_client: Any) -> Iterator[tuple[str, Any]]:
-    import docker
+class RemoteEngine:
+    """A second dockerd we can stop and start again on the same data root."""
 
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.url = f"tcp://127.0.0.1:{_free_port()}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client: Any = None
+
+    def start(self) -> Any:
+        import docker
+
+        log = open(os.path.join(self.root, "dockerd.log"), "ab")  # noqa: SIM115
+        r = self.root
+        self.proc = subprocess.Popen(
+            ["dockerd", "-H", self.url, "--data-root", f"{r}/data", "--exec-root", f"{r}/exec",
+             "--pidfile", f"{r}/dockerd.pid", "--bridge=none", "--iptables=false",
+             "--ip-forward=false"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                client = docker.DockerClient(base_url=self.url, timeout=600)
+                client.ping()
+                self.client = client
+                return client
+            except Exception:
+                time.sleep(0.5)
+        log_text = Path(r, "dockerd.log").read_text(errors="replace")[-2000:]
+        raise AssertionError("second dockerd did not come up: " + log_text)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()  # dockerd stops its own containerd
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # a containerd that outlived it
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def remote_engine(docker_client: Any) -> Iterator[RemoteEngine]:
     if shutil.which("dockerd") is None:
         pytest.fail("dockerd is missing: run `bash scripts/start-docker`")
     root = tempfile.mkdtemp(prefix="lsr-")  # short: containerd socket paths are limited
     # On tmpfs the 1 GB image unpacks fast and teardown is an unmount, not a slow rm.
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6g", "tmpfs", root], capture_output=True)
-    url = f"tcp://127.0.0.1:{_free_port()}"
-    log = open(os.path.join(root, "dockerd.log"), "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["dockerd", "-H", url, "--data-root", f"{root}/data", "--exec-root", f"{root}/exec",
-         "--pidfile", f"{root}/dockerd.pid", "--bridge=none", "--iptables=false",
-         "--ip-forward=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    engine = RemoteEngine(root)
     try:
-        client = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                client = docker.DockerClient(base_url=url, timeout=600)
-                client.ping()
-                break
-            except Exception:
-                client = None
-                time.sleep(0.5)
-        log_text = Path(root, "dockerd.log").read_text(errors="replace")[-2000:]
-        assert client is not None, "second dockerd did not come up: " + log_text
+        client = engine.start()
         image = docker_client.images.get(DEFAULT_IMAGE)
         client.images.load(image.save(chunk_size=4 * 2**20, named=True))
-        yield url, client
+        yield engine
     finally:
         shutdown()  # pools on the remote engine go before the engine does
-        proc.terminate()  # dockerd stops its own containerd
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # a containerd that outlived it
-        log.close()
+        engine.stop()
         subprocess.run(["umount", "-R", root], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -85,10 +107,17 @@ def _started(client: Any, since: float) -> set[str]:
     return {e["id"] for e in events}
 
 
-def test_docker_host_selects_the_remote_engine(remote_engine: tuple[str, Any],
+def _labelled(client: Any) -> list[str]:
+    found = [f"container {c.short_id}" for c in client.containers.list(
+        all=True, sparse=True, filters={"label": "llmscript.sandbox=1"})]
+    return found + [f"volume {v.name}" for v in client.volumes.list(
+        filters={"label": "llmscript.sandbox=1"})]
+
+
+def test_docker_host_selects_the_remote_engine(remote_engine: RemoteEngine,
                                                docker_client: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    url, remote = remote_engine
+    url, remote = remote_engine.url, remote_engine.client
     monkeypatch.setenv("DOCKER_HOST", url)
     since = time.time()
     sandbox = get_sandbox("docker")
@@ -103,3 +132,39 @@ def test_docker_host_selects_the_remote_engine(remote_engine: tuple[str, Any],
     while remote.containers.list(all=True, filters={"label": "llmscript.sandbox=1"}):
         assert time.monotonic() < deadline, "containers left on the remote engine"
         time.sleep(0.2)
+
+
+def test_engine_without_gvisor(remote_engine: RemoteEngine,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", remote_engine.url)
+    with pytest.raises(ConfigurationError) as err:
+        get_sandbox("docker", isolation="gvisor")
+    msg = str(err.value)
+    assert msg.startswith("gVisor isolation is not available: runsc is not registered")
+    assert "/etc/docker/daemon.json" in msg and "--network=none" in msg and "\n" not in msg
+    r = get_sandbox("docker").run("print('plain')")  # auto: plain containers here
+    assert (r.status, r.stdout, r.isolation) == ("ok", "plain\n", "container")
+
+
+def test_engine_stop_and_restart_under_a_warm_pool(remote_engine: RemoteEngine,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", remote_engine.url)
+    sandbox = get_sandbox("docker", isolation="container")
+    limits = Limits(timeout=10, pids=87)
+    for _ in range(2):  # a warm pool, then the engine goes away under it
+        assert sandbox.run("print(1)", limits=limits).stdout == "1\n"
+        time.sleep(2)
+        remote_engine.stop()
+        with pytest.raises(SandboxUnavailableError) as err:
+            sandbox.run("print(2)", limits=limits)
+        msg = str(err.value)
+        assert msg.startswith("Docker engine not reachable (") and "\n" not in msg, msg
+        assert msg.endswith("start it with `bash scripts/start-docker` or use --sandbox local")
+        remote_engine.start()
+        r = sandbox.run("print(3)", limits=limits)  # recovers: stale containers replaced
+        assert (r.status, r.stdout) == ("ok", "3\n"), r.reason
+    shutdown()
+    deadline = time.monotonic() + 15
+    while _labelled(remote_engine.client) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _labelled(remote_engine.client) == []  # no volumes left by the restarts

@@ -33,7 +33,8 @@ def test_free_text_is_the_task() -> None:
     spec = parse_spec("Plot a sine wave.\n\nUse 100 points.")
     assert spec.task == "Plot a sine wave.\n\nUse 100 points."
     assert spec.sections == ()
-    assert build_prompt(spec).user.startswith("Task:\nPlot a sine wave.\n\nUse 100 points.")
+    # the task closes the message: stable parts (environment, data) go first, for caching
+    assert build_prompt(spec).user.endswith("Task:\nPlot a sine wave.\n\nUse 100 points.")
 
 
 def test_braces_and_code_pass_through_untouched() -> None:

@@ -371,3 +371,48 @@ def test_deeply_nested_code_is_reported_not_crashed() -> None:
     check = check_syntax(too_deep)
     assert (check.status, check.line) == ("fail", 1)
     assert "nested too deeply" in check.message
+
+
+# -- one parse: validation reuses the tree extraction made (issue 15) ----------------
+@pytest.mark.parametrize("code", [c for _, c, _ in RISK_CASES] + [c for _, c in SAFE],
+                         ids=[i for i, _, _ in RISK_CASES] + [i for i, _ in SAFE])
+def test_a_given_tree_gives_the_same_checklist(code: str) -> None:
+    fresh = validate(code, available=IMAGE, strict=True).to_dict()
+    assert validate(code, tree=ast.parse(code), available=IMAGE, strict=True).to_dict() == fresh
+
+
+def test_reply_to_checklist_points_at_the_cell_lines() -> None:
+    from llmscript_magic._pipeline.extract import extract_code
+
+    reply = ("<think>\nThe user wants the files listed. os.system('ls') is easiest.\n</think>\n\n"
+             "```python\n\n\n!pip install rich\nimport os\n\nos.system('ls')\n```\n")
+    found = extract_code(reply)
+    assert found.code == "import os\n\nos.system('ls')\n"
+    report = validate(found.code, tree=found.tree, available=IMAGE)
+    assert [(c.name, c.line) for c in report.checks] == [
+        ("syntax", None), ("imports", None), ("risk:shell", 3)]
+
+
+@pytest.mark.parametrize("code,status", [
+    ("try: import polars\nexcept ImportError: polars = None\n", "warn"),
+    ("try:\n    try:\n        pass\n    except KeyError:\n        import polars\n"
+     "except ModuleNotFoundError:\n    pass\n", "warn"),
+    ("try:\n    pass\nexcept ImportError:\n    try:\n        import polars\n"
+     "    except ValueError:\n        pass\n", "fail"),
+    ("try:\n    pass\nfinally:\n    import polars\n", "fail"),
+    ("import typing\nif typing.TYPE_CHECKING:\n    import polars\n", "pass"),
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    pass\nelse:\n    import polars\n",
+     "fail"),
+], ids=["one-line-try", "nested-in-guarded-body", "in-handler", "in-finally",
+        "typing-attribute", "type-checking-else"])
+def test_guarded_and_type_checking_imports(code: str, status: str) -> None:
+    checks = check_imports(ast.parse(code), available=IMAGE | {"typing"})
+    assert checks[0].status == status, checks
+
+
+def test_a_long_script_is_scanned_without_recursion() -> None:
+    # 3,000 statements deep in one function body: wide, not deep, so it is scanned fully
+    body = "".join(f"    x{i} = {i}\n" for i in range(3000))
+    code = f"import os\ndef f():\n{body}    os.system('ls')\n"
+    report = validate(code)
+    assert [(c.name, c.line) for c in report.warnings] == [("risk:shell", 3003)]

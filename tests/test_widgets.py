@@ -145,13 +145,19 @@ def test_display_carries_summary_and_exact_metadata(ip: InteractiveShell, wv: di
     anthropic_standin.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--no-insert").success
     view = wv["view"]
-    first, last = wv["displays"][0], wv["displays"][-1]
+    first = wv["displays"][0]
+    widget = [d for d in wv["displays"] if WIDGET_MIME in d["data"]][-1]
+    result = wv["displays"][-1]  # the persistent result, after the widget
     assert first["data"][WIDGET_MIME]["model_id"] == view.box.model_id
-    assert last["update"] is True
-    assert last["data"]["text/plain"] == summary_text(view.gen)
-    record = last["metadata"]["llmscript"]["record"]
-    assert record == view.gen.record()
-    assert last["metadata"]["llmscript"]["summary"]["code_hash"] == view.gen.code_hash()
+    assert widget["update"] is True and set(widget["data"]) == {WIDGET_MIME}  # said once, below
+    for shown in (widget, result):
+        record = shown["metadata"]["llmscript"]["record"]
+        assert record == view.gen.record()
+        assert shown["metadata"]["llmscript"]["summary"]["code_hash"] == view.gen.code_hash()
+    assert set(result["data"]) == {"text/html", "text/markdown", "text/plain"}
+    assert result["data"]["text/plain"] == summary_text(view.gen)
+    assert "llmscript-result" in result["data"]["text/html"]
+    assert "```python\n" + GOOD.rstrip("\n") + "\n```" in result["data"]["text/markdown"]
 
 
 def test_code_and_checklist(ip: InteractiveShell, wv: dict[str, Any],
@@ -201,17 +207,50 @@ def test_run_panel_stdout_figure_and_files(ip: InteractiveShell, wv: dict[str, A
     assert view.run_button.description == "Run again"
 
 
-def test_run_button_runs_the_code(ip: InteractiveShell, wv: dict[str, Any],
-                                  fake: FakeProvider) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_run_button_without_extension_runs_the_code_as_generated(
+        ip: InteractiveShell, wv: dict[str, Any], fake: FakeProvider, tmp_path: Path) -> None:
     fake.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--model fake:fake --no-insert --sandbox local").success
     view = wv["view"]
+    view.INSERT_WAIT = 0.1
     assert view.run_panel.layout.display == "none"  # not run yet
     view.run_button.click()
-    assert view.run_panel.layout.display == ""
+    ask = RecordingComm.all[-1]
+    assert ask.open_data["action"] == "source"  # asks the extension for the cell's text
+    assert ask.open_data["llmscript"]["generation_id"] == view.gen.id
+    wait_for(lambda: view.run_panel.layout.display == "")  # nobody answered: as generated
     assert "total: 3" in view.run_panel.value and "totals.json" in view.run_panel.value
-    assert "Attempt 2 of 2 (your run)" in view.nav_label.value
-    assert "<b>run</b>" in view.checklist.value
+    assert "Attempt 2 of 2 (as generated)" in view.nav_label.value
+    assert "as generated" in view.notice.value and "<b>run</b>" in view.checklist.value
+    assert (tmp_path / "totals.json").read_text() == '{"a": 3}'  # the file is on disk
+    result = wv["displays"][-1]  # the saved result follows the run
+    assert result["update"] is True and "total: 3" in result["data"]["text/plain"]
+    assert "as generated" in result["data"]["text/html"]
+
+
+def test_run_button_runs_the_edited_cell(ip: InteractiveShell, wv: dict[str, Any],
+                                         fake: FakeProvider, tmp_path: Path) -> None:
+    fake.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--model fake:fake --no-insert --sandbox local").success
+    view = wv["view"]
+    view.INSERT_WAIT = 5.0
+    view.run_button.click()
+    edited = GOOD.replace('print("total:"', 'print("edited total:"')
+    RecordingComm.all[-1].reply({"ok": True, "text": edited, "cell_id": "gen-1"})
+    assert "edited total: 3" in view.run_panel.value
+    assert view.current_code == edited
+    assert "(your edited cell)" in view.nav_label.value
+    assert "Ran your edited version" in view.notice.value
+    result = wv["displays"][-1]
+    assert "Ran your edited version" in result["data"]["text/plain"]
+    assert "edited total: 3" in result["data"]["text/html"]
 
 
 def test_long_output_is_capped_and_says_so(ip: InteractiveShell, wv: dict[str, Any],
@@ -247,18 +286,22 @@ def test_regenerate_asks_again_and_inserts(ip: InteractiveShell, wv: dict[str, A
     assert view.fallback.layout.display == ""
 
 
-def test_insert_below_with_extension_answer(ip: InteractiveShell, wv: dict[str, Any],
-                                            fake: FakeProvider) -> None:
+def test_insert_copy_with_extension_answer(ip: InteractiveShell, wv: dict[str, Any],
+                                           fake: FakeProvider) -> None:
     fake.enqueue(fenced(GOOD))
     assert gen_cell(ip, "--model fake:fake --no-insert").success
     view = wv["view"]
     view.INSERT_WAIT = 0.2
+    assert view.insert_button.description == "Insert copy below"
     view.insert_button.click()
     comm = RecordingComm.all[-1]
     assert comm.target_name == "llmscript" and comm.open_data["text"] == GOOD
-    comm.reply({"ok": True, "cell_id": "abc", "replaced": False})
+    assert comm.open_data["action"] == "insert-copy"  # a new, unlinked cell
+    assert "record" not in comm.open_data["llmscript"]
+    comm.reply({"ok": True, "cell_id": "abc"})
     time.sleep(0.4)
-    assert "Inserted below" in view.notice.value and view.fallback.layout.display == "none"
+    assert "Inserted a copy below" in view.notice.value
+    assert view.fallback.layout.display == "none"
     assert comm.closed
 
 
@@ -327,7 +370,8 @@ def test_nbclient_saves_widget_state(anthropic_standin: Any, tmp_path: Path) -> 
     shown = [o for o in outputs if WIDGET_MIME in o.get("data", {})]
     assert len(shown) == 1, outputs
     out = shown[0]
-    assert "total: 3" in out.data["text/plain"] and "✓ syntax" in out.data["text/plain"]
+    saved = outputs[-1]  # the persistent result carries the text
+    assert "total: 3" in saved.data["text/plain"] and "✓ syntax" in saved.data["text/plain"]
     record = out.metadata["llmscript"]["record"]
     assert record["code"] == GOOD
     state = nb.metadata["widgets"][STATE_MIME]["state"]

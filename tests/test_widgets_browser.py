@@ -104,7 +104,7 @@ def test_widget_shows_code_checks_and_run(page: Any, lab: LabServer, standin: St
 
     widget.get_by_role("button", name="Run again").click()
     page.wait_for_function("""() => document.querySelector('.llmscript-widget')
-        .innerText.includes('(your run)')""", timeout=TIMEOUT_MS)
+        .innerText.includes('Attempt 2 of 2 (the generated cell)')""", timeout=TIMEOUT_MS)
     assert "widget total 6" in widget.locator(".llmscript-stdout pre").inner_text()
     assert len(standin.requests()) == 1  # a re-run asks no model
 

@@ -5,6 +5,7 @@
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { applyGeneration, ApplyResult } from './applyGeneration';
+import { cellSource, insertCopy } from './cellRequests';
 import { findOwner, panelsOnKernel, usesConnection } from './panelLookup';
 import {
   COMM_TARGET,
@@ -103,12 +104,14 @@ async function answerComm(
   if (request.action === 'hello') {
     return { ok: true, version: VERSION };
   }
-  if (request.action !== 'insert') {
-    return { ok: false, reason: `unknown action ${String(request.action)}` };
+  const action = request.action;
+  if (action !== 'insert' && action !== 'source' && action !== 'insert-copy') {
+    return { ok: false, reason: `unknown action ${String(action)}` };
   }
-  const generation = parseGeneration(request.text, request.llmscript);
+  const text = action === 'source' ? '' : request.text;
+  const generation = parseGeneration(text, request.llmscript);
   if (!generation) {
-    return { ok: false, reason: 'malformed insert request' };
+    return { ok: false, reason: `malformed ${action} request` };
   }
   const owner = findOwner(tracker, kernel.id, generation.info.source_cell);
   // Comm messages reach every connection to the kernel: only the connection
@@ -122,6 +125,16 @@ async function answerComm(
       return null;
     }
     return { ok: false, reason: 'source cell not found in any open notebook' };
+  }
+  if (action === 'source') {
+    return cellSource(owner, generation.info.source_cell) as CommReply;
+  }
+  if (action === 'insert-copy') {
+    return insertCopy(
+      owner,
+      generation.info.source_cell,
+      generation.text
+    ) as CommReply;
   }
   return toReply(await applyGeneration(owner, generation));
 }

@@ -30,6 +30,33 @@ def _image() -> tuple[bool, str]:
     return False, f"sandbox image {DEFAULT_IMAGE} missing: run `llmscript sandbox build`"
 
 
+def _isolation() -> tuple[bool, str]:
+    """gVisor is optional (runs fall back to plain containers) but worth saying how to add."""
+    from .._sandbox.engine import connect, gvisor_applies_seccomp, gvisor_problem
+
+    try:
+        client = connect(timeout=5)
+        problem = gvisor_problem(client)
+    except Exception:
+        return False, "isolation: cannot tell while the engine is down"
+    if problem is not None:
+        return False, f"isolation: plain containers (gVisor not available: {problem})"
+    if not gvisor_applies_seccomp(client):
+        return False, ("isolation: gVisor, but runsc lacks --oci-seccomp so our seccomp profile "
+                       "is not applied under it: add it to runtimeArgs in /etc/docker/daemon.json "
+                       "and reload the engine with `kill -HUP $(pidof dockerd)`")
+    return True, "isolation: gVisor (runsc) available; --isolation auto uses it"
+
+
+def _local_sandbox() -> tuple[bool, str]:
+    from .._sandbox.local import bubblewrap_problem
+
+    problem = bubblewrap_problem()
+    if problem is None:
+        return True, "local sandbox: bubblewrap works"
+    return False, f"local sandbox unavailable: {problem}"
+
+
 def _keys() -> tuple[bool, str]:
     from ..providers import providers
 
@@ -69,7 +96,8 @@ def _extension() -> tuple[bool, str]:
 
 #: (check, required): a missing key is only a warning, since replay needs none
 CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
-    (_engine, True), (_image, True), (_keys, False), (_providers, False), (_extension, True),
+    (_engine, True), (_image, True), (_isolation, False), (_local_sandbox, False),
+    (_keys, False), (_providers, False), (_extension, True),
 ]
 
 

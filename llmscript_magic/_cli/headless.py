@@ -1,14 +1,25 @@
 """Headless notebooks: ``llmscript run`` (nbclient) and ``llmscript export``.
 
-Replay needs no key and no network: the kernel gets ``LLMSCRIPT_REPLAY``
-pointing at the notebook being run, and every ``%%generate`` cell answers from
-the generations recorded in it. Cells whose spec changed since recording are
-named before the run starts.
+What runs where: the notebook's own cells run in the kernel, as papermill runs
+them; generated cells (tagged ``llmscript-generated``) are never executed in the
+kernel (the same rule as Run All with the extension): their code runs only in
+the sandbox, through the ``%%generate`` cell's ``--run``. Each execute request
+carries the cell's id, so every ``%%generate`` cell replays its own recording.
+
+Replay needs no key and no network: with ``--replay`` the kernel gets
+``LLMSCRIPT_REPLAY`` and answers only from the notebook's recordings; without it,
+recordings of unchanged cells are still reused and only changed cells ask the model.
+Without ``--trust`` the kernel also gets ``LLMSCRIPT_RUN_POLICY`` (``_pipeline/trust.py``):
+the notebook's flags cannot pick a weaker sandbox or read files outside its folder.
+
+The summary reports only what this run did: cells that did not run say so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -21,20 +32,29 @@ import nbformat
 
 from .._errors import ConfigurationError
 from .._pipeline.spec import parse_spec
-from .._store.cache import OUTPUT_KEY, record_of
+from .._pipeline.trust import ENV as POLICY_ENV
+from .._pipeline.trust import Policy
+from .._protocol import GENERATED_TAG, INFO_KEY, OUTPUT_KEY
+from .._store.recordings import record_of
 
 MAGIC = "%%generate"
 EXPECT_FAIL_TAG = "llmscript-expect-fail"  # e.g. a safety demo whose code must be blocked
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass
 class CellSummary:
     index: int
+    result: str = "ok"  # ok, FAIL, skipped, not run
+    source: str = "-"  # model, cache, replay: where this run's code came from
     checks: str = ""
     run: str = "-"
-    duration: float = 0.0
-    tokens: int = 0
-    failed: bool = False
+    duration: float = 0.0  # wall time of the cell in THIS run
+    tokens: int = 0  # tokens spent in THIS run (replay and cache spend none)
+
+    @property
+    def failed(self) -> bool:
+        return self.result == "FAIL"
 
 
 @dataclass
@@ -57,6 +77,32 @@ def spec_of(source: str) -> str | None:
     return lines[1] if len(lines) > 1 else ""
 
 
+def is_generated(cell: Any) -> bool:
+    """A cell the extension inserted: tagged, or carrying a generated cell's metadata."""
+    if cell.get("cell_type") != "code" or spec_of(cell.get("source", "")) is not None:
+        return False
+    meta = cell.get("metadata", {})
+    return GENERATED_TAG in meta.get("tags", []) or isinstance(meta.get(INFO_KEY), dict)
+
+
+def generated_problem(cell: Any, nb: Any) -> str | None:
+    """Why a generated cell's code is not the recorded code, or None when it is."""
+    info = cell.get("metadata", {}).get(INFO_KEY)
+    expected = info.get("code_hash") if isinstance(info, dict) else None
+    if not expected:
+        return "generated cell without a record to check its code against"
+    actual = hashlib.sha256(cell.get("source", "").encode()).hexdigest()
+    if actual != expected:
+        return "code differs from its record (edited or tampered)"
+    source_id = info.get("source_cell")
+    for other in nb.cells:
+        if source_id and other.get("id") == source_id:
+            record = record_of(other)
+            if record and record.get("code_hash") not in (None, expected):
+                return "code differs from its %%generate cell's record"
+    return None
+
+
 def stale_cells(nb: Any) -> list[int]:
     """%%generate cells whose spec no longer matches their recording (or have none)."""
     stale = []
@@ -70,42 +116,122 @@ def stale_cells(nb: Any) -> list[int]:
     return stale
 
 
-def _summarize(nb: Any) -> list[CellSummary]:
-    rows = []
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or spec_of(cell.source) is None:
-            continue
-        row = CellSummary(i)
-        for out in cell.get("outputs", []):
-            meta = out.get("metadata", {}).get(OUTPUT_KEY, {})
-            if summary := meta.get("summary"):
-                row.checks = summary.get("checks", "")
-                row.failed = summary.get("validation") == "fail"
-                if run := summary.get("run"):
-                    row.run = f"{run['status']} (exit {run['exit_code']})"
-                    row.duration = run.get("duration", 0.0)
+def one_line(text: str, limit: int = 300) -> str:
+    """An error as one readable line: no colour codes, no line breaks."""
+    text = " ".join(_ANSI.sub("", text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _client_class() -> type:
+    from nbclient import NotebookClient
+
+    class Client(NotebookClient):
+        """nbclient that sends each cell's id and never executes generated cells."""
+
+        untrusted = False
+        ran: dict[int, float]
+        skipped: dict[int, str | None]
+        failed_at: int | None = None
+
+        async def async_execute_cell(self, cell: Any, cell_index: int,
+                                     execution_count: int | None = None,
+                                     store_history: bool = True) -> Any:
+            if is_generated(cell):
+                self.skipped[cell_index] = generated_problem(cell, self.nb)
+                return cell
+            if self.kc is not None:  # JupyterLab sends the same; get_parent() shows it
+                self.kc.session.metadata = {"cellId": cell.get("id")} if cell.get("id") else {}
+            started = time.monotonic()
+            try:
+                return await super().async_execute_cell(cell, cell_index, execution_count,
+                                                        store_history)
+            except BaseException:
+                self.failed_at = cell_index
+                raise
+            finally:
+                if cell.cell_type == "code" and cell.source.strip():
+                    self.ran[cell_index] = time.monotonic() - started
+
+    return Client
+
+
+def _generate_row(cell: Any, index: int, took: float) -> CellSummary:
+    row = CellSummary(index, duration=took)
+    for out in cell.get("outputs", []):
+        meta = out.get("metadata", {}).get(OUTPUT_KEY, {})
+        if summary := meta.get("summary"):
+            row.source = summary.get("source", "-")
+            row.checks = summary.get("checks", "")
+            row.result = "FAIL" if summary.get("validation") == "fail" else "ok"
+            if run := summary.get("run"):
+                row.run = f"{run['status']} (exit {run['exit_code']})"
+            if row.source == "model":
                 usage = meta.get("record", {}).get("usage", {})
                 row.tokens = usage.get("input_tokens", 0) + usage.get("output_tokens", 0)
-            if out.get("output_type") == "error":
-                row.failed, row.checks = True, f"{out.get('ename')}: {out.get('evalue', '')}"[:70]
-        if not cell.get("outputs"):
-            row.failed, row.checks = True, "not executed"
-        elif EXPECT_FAIL_TAG in cell.get("metadata", {}).get("tags", []):
-            row.failed = not row.failed
-            row.checks = ("expected to fail, but passed: " if row.failed else "failed as expected: "
-                          ) + row.checks
-        rows.append(row)
+        if out.get("output_type") == "error":
+            row.result = "FAIL"
+            row.checks = one_line(f"{out.get('ename')}: {out.get('evalue', '')}", 120)
+    if EXPECT_FAIL_TAG in cell.get("metadata", {}).get("tags", []):
+        failed = row.result != "FAIL"
+        row.checks = ("expected to fail, but passed: " if failed else "failed as expected: "
+                      ) + row.checks
+        row.result = "FAIL" if failed else "ok"
+    return row
+
+
+def _summarize(nb: Any, client: Any) -> list[CellSummary]:
+    """One row per %%generate cell, generated cell and failed cell: only THIS run's facts."""
+    rows = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if i in client.skipped:
+            problem = client.skipped[i]
+            if problem is None:
+                rows.append(CellSummary(i, "skipped", checks="generated code: runs only in the "
+                                        "sandbox, not in the kernel"))
+            else:
+                rows.append(CellSummary(i, "FAIL" if client.untrusted else "skipped",
+                                        checks=f"{problem}: not executed"))
+        elif spec_of(cell.source) is not None:
+            if i in client.ran:
+                rows.append(_generate_row(cell, i, client.ran[i]))
+            else:
+                rows.append(CellSummary(i, "not run", checks="an earlier cell failed"))
+        elif i == client.failed_at:
+            error: dict[str, Any] = next(
+                (o for o in cell.get("outputs", []) if o.get("output_type") == "error"), {})
+            rows.append(CellSummary(i, "FAIL", duration=client.ran.get(i, 0.0),
+                                    checks=one_line(f"{error.get('ename', 'Error')}: "
+                                                    f"{error.get('evalue', '')}", 120)))
     return rows
 
 
+def runner_policy(paths: Sequence[Path], outputs: Sequence[Path]) -> Policy:
+    """The sandbox this machine gives: docker, gVisor where the engine has it."""
+    isolation = "container"
+    try:
+        from .._sandbox.engine import connect, gvisor_problem
+
+        if gvisor_problem(connect(timeout=10)) is None:
+            isolation = "gvisor"
+    except Exception:  # no engine: runs fail with their own line; nothing to weaken
+        pass
+    roots = {str(p.resolve().parent) for p in (*paths, *outputs)}
+    return Policy(sandbox="docker", isolation=isolation, roots=tuple(sorted(roots)))
+
+
 def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
-             prefix: str) -> NotebookOutcome:
-    from nbclient import NotebookClient
+             prefix: str, policy: Policy | None) -> NotebookOutcome:
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
     outcome = NotebookOutcome(path, output)
     env = dict(os.environ)
+    env.pop(POLICY_ENV, None)
+    env["JPY_SESSION_NAME"] = str(path.resolve())  # as a server does: the kernel finds its notebook
+    if policy is not None:
+        env[POLICY_ENV] = policy.to_env()
     if replay:
         if stale := stale_cells(nb):
             outcome.error = (f"cells {', '.join(map(str, stale))} changed since they were "
@@ -116,34 +242,33 @@ def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
         for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
             env.pop(key, None)  # replay must not depend on, or leak, a key
     total = sum(1 for c in nb.cells if c.cell_type == "code")
-    started: dict[int, float] = {}
     done = [0]
-
-    def on_start(cell: Any, cell_index: int) -> None:
-        started[cell_index] = time.monotonic()
 
     def on_done(cell: Any, cell_index: int, **_: Any) -> None:
         done[0] += 1
         bar = "#" * (20 * done[0] // max(total, 1))
         first = (cell.source.strip().splitlines() or [""])[0][:40]
-        took = time.monotonic() - started.get(cell_index, time.monotonic())
-        print(f"{prefix}[{bar:<20}] {done[0]}/{total} cell {cell_index}: {first} "
-              f"({took:.1f}s)", file=sys.stderr, flush=True)
+        print(f"{prefix}[{bar:<20}] {done[0]}/{total} cell {cell_index}: {first}",
+              file=sys.stderr, flush=True)
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    # the kernel's own log (e.g. its plain-TCP warning) is noise here
+    arguments = ["--IPKernelApp.log_level=ERROR"]
+    if policy is not None:  # read before any cell runs (where /proc/self/environ is missing)
+        arguments.append("--IPKernelApp.exec_lines=import llmscript_magic._pipeline.trust")
     # cells run in the output's folder, so files they write land beside the result, not the source
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
-                            # the kernel's own log (e.g. its plain-TCP warning) is noise here
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                            resources={"metadata": {"path": str(output.parent.resolve())}},
-                            on_cell_execute=on_start, on_cell_executed=on_done)
+    client = _client_class()(nb, timeout=timeout, kernel_name=kernel, extra_arguments=arguments,
+                             resources={"metadata": {"path": str(output.parent.resolve())}},
+                             on_cell_executed=on_done)
+    client.ran, client.skipped, client.untrusted = {}, {}, policy is not None
     try:
         client.execute(env=env)
     except CellExecutionError as err:
-        outcome.error = f"{err.ename}: {err.evalue}"[:300]
+        where = f"cell {client.failed_at}: " if client.failed_at is not None else ""
+        outcome.error = where + one_line(f"{err.ename}: {err.evalue}")
     except Exception as err:  # kernel died, timeout, ...
-        outcome.error = f"{type(err).__name__}: {err}".splitlines()[0][:200]
-    outcome.cells = _summarize(nb)
+        outcome.error = one_line(f"{type(err).__name__}: {err}", 200)
+    outcome.cells = _summarize(nb, client)
     nbformat.write(nb, output)
     return outcome
 
@@ -156,18 +281,20 @@ def _output_for(path: Path, output: str | None, many: bool) -> Path:
 
 
 def print_summary(outcomes: Sequence[NotebookOutcome]) -> None:
-    print(f"\n{'notebook':28} {'cell':>4}  {'checks':32} {'run':16} {'time':>6} {'tokens':>7}")
+    print(f"\n{'notebook':24} {'cell':>4}  {'result':8} {'source':7} {'run':16} {'time':>7} "
+          f"{'tokens':>7}  checks")
     for o in outcomes:
         for c in o.cells:
-            mark = "FAIL" if c.failed else "ok"
-            print(f"{o.path.name[:28]:28} {c.index:>4}  {c.checks[:32]:32} {c.run[:16]:16} "
-                  f"{c.duration:>5.2f}s {c.tokens:>7}  {mark}")
+            took = f"{c.duration:.2f}s" if c.result not in ("skipped", "not run") else "-"
+            print(f"{o.path.name[:24]:24} {c.index:>4}  {c.result:8} {c.source[:7]:7} "
+                  f"{c.run[:16]:16} {took:>7} {c.tokens:>7}  {c.checks[:100]}")
         status = "ok" if not o.failed else f"FAILED: {o.error or 'a cell failed (see above)'}"
         print(f"{o.path.name}: {status} -> {o.output}")
 
 
 def run_notebooks(paths: Sequence[str], *, output: str | None = None, replay: bool = False,
-                  jobs: int = 1, timeout: int = 600, kernel: str = "python3") -> int:
+                  jobs: int = 1, timeout: int = 600, kernel: str = "python3",
+                  trust: bool = False) -> int:
     files = [Path(p) for p in paths]
     for f in files:
         if not f.is_file():
@@ -175,9 +302,12 @@ def run_notebooks(paths: Sequence[str], *, output: str | None = None, replay: bo
     many = len(files) > 1
     if jobs < 1:
         raise ConfigurationError("-j must be at least 1.")
+    outputs = [_output_for(f, output, many) for f in files]
+    policy = None if trust else runner_policy(files, outputs)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_run_one, f, _output_for(f, output, many), replay, timeout,
-                               kernel, f"{f.stem}: " if many else "") for f in files]
+        futures = [pool.submit(_run_one, f, out, replay, timeout, kernel,
+                               f"{f.stem}: " if many else "", policy)
+                   for f, out in zip(files, outputs, strict=True)]
         outcomes = [fut.result() for fut in futures]
     print_summary(outcomes)
     return 1 if any(o.failed for o in outcomes) else 0

@@ -1,6 +1,6 @@
 """The ``llmscript`` command: run notebooks headless, check the setup, manage the image.
 
-    llmscript run NOTEBOOK... [-o OUT] [--replay] [-j N]
+    llmscript run NOTEBOOK... [-o OUT] [--replay] [-j N] [--trust]
     llmscript doctor
     llmscript sandbox build|list|prune
     llmscript export NOTEBOOK [-d DIR]
@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run in parallel")
     run.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     run.add_argument("--kernel", default="python3", help="kernel name")
+    run.add_argument("--trust", action="store_true",
+                     help="let the notebook's flags pick a weaker sandbox (--sandbox local, "
+                     "--isolation container) and read files outside its folder")
 
     sub.add_parser("doctor", help="check engine, image, keys and extension; say how to fix each")
 
@@ -53,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .headless import run_notebooks
 
             return run_notebooks(args.notebooks, output=args.output, replay=args.replay,
-                                 jobs=args.jobs, timeout=args.timeout, kernel=args.kernel)
+                                 jobs=args.jobs, timeout=args.timeout, kernel=args.kernel,
+                                 trust=args.trust)
         if args.command == "doctor":
             from .doctor import doctor
 

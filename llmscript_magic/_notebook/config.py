@@ -22,7 +22,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Float, Int, TraitType, Unicode, default
 
 from .._errors import ConfigurationError
-from .._pipeline.options import OptionInfo, Options, declared, names, option
+from .._pipeline.options import OptionInfo, Options, declared, name_set, names, option
+from .fix import LAST, cell_number
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,6 +49,26 @@ class CellOptions(Options):
                                config=False)
     refine: bool = option(False, "Follow up on this cell's previous generation (sent as "
                           "conversation history).", config=False)
+    # -- files the script writes (saved by _notebook/save_files.py) --------------------
+    save_files: bool = option(True, "Save the files the script writes next to the notebook "
+                              "(--no-files keeps them only in the result).", name="files")
+    files_to: str = option("", "Folder for the files the script writes; '' = the notebook's "
+                           "folder (the kernel's working directory).", metavar="DIR")
+    overwrite: bool = option(False, "Replace existing files of the same name; without it a "
+                             "new name is used, e.g. 'totals (1).json'.")
+    # -- fix, aliases and provider policy (issue 19; see fix.py, policy.py) -------------
+    fix: str | None = option(None, "Write a new version of cell N that raised (default: the "
+                             "last cell that raised) from its code, traceback and the "
+                             "variables it uses; the spec may be empty or add guidance.",
+                             config=False, const=LAST, parse=cell_number, metavar="N")
+    aliases: dict[str, Any] = option({}, "Model aliases usable wherever a model is named: "
+                                     "{'fast': 'anthropic:claude-haiku-5'}.", flag=False)
+    allowed_providers: frozenset[str] | None = option(
+        None, "Comma list: only these providers may be used ('' = any).", flag=False,
+        parse=name_set, metavar="A,B")
+    blocked_providers: frozenset[str] | None = option(
+        None, "Comma list of providers that may not be used.", flag=False, parse=name_set,
+        metavar="A,B")
 
 
 def _user_name(name: str, info: OptionInfo) -> str:
@@ -152,7 +173,8 @@ def merge(cls: type[Options], configured: Any, args: argparse.Namespace) -> Any:
     for name, info, value in declared(cls):
         user = _user_name(name, info)
         flag = getattr(args, name, None) if info.flag else None
-        given = flag is not None and flag != info.const
+        # a bare flag means the trait's value (--replay), or its const without a trait (--fix)
+        given = flag is not None and (flag != info.const or not info.config)
         raw = flag if given else getattr(configured, user) if info.config else value
         if info.repeat:
             raw = tuple(raw or ())

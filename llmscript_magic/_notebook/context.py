@@ -14,6 +14,7 @@ import datetime
 import decimal
 import difflib
 import fractions
+import hashlib
 import itertools
 import re
 import reprlib
@@ -237,6 +238,29 @@ def _header(nonce: str) -> str:
     )
 
 
+_nonces: dict[str, str] = {}  # data digest -> its fence's nonce, for this kernel
+
+
+def _nonce_for(texts: list[str]) -> str:
+    """A random nonce, the same again for the same data in this kernel.
+
+    Random, so the data's author cannot guess it and close the fence; stable, so a
+    second request over the same data repeats the prompt prefix byte for byte and the
+    provider's prompt cache can serve it.
+    """
+    digest = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    nonce = _nonces.get(digest)
+    if nonce is None:
+        while True:  # a nonce the data happens to contain would let it close the fence
+            nonce = secrets.token_hex(8)
+            if not any(nonce in text for text in texts):
+                break
+        if len(_nonces) >= 256:
+            _nonces.pop(next(iter(_nonces)))
+        _nonces[digest] = nonce
+    return nonce
+
+
 def build_context(names: Sequence[str], namespace: Mapping[str, Any], *,
                   schema_only: bool = False, max_chars_per_var: int = 2000,
                   max_total: int = 8000) -> ContextBlock:
@@ -245,10 +269,7 @@ def build_context(names: Sequence[str], namespace: Mapping[str, Any], *,
     if not values:
         return ContextBlock("")
     full = [_describe(n, v, schema_only, max_chars_per_var) for n, v in values]
-    while True:  # a nonce the data happens to contain would let it close the fence
-        nonce = secrets.token_hex(8)
-        if not any(nonce in text for text, _ in full):
-            break
+    nonce = _nonce_for([text for text, _ in full])
     head = _header(nonce)
     fence = [len(f"\n\n<<<DATA {nonce} {n}\n\nDATA {nonce}>>>") for n, _ in values]
     budget = max_total - len(head) - sum(fence)

@@ -94,7 +94,11 @@ class GenerateMagics(_Traits):  # type: ignore[misc, valid-type]
         """
         args = _parse(self.generate, line)
         if not cell.strip():
-            raise UsageError(EXAMPLE)
+            if getattr(args, "fix", None) is None:
+                raise UsageError(EXAMPLE)
+            from .fix import FIX_SPEC
+
+            cell = FIX_SPEC  # a bare `%%generate --fix`: the failing cell is the spec
         session = self.session
         try:
             opts = self.options(args, cell)
@@ -137,14 +141,37 @@ class LLMScriptMagics(Magics):
 
     @line_magic
     def llmscript(self, line: str) -> None:
-        """%llmscript models | usage"""
+        """%llmscript models | usage | explain [N]
+
+        ``explain`` explains the last error (or cell In [N], error or not) in prose.
+        """
         from .._ui.reports import list_models_text, usage_text
 
         cmd = line.strip().split()
+        gm = self.shell.magics_manager.registry.get("GenerateMagics") if self.shell else None
         if cmd == ["models"]:
             print(list_models_text())
+            if gm is not None:
+                from .policy import policy_text
+
+                print(policy_text(gm))
         elif cmd == ["usage"]:
-            gm = self.shell.magics_manager.registry.get("GenerateMagics") if self.shell else None
             print(usage_text(gm.session if gm is not None else None))
+        elif cmd[:1] == ["explain"] and len(cmd) <= 2 and gm is not None:
+            self._explain(gm, cmd[1] if len(cmd) == 2 else "")
         else:
-            raise UsageError("Usage: %llmscript models | %llmscript usage")
+            raise UsageError("Usage: %llmscript models | %llmscript usage | "
+                             "%llmscript explain [N]")
+
+    def _explain(self, gm: Any, arg: str) -> None:
+        """Show the explanation as Markdown: a display output, kept in the notebook."""
+        from IPython.display import display
+
+        from .explain import explain
+
+        try:
+            found = explain(gm, arg)
+        except LLMScriptError as err:
+            raise UsageError(str(err)) from None
+        text = found.markdown()
+        display({"text/markdown": text, "text/plain": text}, raw=True)

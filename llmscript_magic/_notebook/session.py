@@ -55,6 +55,7 @@ class NotebookSession:
         self.cost = 0.0
         self.prices: dict[str, tuple[float, float]] = {}
         self._labels: dict[str, str] = {}  # cell id -> the label of its first run
+        _usage_errors_as_error_output(shell)
 
     @property
     def namespace(self) -> dict[str, Any]:
@@ -82,9 +83,14 @@ class NotebookSession:
         """Notebook data as prompt context and sandbox inputs; a follow-up's history."""
         from .context import build_context, names_in_spec
         from .data_io import encode_inputs, output_note
+        from .policy import apply_policy
 
+        opts = apply_policy(opts)  # --model fast -> provider:model; blocked provider: one line
         ns = self.namespace
         variables = [n for n in opts.input_names if n.isidentifier() and n in ns]
+        from .._pipeline.trust import enforce  # llmscript run's limits for untrusted notebooks
+
+        opts = enforce(opts, [n for n in opts.input_names if n not in variables])
         files: dict[str, bytes] = {}
         for item in opts.input_names:
             if item in variables:
@@ -104,8 +110,13 @@ class NotebookSession:
             blocks.append(block.text)
             sent += [f"{i.name} ({i.type}): {i.chars} chars" + (", truncated" * i.truncated)
                      for i in block.items]
+        from .fix import cell_context
+
+        cells = cell_context(self.shell, spec_text, opts, skip=tuple(names))  # {Err[n]}, --fix
+        blocks += cells.blocks
+        sent += cells.sent
         if opts.run and opts.sandbox != "none":  # what the spec refers to must exist there
-            variables += [n for n in names if n not in variables]
+            variables += [n for n in (*names, *cells.variables) if n not in variables]
         inputs: tuple[Any, ...] = ()
         if variables:
             from .._pipeline.generate import sandbox_modules
@@ -145,8 +156,10 @@ class NotebookSession:
         view.start(f"{cls.name}:{model}")
         attempts = iter(range(1, opts.retries + 2))
         try:
-            gen = generate(spec_text, opts, on_chunk=view.chunk,
-                           on_attempt=lambda a: view.attempt(a, next(attempts)), cancel=cancel)
+            with self._replay_scope(cell_id):
+                gen = generate(spec_text, opts, on_chunk=view.chunk,
+                               on_attempt=lambda a: view.attempt(a, next(attempts)),
+                               cancel=cancel, on_thinking=view.thinking)
         except LLMScriptError as err:
             self.log.append(UsageRow(self.cell_label(cell_id), f"{cls.name}:{model}",
                                      status="stopped" if isinstance(err, CancelledError)
@@ -160,8 +173,23 @@ class NotebookSession:
             raise
         self.remember(gen, cell_id)
         summary = self.summary(gen, cell_id)
-        view.finish(gen, {OUTPUT_KEY: {"record": gen.record(), "summary": summary}})
+        saved = self.save_files(gen.run, opts)  # the views show where each file went
+        view.finish(gen, {OUTPUT_KEY: {"record": gen.record(), "summary": summary,
+                                       "files": saved}})
         return gen
+
+    # -- files the script wrote (issue 13; see save_files.py) ----------------------------
+    def save_files(self, run: Any, opts: CellOptions) -> list[dict[str, Any]]:
+        """Save a run's files next to the notebook (or ``--files-to``); one entry per file."""
+        if run is None or not run.files:
+            return []
+        from .save_files import save_files
+
+        failed = "" if run.ok and run.exit_code == 0 else \
+            "kept in the result only: the run did not succeed"
+        return save_files(run.files, opts.files_to or None,
+                          save=opts.save_files and not failed, overwrite=opts.overwrite,
+                          why_not=failed)
 
     def deliver(self, gen: Generation, opts: CellOptions) -> None:
         """Results into the namespace (all or nothing), the code into a cell below."""
@@ -203,6 +231,13 @@ class NotebookSession:
         if cell_id := cell_id or self.cell_id():
             self.by_cell[cell_id] = gen
 
+    def _replay_scope(self, cell_id: str | None) -> Any:
+        """Tell replay which cell runs and, in a kernel, which notebook it is running."""
+        from .._store.recordings import kernel_notebooks, replay_scope
+
+        in_kernel = getattr(self.shell, "kernel", None) is not None
+        return replay_scope(cell_id or self.cell_id(), kernel_notebooks() if in_kernel else ())
+
     def summary(self, gen: Generation, source_cell: str | None = None) -> dict[str, Any]:
         """What the generated cell carries (also the extension's payload), no record."""
         report = gen.report
@@ -215,6 +250,7 @@ class NotebookSession:
             "created": gen.created,
             "validation": "fail" if not report.ok else "warn" if report.warnings else "pass",
             "checks": report.summary_line(),
+            "source": gen.source,  # model, cache or replay: what this run cost
             "run": None if gen.run is None else {
                 "status": gen.run.status, "exit_code": gen.run.exit_code,
                 "duration": round(gen.run.duration, 3)},
@@ -233,6 +269,22 @@ class NotebookSession:
             turns += (Message("user", "Result of running it:\n" + run_text(prev.run)[-2000:]),
                       Message("assistant", "Noted."))
         return turns
+
+
+def _usage_errors_as_error_output(shell: Any) -> None:
+    """In a kernel, show a UsageError as the cell's error output, one line, not on stderr.
+
+    IPython prints UsageErrors to stderr, which papermill and nbconvert do not report
+    ("Exception encountered" and blank lines); the kernel's error channel is what they
+    show. Terminal IPython keeps its own behaviour.
+    """
+    if getattr(shell, "kernel", None) is None or not hasattr(shell, "_showtraceback"):
+        return
+
+    def show_usage_error(exc: BaseException) -> None:
+        shell._showtraceback(type(exc), exc, [f"UsageError: {exc}"])
+
+    shell.show_usage_error = show_usage_error
 
 
 __all__ = ["NotebookSession", "UsageRow"]

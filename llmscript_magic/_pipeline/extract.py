@@ -2,24 +2,44 @@
 
 Replies come in many shapes: one fenced block, several blocks that build one
 script step by step, a complete script plus a usage example, shell commands
-and sample output next to the code, or bare code with no fences at all. Code
-is recognised with ``ast.parse`` rather than keyword guesses, so prose such as
-"Import the CSV first." is never mistaken for a script.
+and sample output next to the code, a reasoning trace before the answer, a
+JSON tool call written as text, an interactive session, or bare code with no
+fences at all. Code is recognised with ``ast.parse`` rather than keyword
+guesses, so prose such as "Import the CSV first." is never mistaken for a
+script. The tree of the chosen code is kept (``Extraction.tree``) so validation
+does not parse it again.
 
-Which python blocks are used (the rule, in order):
+Before anything else, a leading reasoning trace (``<think>…</think>``) is set
+aside: when an answer follows it, code is taken only from the answer, so a
+draft in the trace (longer, or called "the full code") never wins. Then the
+first rule that finds code is used; ``Extraction.how`` names it:
 
-0. A block whose lines all repeat lines of another block is left out: it is
-   an excerpt explained after the script, or a fragment that a later full
-   listing repeats.
-1. A block introduced as the complete / full / final script wins (the last
-   such block that parses).
-2. The blocks are joined, in order, when they are parts of one script: the
-   joined text parses, every block is linked to another by a name one defines
-   and the other uses, no later block redefines an earlier function or class,
-   only the last block ends as a complete program (``if __name__ ...`` or a
-   call to its own entry function), and no block is introduced as an
-   alternative or usage example.
-3. Otherwise the longest block that parses (a later one on a tie).
+- ``whole reply``: the reply is code as it stands.
+- python blocks (fenced, with a python tag, a ``.py`` file name or no tag and
+  code in it). A block taken for sample output only because of its intro
+  ("The final code looks like:") is used when there is no other code.
+
+  0. A block whose lines all repeat lines of another block is left out: it is
+     an excerpt explained after the script, or a fragment that a later full
+     listing repeats.
+  1. ``block marked complete``: a block introduced as the complete / full /
+     final script wins (the last such block that parses).
+  2. ``joined N blocks``: the blocks are joined, in order, when they are parts
+     of one script: the joined text parses, every block is linked to another
+     by a name one defines and the other uses, no later block redefines an
+     earlier function or class, only the last block ends as a complete program
+     (``if __name__ ...`` or a call to its own entry function), and no block is
+     introduced as an alternative ("Option 2", "Alternatively") or usage example.
+  3. ``longest of N blocks``: otherwise the longest block that parses, preferring
+     one that runs on its own (uses no name only another block defines); a later
+     one on a tie. ``single block`` when there is one.
+- the same rules for ``<code>…</code>``, ``<python>`` or ``[PYTHON]`` tags (a note says so).
+- ``JSON tool call``: ``{"name": ..., "arguments": {"code": "..."}}`` as text.
+- ``code found between prose`` / ``indented code block``: the largest run of
+  paragraphs outside any fence that parses as code (Markdown indented code
+  blocks and indented snippets are dedented).
+- ``interactive session, prompts removed``: only when nothing above found code,
+  the ``>>>`` / ``...`` / ``In [1]:`` lines of a session, without prompts or output.
 """
 
 from __future__ import annotations
@@ -27,11 +47,13 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 
 from .._errors import NoCodeError, TruncatedReplyError
 from .fences import (
     Block,
+    Trace,
     _classify,
     _Fenced,
     _parse,
@@ -39,7 +61,17 @@ from .fences import (
     _scan,
     _skip_note,
     _substantive,
+    blank_lines,
+    blank_sessions,
+    block,
+    has_session,
+    split_trace,
+    strip_prompts,
+    strip_tokens,
+    tagged,
+    tool_call,
 )
+from .risk import child_fields
 
 _COMPLETE_INTRO = re.compile(
     r"\b(complete|full|final|entire|whole|finished|combined|all[- ]in[- ]one)\b[\w\s,-]{0,20}?"
@@ -47,22 +79,29 @@ _COMPLETE_INTRO = re.compile(
     r"|all together", re.I)
 _ALT_INTRO = re.compile(
     r"\b(usage|alternatively|alternative|another (way|option|approach)|instead|for example"
-    r"|for instance|example use|to use (it|this)|you can (also |then )?(use|call|run|import))\b"
+    r"|for instance|example use|to use (it|this)|you can (also )?(use|call|run|import)"
+    r"|(option|method|approach|solution|variant) ?#?([2-9]|two|three|b)\b)\b"
     r"|^\W*or\b", re.I | re.M)
-_LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\n)+")
 _BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "display", "get_ipython"}
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_QUOTE_LIMIT = 400  # characters of the reply's end quoted when it has no code
+_SENTENCE_END = re.compile(r"(?<=[.!?…:])[\"')\]*_]*\s+|\n\s*")
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """The script, the blocks it was made from, and how they were chosen (for the user)."""
+    """The script, the blocks it was made from, and how they were chosen (for the user).
+
+    ``tree`` is the parsed ``code`` (None when it does not parse): validation
+    reuses it instead of parsing the script again.
+    """
 
     code: str
     blocks: tuple[Block, ...]
     how: str
     notes: tuple[str, ...]
+    tree: ast.Module | None = field(default=None, compare=False, repr=False)
 
 
 def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
@@ -71,36 +110,107 @@ def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
         raise TruncatedReplyError(
             "The reply was cut off at max_tokens, so its code is incomplete and was not used: "
             "raise --max-tokens or shorten the spec.")
-    text = reply.replace("\r\n", "\n").replace("\r", "\n")
-    whole = _parse(text)
-    if whole is not None and _substantive(whole):
-        return _done([Block("python", "", text, 1)], "whole reply", [])
+    text = strip_tokens(reply.replace("\r\n", "\n").replace("\r", "\n"))
+    text, trace = split_trace(text)
+    found = _find(text)
+    if found is None:
+        raise _no_code(text)
+    if trace is not None:
+        return _with_note(found, _trace_note(trace))
+    return found
+
+
+def _trace_note(trace: Trace) -> str:
+    where = f"lines {trace.first_line}-{trace.last_line}"
+    if trace.answered:
+        return (f"Left out the reasoning trace ({where}): code is taken only from the answer "
+                "after it.")
+    return f"The reply was only a reasoning trace ({where}); the code was taken from it."
+
+
+def _with_note(found: Extraction, note: str) -> Extraction:
+    return Extraction(found.code, found.blocks, found.how, (note, *found.notes), found.tree)
+
+
+def _find(text: str) -> Extraction | None:
+    """The first rule of the module docstring that finds code in ``text``."""
+    whole = block("python", "", text, 1)
+    tree = _parse(whole.code) if whole.code else None
+    if tree is not None and _substantive(tree):
+        return _done([whole], "whole reply", [], tree)
     fenced = _scan(text)
-    if not fenced:
-        found = _unfenced(text)
-        if found is None:
-            raise _no_code(text)
-        return _done([found], "code found between prose", [
-            f"The reply had no code fences; lines {found.start_line}-"
-            f"{found.start_line + found.code.count(chr(10))} were taken as the script."])
-    notes: list[str] = []
     for f in fenced:
         f.kind = _classify(f)
-        if f.kind != "python":
-            notes.append(_skip_note(f))
     cands = [f for f in fenced if f.kind == "python"]
-    if not cands:
-        raise _no_code(text)
-    cands, repeats = _drop_excerpts(cands)
-    notes.extend(repeats)
-    chosen, how, why = _choose(cands)
+    promoted: list[str] = []
+    if not cands:  # an only code block is never dropped for how its intro sounds
+        cands = [f for f in fenced if f.by_intro and f.tree is not None and _substantive(f.tree)]
+        for f in cands:
+            f.kind = "python"
+            promoted.append(f"Used the block at line {f.block.start_line}, introduced like "
+                            "sample output, as it is the only code in the reply.")
+    if cands:
+        notes = [_skip_note(f) for f in fenced if f.kind != "python"]
+        return _pick(cands, notes + promoted)
+    tags = tagged(text)
+    for f in tags:
+        f.kind = _classify(f)
+    if cands := [f for f in tags if f.kind == "python"]:
+        tag = cands[0].block.info
+        return _pick(cands, [f"The code was in {tag} tags rather than a fenced block."])
+    if (call := tool_call(text)) is not None:
+        code, line, name = call
+        b = block("python", "tool call", code, line)
+        what = f'a "{name}" tool call' if name else "a tool call"
+        return _done([b], "JSON tool call", [
+            f"The reply was {what} written as JSON text (line {line}); its code argument was "
+            "used."], _parse(b.code))
+    rest = blank_lines(text, [f.lines for f in fenced])
+    if (found := _unfenced(blank_sessions(rest))) is not None:
+        b, tree, indented = found
+        lines = f"lines {b.start_line}-{b.start_line + b.code.count(chr(10))}"
+        note = (f"The reply had no python block; {lines}, outside its fences, were taken as the "
+                "script." if fenced else f"The reply had no code fences; {lines} were taken as "
+                "the script.")
+        return _done([b], "indented code block" if indented else "code found between prose",
+                     [note], tree)
+    return _session([f for f in fenced if f.kind == "session"], rest)
+
+
+def _pick(cands: list[_Fenced], notes: list[str]) -> Extraction:
+    """Rules 0-3 of the module docstring for the python blocks found."""
+    if len(cands) > 1:
+        cands, repeats = _drop_excerpts(cands)
+        notes.extend(repeats)
+    chosen, how, why, tree = _choose(cands)
     notes.extend(why)
     if not chosen[-1].closed:
         notes.append("The last code block had no closing fence; it was used as it is.")
     if any(c.magic for c in chosen):
         notes.append("Removed notebook lines starting with ! or % (such as !pip install): "
                      "install packages in the sandbox image instead.")
-    return _done([c.block for c in chosen], how, notes)
+    return _done([c.block for c in chosen], how, notes, tree)
+
+
+def _session(blocks: list[_Fenced], rest: str) -> Extraction | None:
+    """The last resort: the code typed into an interactive session, prompts removed."""
+    pieces = [block("python", f.block.info, code, f.block.start_line)
+              for f in blocks if (code := strip_prompts(f.block.code))]
+    if not pieces and has_session(rest) and (code := strip_prompts(rest)):
+        first = next(k for k, line in enumerate(rest.split("\n"), 1) if has_session(line))
+        pieces = [block("python", "", code, first)]
+    parsed = [(b, t) for b in pieces if (t := _parse(b.code)) is not None and _substantive(t)]
+    if not parsed:
+        return None
+    tree = _parse("\n\n".join(b.code for b, _ in parsed)) if len(parsed) > 1 else None
+    if tree is not None:  # a session in several blocks: one script
+        used = [b for b, _ in parsed]
+    else:  # one block, or blocks that do not go together: the longest
+        best, tree = max(reversed(parsed), key=lambda p: _size(p[0].code))
+        used = [best]
+    return _done(used, "interactive session, prompts removed", [
+        "The only code was an interactive session; its >>> / In [n]: prompts and output lines "
+        "were removed."], tree)
 
 
 def _drop_excerpts(cands: list[_Fenced]) -> tuple[list[_Fenced], list[str]]:
@@ -118,41 +228,41 @@ def _drop_excerpts(cands: list[_Fenced]) -> tuple[list[_Fenced], list[str]]:
     return keep, notes
 
 
-def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str]]:
-    """Apply the module docstring's rule to the python blocks."""
+def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str], ast.Module | None]:
+    """Apply rules 1-3 to the python blocks; the last item is the tree of the result."""
     n = len(cands)
     if n == 1:
-        return cands, "single block", []
+        return cands, "single block", [], cands[0].tree
     left_out = "the other block was left out" if n == 2 else f"the other {n - 1} were left out"
     marked = [c for c in cands if c.tree is not None and _COMPLETE_INTRO.search(c.intro)]
-    try:
-        parts = _are_parts(cands)
-    except RecursionError:  # absurdly nested code: not worth joining
-        parts = False
+    parts = _are_parts(cands)
     if marked and not (parts and marked[-1] is cands[0]):
         return [marked[-1]], "block marked complete", [
             f"Used the python block at line {marked[-1].block.start_line}, introduced as the "
-            f"complete script; {left_out}."]
+            f"complete script; {left_out}."], marked[-1].tree
     if parts:
         return cands, f"joined {n} blocks", [
-            f"Joined {n} python blocks that build on each other into one script."]
+            f"Joined {n} python blocks that build on each other into one script."], _concat(cands)
     ok = [c for c in cands if c.tree is not None] or cands
-    best = max(reversed(ok), key=lambda c: _size(c.block.code))
-    why = "the longest that parses" if best.tree is not None else "none parses; the longest"
+    alone = {id(c) for c in ok if c.tree is not None and _self_contained(c.tree)}
+    best = max(reversed(ok), key=lambda c: (id(c) in alone, _size(c.block.code)))
+    why = ("none parses; the longest" if best.tree is None else "the longest that parses"
+           if len(alone) in (0, len(ok)) else "the longest that parses and runs on its own")
     return [best], f"longest of {n} blocks", [
-        f"Used the python block at line {best.block.start_line} ({why}); {left_out}."]
+        f"Used the python block at line {best.block.start_line} ({why}); {left_out}."], best.tree
 
 
 def _are_parts(cands: list[_Fenced]) -> bool:
     """True when the blocks read as consecutive steps of one script."""
     trees = [c.tree for c in cands]
-    if any(t is None for t in trees) or _parse("\n\n".join(c.block.code for c in cands)) is None:
+    if any(t is None for t in trees) or any(_ALT_INTRO.search(c.intro) for c in cands[1:]):
         return False
-    if any(_ALT_INTRO.search(c.intro) for c in cands[1:]):
+    try:
+        if any(_complete(t) for t in trees[:-1] if t is not None):
+            return False
+        info = [_names(t) for t in trees if t is not None]
+    except RecursionError:  # absurdly nested code: not worth joining
         return False
-    if any(_complete(t) for t in trees[:-1] if t is not None):
-        return False
-    info = [_names(t) for t in trees if t is not None]
     parent = list(range(len(info)))
 
     def root(k: int) -> int:
@@ -171,16 +281,22 @@ def _are_parts(cands: list[_Fenced]) -> bool:
     return len({root(k) for k in range(len(info))}) == 1
 
 
+def _self_contained(tree: ast.Module) -> bool:
+    """Uses no name it does not define (``data.sort()`` alone needs another block's data)."""
+    try:
+        return not _names(tree)[2]
+    except RecursionError:
+        return False
+
+
 def _names(tree: ast.Module) -> tuple[set[str], set[str], set[str]]:
     """(top-level bound names, def/class names, names used before this block binds them)."""
-    tops = [_bound_at_top(stmt) for stmt in tree.body]
-    every = set().union(*tops)
+    scanned = [(stmt, *_statement_names(stmt)) for stmt in tree.body]
+    every = set().union(*(top for _, top, _ in scanned))
     defs = {n.name for n in tree.body if isinstance(n, _DEFS)}
     free: set[str] = set()
     before: set[str] = set()
-    for stmt, top in zip(tree.body, tops, strict=True):
-        loads = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)
-                 and isinstance(n.ctx, ast.Load)} - _nested_bound(stmt) - _BUILTINS
+    for stmt, top, loads in scanned:
         if isinstance(stmt, ast.AugAssign) and isinstance(stmt.target, ast.Name):
             loads.add(stmt.target.id)
         if isinstance(stmt, _DEFS):
@@ -193,38 +309,82 @@ def _names(tree: ast.Module) -> tuple[set[str], set[str], set[str]]:
     return every, defs, free
 
 
-def _bound_at_top(stmt: ast.stmt) -> set[str]:
-    """Names a top-level statement binds in the module namespace."""
-    if isinstance(stmt, _DEFS):
-        return {stmt.name}
-    out: set[str] = set()
-    stack: list[ast.AST] = [stmt]
+def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
+    """(names a top-level statement binds in the module, names it reads from outside).
+
+    One walk: names bound inside functions, lambdas and comprehensions are local
+    to them, so they are neither bound at the top nor read from outside.
+    """
+    top: set[str] = {stmt.name} if isinstance(stmt, _DEFS) else set()
+    loads: set[str] = set()
+    local: set[str] = set()
+    stack: list[tuple[ast.AST | None, bool]] = [(stmt, False)]
+    while stack:
+        node, scoped = stack.pop()
+        if node is None:
+            continue
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                loads.add(node.id)
+            elif isinstance(node.ctx, ast.Store):
+                (local if scoped else top).add(node.id)
+            continue
+        if isinstance(node, ast.alias):
+            if not scoped:
+                top.add((node.asname or node.name).split(".")[0])
+            continue
+        if isinstance(node, ast.arg):
+            local.add(node.arg)
+        elif isinstance(node, _DEFS):
+            if not scoped and node is not stmt:
+                top.add(node.name)
+            scoped = True
+        elif isinstance(node, _SCOPES):
+            scoped = True
+        for name in child_fields(node.__class__):
+            value = getattr(node, name)
+            if isinstance(value, list):
+                stack.extend((v, scoped) for v in value)
+            else:
+                stack.append((value, scoped))
+    return top, loads - local - _BUILTINS
+
+
+def _concat(cands: list[_Fenced]) -> ast.Module:
+    """The tree of the blocks joined with blank lines, built from their own trees.
+
+    Same as parsing the joined text (statements never span blocks), minus a
+    second parse: each tree's line numbers are moved to where its block lands.
+    """
+    body: list[ast.stmt] = []
+    offset = 0
+    for c in cands:
+        assert c.tree is not None
+        if offset:
+            _shift(c.tree, offset)
+        body.extend(c.tree.body)
+        offset += c.block.code.count("\n") + 2  # its lines and the blank line after it
+    return ast.Module(body=body, type_ignores=[])
+
+
+def _shift(tree: ast.AST, lines: int) -> None:
+    """``ast.increment_lineno`` without its recursion and its cost."""
+    stack: list[ast.AST | None] = [tree]
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.alias):
-            out.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            out.add(node.id)
-        elif isinstance(node, _DEFS):
-            out.add(node.name)
+        if node is None:
             continue
-        elif isinstance(node, _SCOPES):
-            continue
-        stack.extend(ast.iter_child_nodes(node))
-    return out
-
-
-def _nested_bound(stmt: ast.stmt) -> set[str]:
-    """Names bound inside functions, lambdas and comprehensions (local, not free)."""
-    out: set[str] = set()
-    for scope in ast.walk(stmt):
-        if isinstance(scope, (*_DEFS, *_SCOPES)):
-            for n in ast.walk(scope):
-                if isinstance(n, ast.arg):
-                    out.add(n.arg)
-                elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-                    out.add(n.id)
-    return out
+        kind = node.__class__
+        if "lineno" in kind._attributes:
+            node.lineno += lines  # type: ignore[attr-defined]
+            if getattr(node, "end_lineno", None) is not None:
+                node.end_lineno += lines  # type: ignore[attr-defined]
+        for name in child_fields(kind):
+            value = getattr(node, name)
+            if isinstance(value, list):
+                stack.extend(value)
+            else:
+                stack.append(value)
 
 
 def _complete(tree: ast.Module) -> bool:
@@ -238,8 +398,12 @@ def _complete(tree: ast.Module) -> bool:
             and isinstance(last.value.func, ast.Name) and last.value.func.id in own)
 
 
-def _unfenced(text: str) -> Block | None:
-    """The largest run of blank-line-separated paragraphs that parses as code."""
+def _unfenced(text: str) -> tuple[Block, ast.Module, bool] | None:
+    """The largest run of blank-line-separated paragraphs that parses as code.
+
+    Indented runs (a Markdown indented code block, a snippet indented under a
+    list item) are dedented first; the last item says whether that was needed.
+    """
     lines = text.split("\n")
     paras: list[tuple[int, int]] = []
     for k, line in enumerate(lines):
@@ -251,15 +415,20 @@ def _unfenced(text: str) -> Block | None:
     spans = sorted(((paras[a][0], paras[b][1]) for a in starts
                     for b in range(a, len(paras))), key=lambda s: s[0] - s[1])
     for lo, hi in spans:
-        code = "\n".join(lines[lo:hi])
+        raw = "\n".join(lines[lo:hi])
+        code = textwrap.dedent(raw) if lines[lo][:1] in (" ", "\t") else raw
         tree = _parse(code)
         if tree is not None and _substantive(tree):
-            return Block("python", "", code, lo + 1)
+            found = block("python", "", code, lo + 1)
+            if found.code != code:  # trailing blanks trimmed: parse what the cell will hold
+                tree = _parse(found.code)
+            return (found, tree, code != raw) if tree is not None else None
     return None
 
 
 def _could_start(line: str) -> bool:
     """A first line that parses alone or is only unfinished (``def f():``, ``x = [``)."""
+    line = line.strip()
     try:
         _parse_strict(line)
     except SyntaxError as err:
@@ -274,19 +443,41 @@ def _size(code: str) -> int:
     return sum(1 for line in code.splitlines() if line.strip())
 
 
-def _done(blocks: list[Block], how: str, notes: list[str]) -> Extraction:
-    code = "\n\n".join(_LEADING_BLANKS.sub("", b.code).rstrip() for b in blocks)
-    return Extraction(code + "\n", tuple(blocks), how, tuple(notes))
+def _done(blocks: list[Block], how: str, notes: list[str],
+          tree: ast.Module | None) -> Extraction:
+    """The extraction; ``tree`` must be the parse of exactly the joined block code."""
+    return Extraction("\n\n".join(b.code for b in blocks) + "\n", tuple(blocks), how,
+                      tuple(notes), tree)
 
 
 def _no_code(text: str) -> NoCodeError:
+    """Quote the END of the reply (where a model asks its question) and say how to fix it."""
     flat = " ".join(text.split())
     if not flat:
         return NoCodeError("The model replied with an empty message: rephrase the spec or add "
                            "details.")
-    preview = flat if len(flat) <= 80 else flat[:80].rstrip() + "…"
-    return NoCodeError(f"The model replied without code: {preview} Rephrase the spec or add "
-                       "details.")
+    fix = ("Answer its question in the spec, or rephrase the spec or add details."
+           if flat.endswith("?") else "Rephrase the spec or add details.")
+    return NoCodeError(f"The model replied without code: {_tail(text.strip())} {fix}")
+
+
+def _tail(text: str) -> str:
+    """The last whole sentences of ``text`` within about ``_QUOTE_LIMIT`` characters.
+
+    Starts at a sentence or line start, so a question is never quoted from its
+    middle; a last sentence longer than the limit is cut at a word, marked "…".
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= _QUOTE_LIMIT:
+        return flat
+    window = text[-(_QUOTE_LIMIT * 3):]  # enough raw text for the limit after flattening
+    starts = [m.end() for m in _SENTENCE_END.finditer(window)]
+    for start in starts:
+        quote = " ".join(window[start:].split())
+        if quote and len(quote) <= _QUOTE_LIMIT:
+            return "…" + quote
+    cut = flat[-_QUOTE_LIMIT:]
+    return "…" + (cut.split(" ", 1)[1] if " " in cut else cut)
 
 
 __all__ = ["Block", "Extraction", "extract_code"]

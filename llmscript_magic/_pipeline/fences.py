@@ -44,6 +44,7 @@ _PYTHONISH = re.compile(r"^(def |class |import |from [\w.]+ import |async def |@
 _MAGIC_LINE = re.compile(r"^[!%].*$", re.M)
 _LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\n)+")
 _SESSION_START = re.compile(r"\s*(>>>( |$)|In \[\d*\]: )")
+_PROMPT = re.compile(r"[ \t]*(?:>>>|\.\.\.:|\.\.\.|In \[\d*\]:)( ?)(.*)$")
 _SESSION_LINE = re.compile(r"^[ \t]*(>>>|In \[\d*\]:)( |$)", re.M)
 
 # Reasoning traces: a leading <think>…</think> (DeepSeek-R1, Qwen3, QwQ, distills), or
@@ -55,7 +56,8 @@ _LONE_CLOSE = re.compile(r"(^[ \t]*</(think|thinking)>|(?<![`'\"(\[])</(think|th
 # starts with <|python_tag|>; chat templates end with <|eot_id|>, <|im_end|> and such.
 _LEAD_TOKEN = re.compile(r"\A\s*<\|python_tag\|>")
 _TAIL_TOKENS = re.compile(r"(?:<\|(?:eom_id|eot_id|im_end|endoftext|end)\|>|</s>|\s)+\Z")
-_CODE_TAG = re.compile(r"<(code|python)(\s[^>]*)?>(.*?)</\1>", re.S | re.I)
+# <code>, <python> (XML-style answers), [PYTHON]…[/PYTHON] (Code Llama's instruction format)
+_CODE_TAG = re.compile(r"[<\[](code|python)(\s[^>\]]*)?[>\]](.*?)[<\[]/\1[>\]]", re.S | re.I)
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 _TOOL_START = re.compile(r"^[ \t]*(?:<tool_call>\s*|\[TOOL_CALLS\]\s*)?(?=[\[{])", re.M)
 _CODE_KEYS = ("code", "script", "source", "source_code", "python", "python_code", "program",
@@ -180,7 +182,7 @@ def _classify(f: _Fenced) -> str:
 
 
 def _skip_note(f: _Fenced) -> str:
-    where = f"at line {f.block.start_line - 1}"
+    where = f"at line {f.lines[0] + 1}"  # the opening fence
     if f.kind == "shell":
         return (f"Skipped a shell block {where}: shell commands are not run; "
                 "install packages in the sandbox image instead.")
@@ -214,7 +216,10 @@ class Trace:
 def strip_tokens(text: str) -> str:
     """Drop chat-template tokens a local server left in the text (never inside the code)."""
     text = _LEAD_TOKEN.sub(lambda m: m.group().replace("<|python_tag|>", ""), text, count=1)
-    return _TAIL_TOKENS.sub("\n", text, count=1) if "<" in text[-40:] else text
+    if "<" not in text[-40:]:
+        return text
+    cut = max(len(text) - 200, 0)  # end tokens sit at the very end: never scan the whole reply
+    return text[:cut] + _TAIL_TOKENS.sub("\n", text[cut:], count=1)
 
 
 def split_trace(text: str) -> tuple[str, Trace | None]:
@@ -230,7 +235,7 @@ def split_trace(text: str) -> tuple[str, Trace | None]:
         end = text.find(close, m.end())
         start, stop = m.start(1), (len(text) if end < 0 else end + len(close))
     else:
-        lone = _LONE_CLOSE.search(text)
+        lone = _LONE_CLOSE.search(text) if "</think" in text else None
         if lone is None or re.search(r"<(think|thinking)>", text[:lone.start()]):
             return text, None
         start, stop = 0, lone.end()
@@ -246,18 +251,23 @@ def split_trace(text: str) -> tuple[str, Trace | None]:
 
 # -- <code> tags ---------------------------------------------------------------------
 def tagged(text: str) -> list[_Fenced]:
-    """``<code>…</code>`` / ``<pre><code class="language-python">`` blocks, as fenced ones."""
+    """``<code>``, ``<pre><code class="language-python">``, ``[PYTHON]`` blocks, as fenced ones."""
     out: list[_Fenced] = []
     prev = 0
     for m in _CODE_TAG.finditer(text):
         attrs, body = m.group(2) or "", m.group(3)
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if "\n" not in body.strip() and re.sub(r"<pre[^>]*>", "", text[line_start:m.start()]
+                                               ).strip():
+            continue  # "the <code>load()</code> function": a mention in a sentence, not a block
         if _ENTITY.search(body):
             body = html.unescape(body)
         lang = re.search(r"(?:language-|lang(?:uage)?=[\"']?)(\w+)", attrs)
         tag = m.group(1).lower()
         name = "python" if tag == "python" else _lang(lang.group(1)) if lang else ""
         start = text.count("\n", 0, m.start(3)) + 1
-        found = _Fenced(block(name, f"<{tag}>", _dedent(body), start),
+        info = f"<{tag}>" if m.group().startswith("<") else f"[{m.group(1)}]"
+        found = _Fenced(block(name, info, _dedent(body), start),
                         re.sub(r"<[^>]+>", "", text[prev:m.start()]).strip(), True)
         out.append(found)
         prev = m.end()
@@ -269,7 +279,7 @@ def strip_prompts(text: str) -> str | None:
     """The code of a ``>>>`` / ``In [1]:`` session: prompts removed, output lines dropped."""
     out: list[str] = []
     for line in text.split("\n"):
-        m = re.match(r"[ \t]*(?:>>>|\.\.\.|In \[\d*\]:|[ \t]*\.\.\.:)( ?)(.*)$", line)
+        m = _PROMPT.match(line)
         if m:
             out.append(m.group(2))
         elif not line.strip() and out and out[-1].strip():
@@ -280,6 +290,21 @@ def strip_prompts(text: str) -> str | None:
 
 def has_session(text: str) -> bool:
     return bool(_SESSION_LINE.search(text))
+
+
+def blank_sessions(text: str) -> str:
+    """``text`` with session lines emptied: ``In [2]: df = f()`` even parses as Python."""
+    if not has_session(text) and "Out[" not in text:
+        return text
+    lines = text.split("\n")
+    in_session = False
+    for k, line in enumerate(lines):
+        if re.match(r"[ \t]*(>>>|In \[\d*\]:|Out\[\d*\]:)( |$)", line) or (
+                in_session and re.match(r"[ \t]*\.\.\.:?( |$)", line)):
+            lines[k], in_session = "", True
+        elif line.strip():
+            in_session = False
+    return "\n".join(lines)
 
 
 # -- JSON tool calls written as text -------------------------------------------------
@@ -307,7 +332,7 @@ def tool_call(text: str) -> tuple[str, int, str] | None:
 
 
 def _code_in(obj: Any, depth: int) -> str | None:
-    if depth > 4:
+    if depth > 8:  # tool_calls -> [..] -> function -> arguments (a JSON string) -> code
         return None
     if isinstance(obj, list):
         return next((c for x in obj if (c := _code_in(x, depth + 1)) is not None), None)

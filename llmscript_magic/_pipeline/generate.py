@@ -7,6 +7,7 @@ model gets a short, trimmed report and tries again. Every attempt is kept.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 import threading
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._errors import CancelledError, ExtractionError, ReplayError, SandboxError
-from .._store.cache import DiskCache, Recordings, entry_to_reply, reply_to_entry, request_key
+from .._store.cache import DiskCache, entry_to_reply, reply_to_entry, request_key
+from .._store.recordings import Recordings, current_scope, lookup
 from ..providers.base import Message, Provider, Reply, Request, Usage, resolve_model
 from .checks import example_check, expr_check, outputs_check, run_check, tail
 from .options import Options
@@ -120,15 +122,21 @@ class Generation:
 
 
 def _stream(provider: Provider, request: Request, reply: Reply,
-            on_chunk: ChunkCallback | None, cancel: threading.Event | None) -> None:
+            on_chunk: ChunkCallback | None, cancel: threading.Event | None,
+            on_thinking: ChunkCallback | None = None) -> None:
+    """Relay text chunks, and the growth of ``reply.thinking`` (an empty chunk says so)."""
     from ..providers.registry import stream_reply
 
     chunks: list[str] = []
+    shown = 0
     gen = stream_reply(provider, request, reply)  # a plugin's stray exception: one line
     try:
         for chunk in gen:
             chunks.append(chunk)
-            if on_chunk:
+            if on_thinking and len(reply.thinking) > shown:
+                on_thinking(reply.thinking[shown:])
+                shown = len(reply.thinking)
+            if on_chunk and chunk:
                 on_chunk(chunk)
             if cancel is not None and cancel.is_set():
                 raise CancelledError("Generation stopped; nothing was inserted.")
@@ -138,7 +146,16 @@ def _stream(provider: Provider, request: Request, reply: Reply,
 
 
 class _Completer:
-    """Answers a request from replay recordings, the cache, or the provider."""
+    """Answers a request from replay recordings, the cache, or the provider.
+
+    ``--replay NB`` (or ``LLMSCRIPT_REPLAY``) answers only from NB's recording of the
+    running cell and says why when there is none. Without it, a recording of the running
+    cell with an unchanged spec in the notebook the kernel runs (see
+    ``_store/recordings.kernel_notebooks``) answers before the cache, so papermill and
+    nbconvert reuse recorded generations with no key. ``--refresh`` always asks the model;
+    ``--no-cache`` does too where the front end names the cell (JupyterLab: a user is
+    there to want a new answer), but not in runs without cell ids (papermill, nbconvert).
+    """
 
     def __init__(self, opts: Options, spec: Spec) -> None:
         self.opts = opts
@@ -146,13 +163,20 @@ class _Completer:
         self.provider_name = self.cls.name
         self.label = f"{self.provider_name}:{self.model}"
         self.recorded: list[dict[str, Any]] | None = None
+        self.strict = bool(opts.replay)  # a missing recording is an error, not a request
+        scope = current_scope()
+        self.searched = scope.notebooks
+        record: dict[str, Any] | None = None
         if opts.replay:
-            record = Recordings.from_notebook(opts.replay).get(spec.hash())
-            if record is None:
-                raise ReplayError(
-                    f"No recorded generation for this spec in {opts.replay} (the spec changed "
-                    "since recording, or it was never run): run without --replay, with an API key."
-                )
+            found = Recordings.from_notebook(opts.replay).find(spec.hash(), scope.cell_id)
+            if found.record is None:
+                raise ReplayError(f"No recorded generation in {Path(opts.replay).name}: "
+                                  f"{found.problem}; run without --replay, with an API key.")
+            record = found.record
+        elif (not opts.refresh and (opts.cache or scope.cell_id is None)
+              and (hit := lookup(spec.hash(), scope))):
+            record = hit[0]
+        if record is not None:
             self.recorded = list(record.get("replies", []))
             self.label = record.get("model") or self.label
         self.cache = DiskCache(opts.cache_dir) if opts.cache else None
@@ -160,38 +184,59 @@ class _Completer:
 
     def provider(self) -> Provider:
         if self._provider is None:
+            from .._errors import MissingKeyError
             from ..providers.registry import provider_instance
 
             # a registered instance (a test's fake) answers; SDK clients are shared per settings
-            self._provider = provider_instance(self.cls, self.opts.api_key,
-                                               timeout=self.opts.request_timeout,
-                                               max_retries=self.opts.max_retries,
-                                               base_url=self.opts.base_url)
-            self._provider.api_key()  # fail early, with the how-to-fix line, before streaming
+            provider = provider_instance(self.cls, self.opts.api_key,
+                                         timeout=self.opts.request_timeout,
+                                         max_retries=self.opts.max_retries,
+                                         base_url=self.opts.base_url)
+            try:
+                provider.api_key()  # fail early, with the how-to-fix line, before streaming
+            except MissingKeyError as err:
+                raise MissingKeyError(f"{str(err).rstrip('.')} ({self._where()}).") from None
+            self._provider = provider
         return self._provider
+
+    def _where(self) -> str:
+        """Where replay looked, for the no-key line (headless runners show only that)."""
+        if self.searched:
+            names = ", ".join(Path(n).name for n in self.searched[:3])
+            return f"no recording of this cell with this spec in {names}"
+        return ("papermill or nbconvert: set LLMSCRIPT_REPLAY=NOTEBOOK to replay its recorded "
+                "generations")
+
+    #: shown the model's reasoning (extended thinking) as it streams; set by generate()
+    on_thinking: ChunkCallback | None = None
+
+    def _show(self, reply: Reply, on_chunk: ChunkCallback | None) -> None:
+        """A stored reply (cache, recording) shown as if it streamed."""
+        if self.on_thinking and reply.thinking:
+            self.on_thinking(reply.thinking)
+        if on_chunk:
+            on_chunk(reply.text)
 
     def complete(self, request: Request, attempt: int, on_chunk: ChunkCallback | None,
                  cancel: threading.Event | None) -> tuple[Reply, str, str]:
         key = request_key(self.provider_name, request)
-        if self.recorded is not None:
+        if self.recorded is not None and (attempt < len(self.recorded) or self.strict):
             if attempt >= len(self.recorded):
                 raise ReplayError(
                     f"The recording has {len(self.recorded)} attempt(s) but replay needed "
                     "another (the checks differ from when it was recorded): run without --replay."
                 )
             reply = entry_to_reply(self.recorded[attempt])
-            if on_chunk:
-                on_chunk(reply.text)
+            self._show(reply, on_chunk)
             return reply, key, "replay"
         if self.cache is not None and not self.opts.refresh:
             entry = self.cache.get(key)
             if entry is not None:
                 reply = entry_to_reply(entry)
-                if on_chunk:
-                    on_chunk(reply.text)
+                self._show(reply, on_chunk)
                 return reply, key, "cache"
         reply = Reply()
-        _stream(self.provider(), request, reply, on_chunk, cancel)
+        _stream(self.provider(), request, reply, on_chunk, cancel, self.on_thinking)
         if self.cache is not None and not reply.truncated:
             self.cache.put(key, reply_to_entry(key, reply))
         return reply, key, "model"
@@ -262,6 +307,7 @@ def generate(
     on_chunk: ChunkCallback | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
     cancel: threading.Event | None = None,
+    on_thinking: ChunkCallback | None = None,
     **overrides: Any,
 ) -> Generation:
     """Generate (and optionally run) code for ``spec``; raises only for setup problems.
@@ -272,6 +318,7 @@ def generate(
     opts = replace(options or Options(), **overrides)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     completer = _Completer(opts, spec)
+    completer.on_thinking = on_thinking
     prompt = build_prompt(spec, extra_system=opts.system, context=opts.context,
                           history=opts.history)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
@@ -280,7 +327,7 @@ def generate(
     t0 = time.monotonic()
     for n in range(opts.retries + 1):
         request = Request(completer.model, prompt.system, messages, opts.max_tokens,
-                          opts.temperature)
+                          opts.temperature, thinking_tokens=opts.thinking or None)
         reply, key, source = completer.complete(request, n, on_chunk, cancel)
         gen.timing.setdefault("reply_s", time.monotonic() - t0)
         gen.usage = gen.usage + reply.usage
@@ -317,17 +364,18 @@ def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] 
                        source=source)
     attempt = Attempt(reply.text, found.code, ValidationReport([]), reply.usage,
                       reply.stop_reason, source=source)
-    _check(attempt, spec, opts, available)
+    _check(attempt, spec, opts, available, tree=found.tree)  # parsed once, by extraction
     how = "; ".join((f"code taken from the reply: {found.how}", *found.notes))
     attempt.report.checks.insert(0, Check("extract", "pass", how, layer="extract"))
     return attempt
 
 
 def _check(attempt: Attempt, spec: Spec, opts: Options,
-           available: frozenset[str] | None) -> None:
+           available: frozenset[str] | None, tree: ast.Module | None = None) -> None:
     """Static layers, then (when asked and they pass) the sandbox run and its checks."""
     assert attempt.code is not None
-    report = validate(attempt.code, available=available, allow_imports=_set(opts.allow_imports),
+    report = validate(attempt.code, tree=tree, available=available,
+                      allow_imports=_set(opts.allow_imports),
                       deny_imports=_set(opts.deny_imports), strict=opts.strict)
     attempt.report = report
     if opts.run and report.ok:

@@ -91,6 +91,9 @@ class Options:
     temperature: float | None = option(None, "Sampling temperature; unset = the provider's "
                                        "default.")
     system: str = option("", "Extra instructions appended to the system prompt.")
+    thinking: int = option(0, "Extended thinking budget in tokens (Anthropic models that "
+                           "support it; at least 1024); 0 = off. Shown, never run.", low=0,
+                           metavar="TOKENS")
     api_key: str | None = option(None, "API key; prefer the provider's environment variable "
                                  "(ANTHROPIC_API_KEY). Never shown or stored.", flag=False,
                                  secret=True)

@@ -76,11 +76,14 @@ def build_prompt(
     system = SYSTEM_PROMPT
     if extra_system:
         system += "\nExtra instructions from the user:\n" + extra_system.strip() + "\n"
-    parts = ["Task:\n" + render_spec(spec)]
-    if environment:
-        parts.append("Environment:\n" + environment)
-    parts.extend(context)
-    return Prompt(system, (*history, Message("user", "\n\n".join(parts))))
+    # Stable, possibly long parts first (environment, notebook data), the task last: the
+    # provider may cache that prefix, so a new task over the same data re-reads it cheaply.
+    prefix = "\n\n".join([*(["Environment:\n" + environment] if environment else []),
+                           *context])
+    task = "Task:\n" + render_spec(spec)
+    text = prefix + "\n\n" + task if prefix else task
+    mark = len(prefix) + 2 if context else 0  # a breakpoint pays off only for notebook data
+    return Prompt(system, (*history, Message("user", text, cache_prefix=mark)))
 
 
 def repair_message(report: str) -> Message:

@@ -84,6 +84,6 @@ def shutdown() -> None:
     """Remove every pooled container now (also runs at interpreter exit)."""
     import sys
 
-    pool = sys.modules.get(__name__ + "._pool")
+    pool = sys.modules.get(__name__ + ".pool")
     if pool is not None:
         pool.shutdown_all()

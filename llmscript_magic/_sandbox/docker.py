@@ -30,10 +30,10 @@ from typing import Any
 
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
-from .engine import RUNSC, _why, connect, gvisor_problem
+from .engine import RUNSC, _why, connect, gvisor_problem, unreachable
 from .files import read_outputs, tar_inputs
 from .harness.runner import VALUE_CAP
-from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE
+from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 from .pool import Pool, Slot, close_pools, get_pool, remove
 
@@ -56,20 +56,33 @@ MASKED_PATHS = [
 ]
 
 
+#: Calls a generated script never needs; none is in seccomp.json's allow-list.
+DENIED_SYSCALLS = (
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "add_key", "keyctl", "request_key",
+    "bpf", "perf_event_open", "userfaultfd", "ptrace", "process_vm_readv", "process_vm_writev",
+    "kcmp", "pidfd_getfd", "mount", "umount2", "mount_setattr", "pivot_root", "move_mount",
+    "fsopen", "fsmount", "fspick", "fsconfig", "open_tree", "unshare", "setns", "chroot",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+    "open_by_handle_at", "name_to_handle_at", "fanotify_init", "fanotify_mark", "quotactl",
+    "swapon", "swapoff", "reboot", "acct", "syslog", "iopl", "ioperm", "lookup_dcookie",
+    "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+)
+
+
 @functools.lru_cache(maxsize=2)
 def seccomp_profile(gvisor: bool) -> str:
     """Our profile as the engine wants it (inline JSON), for runc or for runsc.
 
-    gVisor ignores a rule's errnoRet, so the profile's "clone3 -> ENOSYS" would
-    become EPERM and glibc (which falls back to clone only on ENOSYS) could not
-    start threads. gVisor answers ENOSYS for clone3 itself, so there the call
-    is let through to it instead.
+    Under runc it is the allow-list in seccomp.json. Under gVisor the script's
+    calls reach gVisor's own kernel, not the host's, and runsc (2022-12) both
+    ignores errnoRet (clone3 -> EPERM: glibc then cannot start threads) and
+    drops some allowed names (pselect6, so select() fails); there the profile
+    is the deny-list of the same calls, which gVisor does enforce.
     """
     profile = json.loads((Path(__file__).parent / "seccomp.json").read_text())
     if gvisor:
-        rules = [r for r in profile["syscalls"] if r["names"] != ["clone3"]]
-        rules[0] = dict(rules[0], names=[*rules[0]["names"], "clone3"])
-        profile["syscalls"] = rules
+        profile = {"defaultAction": "SCMP_ACT_ALLOW", "archMap": profile["archMap"],
+                   "syscalls": [{"names": list(DENIED_SYSCALLS), "action": "SCMP_ACT_ERRNO"}]}
     return json.dumps(profile, separators=(",", ":"))
 
 
@@ -88,12 +101,23 @@ def resolve_isolation(client: Any, wanted: str) -> str:
     raise ConfigurationError(f"gVisor isolation is not available: {problem}")
 
 
+_owner: tuple[int, str] | None = None
+
+
+def _labels() -> dict[str, str]:
+    """Ours, and whose: `llmscript sandbox prune` and the tests' leftover check use the owner."""
+    global _owner
+    if _owner is None or _owner[0] != os.getpid():
+        _owner = (os.getpid(), owner_id())
+    return {LABEL: "1", OWNER_LABEL: _owner[1]}
+
+
 def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any:
     from docker.types import DriverConfig, Mount, Ulimit
 
     size = f"{limits.disk_mb}m"
     work = Mount(
-        target=WORK, source=None, type="volume", no_copy=True, labels={LABEL: "1"},
+        target=WORK, source=None, type="volume", no_copy=True, labels=_labels(),
         driver_config=DriverConfig("local", {
             "type": "tmpfs", "device": "tmpfs",
             "o": f"size={size},uid=65534,gid=65534,mode=0700,nosuid,nodev",
@@ -111,11 +135,18 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any
         mem_limit=f"{limits.memory_mb}m",
         memswap_limit=f"{limits.memory_mb}m",
         nano_cpus=int(limits.cpus * 1e9),
-        pids_limit=limits.pids,
+        pids_limit=limits.pids if runtime != RUNSC else limits.pids * 10 + 256,
         ulimits=[
             Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
             Ulimit(name="nofile", soft=256, hard=256),
             Ulimit(name="core", soft=0, hard=0),
+            # gVisor's own host threads count in the host pids cgroup (about 6-9 per
+            # process of the script), and hitting that cap kills the whole sandbox: there
+            # the host cap gets headroom and gVisor enforces the script's limit as
+            # RLIMIT_NPROC, which it counts inside the sandbox only (under runc it would
+            # count every process of uid 65534 on the host).
+            *([Ulimit(name="nproc", soft=limits.pids, hard=limits.pids)]
+              if runtime == RUNSC else []),
         ],
         log_config={"type": "none", "config": {}},
         auto_remove=True,
@@ -133,7 +164,7 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None) -> Sl
     wrapper = (_HARNESS / "wrapper.py").read_text()
     created = client.api.create_container(
         image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE],
-        user=UID, working_dir=WORK, environment={}, labels={LABEL: "1"},
+        user=UID, working_dir=WORK, environment={}, labels=_labels(),
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
         host_config=_host_config(client, limits, runtime),
     )
@@ -146,7 +177,7 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None) -> Sl
     except BaseException:
         remove(client, cid)
         raise
-    return Slot(client, cid, sock)
+    return Slot(client, cid, sock, raw if raw is not sock else None)
 
 
 class _Stream:
@@ -199,10 +230,8 @@ class DockerSandbox(Sandbox):
         except docker.errors.ImageNotFound:
             raise ImageNotFoundError(
                 f"Sandbox image {image} is not built: run `llmscript sandbox build`") from None
-        except docker.errors.DockerException as exc:
-            raise SandboxUnavailableError(
-                f"Docker engine not reachable ({exc}): start it with "
-                "`bash scripts/start-docker` or use --sandbox local") from None
+        except Exception as exc:  # requests' errors too: the engine went away meanwhile
+            raise unreachable(exc) from None
 
     def _pool(self, limits: Limits) -> Pool:
         key = (self.client.api.base_url, self.image_id, self.runtime, limits.container_key())
@@ -216,24 +245,35 @@ class DockerSandbox(Sandbox):
         files = dict(files or {})
         tar = tar_inputs(files) if files else b""
         job = harness_job(code, inputs, outputs, check)
-        start = time.monotonic()
+        start, wall_start = time.monotonic(), time.time()
         pool = self._pool(limits)
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             slot = self._take(pool)
             done = False
             try:
+                if attempt < 3 and not slot.alive():
+                    # Lost while warm (engine restart, a prune elsewhere): not the code's
+                    # fault, so take another one instead of reporting a failed run.
+                    self._drop_stale(pool)
+                    continue
                 try:
                     self._hand_over(slot, job, inputs, tar, limits)
                 except (OSError, self._docker_error) as exc:
-                    if attempt == 2:
+                    if attempt == 3:
                         raise self._engine_failed(exc) from None
-                    continue  # a pooled container went stale (engine restart): use a new one
+                    self._drop_stale(pool)
+                    continue
                 try:
                     result = self._collect(slot, files, limits, start, outputs)
                 except (OSError, self._docker_error) as exc:
                     raise self._engine_failed(exc) from None
                 done = True
                 result.isolation = self.isolation
+                if result.status == "error" and result.exit_code is None:
+                    self._explain_lost_runner(result, slot.container_id, limits, wall_start)
+                cut = getattr(result.files, "cut", "")  # files.Outputs: what did not come back
+                if cut:
+                    result.stderr += f"\n[sandbox] {cut}\n"
                 return result
             finally:
                 slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
@@ -249,8 +289,37 @@ class DockerSandbox(Sandbox):
 
         return docker.errors.DockerException
 
+    def _explain_lost_runner(self, result: RunResult, cid: str, limits: Limits,
+                             since: float) -> None:
+        """A runner gone without a report: was it the memory cap? Ask the engine's events.
+
+        Under gVisor the OOM killer takes the whole sandbox (its kernel too), and
+        the auto-removed container can no longer be inspected; the event stays.
+        """
+        try:
+            events = self.client.api.events(
+                since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                filters={"container": cid, "event": "oom"})
+            oom = any(True for _ in events)
+        except Exception:
+            return
+        if oom:
+            result.status = "memory"
+            result.reason = f"Ran out of memory (limit {limits.memory_mb} MB)"
+            result.stderr += f"\n[sandbox] {result.reason}\n"
+
+    def _drop_stale(self, pool: Pool) -> None:
+        """After a lost container: drop the other dead warm ones and our orphaned volumes."""
+        pool.drop_dead()
+        with contextlib.suppress(Exception):  # best effort; the engine may be down
+            self.client.volumes.prune(filters={"label": f"{OWNER_LABEL}={_labels()[OWNER_LABEL]}"})
+
     @staticmethod
     def _engine_failed(exc: Exception) -> SandboxUnavailableError:
+        import requests
+
+        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+            return unreachable(exc)
         reason = _why(exc)
         return SandboxUnavailableError(
             f"Docker engine failed during the run ({reason}): check it with `docker info` "

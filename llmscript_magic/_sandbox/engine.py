@@ -26,15 +26,33 @@ GVISOR_FIX = (
 UNREACHABLE_FIX = "start it with `bash scripts/start-docker` or use --sandbox local"
 
 
+_clients: dict[tuple[str, int], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def connect(timeout: int = 60) -> Any:
-    """A client for the engine DOCKER_HOST names (or the local socket)."""
+    """A client for the engine DOCKER_HOST names (or the local socket), pinged.
+
+    One client per engine and timeout, shared: each holds a connection pool,
+    and throwaway clients would leave their sockets to the garbage collector.
+    """
     import docker
 
+    key = (os.environ.get("DOCKER_HOST") or "", timeout)
+    with _clients_lock:
+        client = _clients.get(key)
     try:
-        client = docker.from_env(timeout=timeout)
+        if client is None:
+            client = docker.from_env(timeout=timeout)
         client.ping()
     except Exception as exc:
+        if client is not None:
+            with _clients_lock:
+                _clients.pop(key, None)
+            client.close()
         raise unreachable(exc) from None
+    with _clients_lock:
+        client = _clients.setdefault(key, client)
     return client
 
 

@@ -1,8 +1,9 @@
 """Files in and out of the sandbox as tar streams, checked member by member.
 
 Inputs are packed with safe relative names; outputs are read as a stream with
-a byte budget and only regular files come back: links, devices, absolute or
-`..` names and oversize files are skipped, never followed.
+a byte, count and time budget and only regular files come back: symlinks,
+devices, absolute or `..` names and oversize files are skipped, never
+followed; hard links come back under each name; a cut is reported, never raised.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import ConfigurationError, SandboxError
+from .._errors import ConfigurationError
 from .base import Limits, OutputFile
 
 
@@ -46,11 +47,32 @@ def tar_inputs(files: Mapping[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+class Outputs(list[OutputFile]):
+    """The files that came back, and (``cut``) one line on what did not, if anything."""
+
+    cut: str = ""
+
+
+MAX_FILES = 10_000
+COLLECT_SECONDS = 10.0  # a hostile work dir must not hold the run open
+
+
 def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
-                 wanted: set[str]) -> list[OutputFile]:
-    """Regular files from a get_archive stream, checked member by member."""
+                 wanted: set[str], *, seconds: float = COLLECT_SECONDS) -> Outputs:
+    """Regular files from a get_archive stream, checked member by member; never raises.
+
+    Bounded in bytes (the tar's sizes are apparent sizes, so a sparse file counts
+    in full), in count and in time: past a bound the stream is dropped and the
+    result's ``cut`` says so. A hard link comes back under every wanted name; a
+    file that changed while the engine packed it (the stream breaks) is reported.
+    """
     budget = limits.disk_mb * 2**20 + 2**20
+    deadline = time.monotonic() + seconds
     read = 0
+    over: list[str] = []
+
+    class _Bound(Exception):
+        pass
 
     class _Reader(io.RawIOBase):
         def __init__(self) -> None:
@@ -62,28 +84,76 @@ def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
         def readinto(self, b: Any) -> int:
             nonlocal read
             while not self.buf:
+                if time.monotonic() > deadline:
+                    over.append(f"collecting took over {seconds:g} s")
+                    raise _Bound
                 try:
                     self.buf = next(chunks)
                 except StopIteration:
                     return 0
                 read += len(self.buf)
                 if read > budget:
-                    raise SandboxError("The sandbox returned more data than its disk holds")
+                    over.append(f"more than the {limits.disk_mb} MB the work dir holds")
+                    raise _Bound
             n = min(len(b), len(self.buf))
             b[:n], self.buf = self.buf[:n], self.buf[n:]
             return n
 
-    out = []
-    with tarfile.open(fileobj=io.BufferedReader(_Reader()), mode="r|") as tar:
-        for member in tar:
-            name = member.name.split("/", 1)[1] if "/" in member.name else ""
-            parts = name.split("/")
-            if (not member.isreg() or not name or member.name.startswith("/")
-                    or ".." in parts or member.size > limits.file_bytes or name not in wanted):
-                continue  # links, devices, escapes and oversize files are never returned
-            fh = tar.extractfile(member)
-            data = fh.read() if fh is not None else b""
-            if inputs.get(name) == data:
-                continue
-            out.append(OutputFile(name=name, size=len(data), data=data))
-    return sorted(out, key=lambda f: f.name)
+    out = Outputs()
+    seen: dict[str, bytes] = {}  # every regular file read, for hard links to it
+    skipped = 0
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(_Reader()), mode="r|") as tar:
+            for member in tar:
+                name = _rel(member.name)
+                parts = name.split("/")
+                if not name or member.name.startswith("/") or ".." in parts:
+                    continue  # escapes are never returned
+                if member.islnk():
+                    target = _rel(member.linkname)
+                    data_or_none = seen.get(target, inputs.get(target))
+                    if name in wanted and data_or_none is not None:
+                        if len(out) >= MAX_FILES:
+                            skipped += 1
+                            continue
+                        out.append(OutputFile(name=name, size=len(data_or_none),
+                                              data=data_or_none))
+                    continue
+                if not member.isreg():
+                    continue  # symlinks, devices: never followed or returned
+                if member.size > limits.file_bytes:
+                    skipped += name in wanted
+                    continue
+                fh = tar.extractfile(member)
+                data = fh.read() if fh is not None else b""
+                if len(data) != member.size:
+                    over.append(f"{name} changed while it was collected")
+                    break
+                seen[name] = data
+                if name not in wanted:
+                    skipped += name not in inputs  # new, yet beyond the runner's list
+                    continue
+                if inputs.get(name) == data:
+                    continue
+                if len(out) >= MAX_FILES:
+                    skipped += 1
+                    continue
+                out.append(OutputFile(name=name, size=len(data), data=data))
+    except _Bound:
+        pass
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        # The engine stops the stream when a file grows or shrinks as it packs it.
+        over.append(f"a file changed while it was collected ({type(exc).__name__})")
+    out.sort(key=lambda f: f.name)
+    notes = over[:1]
+    if skipped:
+        notes.append(f"{skipped} file(s) over the {limits.file_bytes}-byte file cap or the "
+                     f"{MAX_FILES}-file count")
+    if notes:
+        out.cut = "output files cut: " + "; ".join(notes)
+    return out
+
+
+def _rel(member_name: str) -> str:
+    """The archive's member name relative to the work dir (its first part is the dir)."""
+    return member_name.split("/", 1)[1] if "/" in member_name else ""

@@ -26,6 +26,7 @@ IMAGE_REPO = "llmscript-sandbox"
 IMAGE_VERSION = "1"
 DEFAULT_IMAGE = f"{IMAGE_REPO}:{IMAGE_VERSION}"
 LABEL = "llmscript.sandbox"
+OWNER_LABEL = "llmscript.owner"  # "host:pid:start" of the process whose pool made it
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-numpy", "python3-pandas", "python3-matplotlib", "coreutils")
 MPL_CACHE = "/opt/llmscript/mpl"  # prebuilt matplotlib font cache, copied to /tmp at start
@@ -190,24 +191,69 @@ def list_images() -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["created"], reverse=True)
 
 
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (tells a reused pid apart)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_id() -> str:
+    """This process as a sandbox owner: host, pid and start time."""
+    import socket
+
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or 0}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """True when the owning process has ended; owners on other hosts are never gone."""
+    import socket
+
+    if not owner:
+        return True  # made before owners were labelled
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return _start_time(int(pid)) != start
+
+
 def prune() -> int:
-    """Remove leftover sandbox containers and volumes; returns how many went."""
+    """Remove sandbox containers and volumes whose owning process is gone.
+
+    A live kernel's warm containers are left alone (prune from another
+    terminal must not break it); returns how many went.
+    """
     import docker
 
     client = _client()
     removed = 0
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+    for container in client.containers.list(all=True, sparse=True,
+                                            filters={"label": f"{LABEL}=1"}):
+        if not owner_gone((container.attrs.get("Labels") or {}).get(OWNER_LABEL)):
+            continue
         try:
-            container.remove(force=True, v=True)
+            client.api.remove_container(container.id, force=True, v=True)
             removed += 1
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: its removal is already under way
+                raise
     for volume in client.volumes.list(filters={"label": f"{LABEL}=1"}):
+        if not owner_gone((volume.attrs.get("Labels") or {}).get(OWNER_LABEL)):
+            continue
         try:
-            volume.remove(force=True)
+            volume.remove()  # not force: a volume still in use stays
             removed += 1
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
     return removed
 
 

@@ -1,10 +1,14 @@
-"""Local backend: a subprocess with rlimits, for machines without Docker.
+"""Local backend: bubblewrap namespaces on this machine, for hosts without Docker.
 
-Weaker than Docker and labelled so: the script runs as the current user and
-can read whatever that user can. What it does get: an empty environment, a
-fresh temp work dir, caps on CPU time, data memory, file size and processes,
-the same wall clock (the whole process group is killed), the same output cap,
-and no network where an unprivileged user+net namespace (`unshare -rn`) works.
+Built on bubblewrap (Debian's ``bubblewrap``, the sandbox Flatpak uses): new
+user, PID, network, IPC and UTS namespaces; the system (``/usr``) and the
+Python environment bound read-only; a private ``/tmp``; no home, no
+``/var/run`` (so no Docker socket); an empty environment; ``--die-with-parent``
+and ``--new-session``. The script's processes live in the PID namespace, so
+nothing outlives the run (the kernel kills them all when it ends). Still
+weaker than Docker (the host kernel, no memory cgroup) and labelled so. Where
+bubblewrap is missing or cannot start, the backend refuses to run and says
+which package to install: it never falls back to a weaker subprocess.
 """
 
 from __future__ import annotations
@@ -22,26 +26,85 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .._errors import SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
 from .files import safe_name
 from .harness.runner import changed_files, snapshot, supervise, write_job
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 
-WARNING = ("local sandbox: weaker isolation than Docker (runs as your user, can read your "
-           "files); use it only for code you would run yourself")
+WARNING = ("local sandbox: weaker isolation than Docker (bubblewrap namespaces on your "
+           "machine's kernel, no memory cgroup); use it only for code you would run yourself")
+INSTALL_HINT = ("bubblewrap is not installed: run `apt-get install bubblewrap` (the local "
+                "sandbox needs it) or use --sandbox docker")
+PNG = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURES = 64
+MAX_FILES = 10_000
+WORK = "/work"
+ENV_ROOT = "/opt/llmscript-python"
+UID = 65534
+
+
+def _system_binds() -> list[str]:
+    """/usr read-only, the merged-/usr links, and the few /etc files Python reads."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for etc in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives",
+                "/etc/fonts", "/etc/localtime", "/etc/mime.types", "/etc/matplotlibrc"):
+        args += ["--ro-bind-try", etc, etc]
+    for prefix in sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}):
+        if not prefix.startswith("/usr") and not prefix.startswith(WORK):
+            args += ["--ro-bind", prefix, prefix]  # a Python built outside /usr
+    return args
+
+
+def _python(python: str) -> tuple[list[str], str]:
+    """Binds for the Python that runs the script, and its path inside the sandbox.
+
+    A virtualenv is bound read-only at ENV_ROOT (its packages come along; a
+    venv's interpreter finds them from its own location), since its real path
+    may lie under /work, where the work dir goes.
+    """
+    exe = Path(os.path.abspath(python))
+    if str(exe).startswith("/usr/"):
+        return [], str(exe)
+    root = exe.parent.parent
+    return ["--ro-bind", str(root), ENV_ROOT], f"{ENV_ROOT}/{exe.parent.name}/{exe.name}"
+
+
+def _bwrap(work: str, binds: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The bubblewrap command line up to (not including) the program to run."""
+    exe = shutil.which("bwrap") or "bwrap"
+    args = [exe, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+            "--unshare-uts", "--unshare-cgroup-try", "--uid", str(UID), "--gid", str(UID),
+            "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv",
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", work, WORK,
+            *_system_binds(), *binds, "--chdir", WORK]  # later mounts go over earlier ones
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return [*args, "--"]
 
 
 @functools.lru_cache(maxsize=1)
-def _unshare() -> list[str]:
-    """["unshare", "-rn", "--"] when a private network namespace works here."""
-    exe = shutil.which("unshare")
-    if exe is None:
-        return []
-    try:
-        ok = subprocess.run([exe, "-rn", "--", "true"], capture_output=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [exe, "-rn", "--"] if ok.returncode == 0 else []
+def bubblewrap_problem() -> str | None:
+    """None when bubblewrap can build the sandbox here; else what to do (one line)."""
+    if shutil.which("bwrap") is None:
+        return INSTALL_HINT
+    with tempfile.TemporaryDirectory(prefix="llmscript-bwrap-") as tmp:
+        cmd = [*_bwrap(tmp, [], {"PATH": "/usr/bin"}), "/usr/bin/true"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"bubblewrap does not start ({type(exc).__name__}): use --sandbox docker"
+    if proc.returncode != 0:
+        why = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1][:160]
+        return (f"bubblewrap cannot create its namespaces here ({why}): allow unprivileged "
+                "user namespaces (sysctl kernel.unprivileged_userns_clone=1) or use "
+                "--sandbox docker")
+    return None
 
 
 def _user_processes() -> int:
@@ -65,14 +128,18 @@ def _limit(limits: Limits, nproc: int) -> None:
 
 
 class LocalSandbox(Sandbox):
-    """Same contract as the Docker sandbox, much weaker walls (see WARNING)."""
+    """Same contract as the Docker sandbox, weaker walls (see WARNING)."""
 
     backend = "local"
     warning = WARNING
+    isolation = "bubblewrap"
+    network_isolated = True  # --unshare-net: only a loopback with nothing on it
 
     def __init__(self, python: str | None = None) -> None:
+        problem = bubblewrap_problem()
+        if problem is not None:
+            raise SandboxUnavailableError(problem)
         self.python = python or sys.executable
-        self.network_isolated = bool(_unshare())
 
     def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
@@ -92,18 +159,21 @@ class LocalSandbox(Sandbox):
             harness = root / "harness"  # the wrapper's job and input values: not in work
             harness.mkdir()
             spec = write_job(str(harness), job, [(v.name, v.format, [v.data]) for v in inputs])
-            env = child_env(limits)
-            env.update(HOME=str(home), TMPDIR=str(home),
-                       MPLCONFIGDIR=str(home / ".config" / "matplotlib"),
-                       PATH=os.pathsep.join([str(Path(self.python).parent), "/usr/bin", "/bin"]))
+            env = child_env(limits)  # HOME, TMPDIR, MPLCONFIGDIR: the sandbox's own /tmp
+            python_binds, python = _python(self.python)
+            env["PATH"] = os.pathsep.join([str(Path(python).parent), "/usr/bin", "/bin"])
+            wrapper_dir = str(Path(__file__).parent / "harness")
             before = snapshot(str(work))
             out, err = bytearray(), bytearray()
 
             def emit(kind: bytes, data: bytes) -> None:
                 (out if kind == b"o" else err).extend(data)
 
-            cmd = [*_unshare(), self.python, "-B", "-I",
-                   str(Path(__file__).parent / "harness" / "wrapper.py"), spec, "{fd}"]
+            # The job dir at its own path (its paths are in the job), over the private /tmp
+            binds = ["--ro-bind", wrapper_dir, "/opt/llmscript/harness",
+                     "--bind", str(harness), str(harness)]
+            cmd = [*_bwrap(str(work), [*python_binds, *binds], env), python, "-B", "-I",
+                   "/opt/llmscript/harness/wrapper.py", spec, "{fd}"]
             nproc = _user_processes() + limits.pids
             info = supervise(cmd, env=env, cwd=str(work), timeout=limits.timeout,
                              output_bytes=limits.output_bytes, emit=emit,
@@ -111,11 +181,8 @@ class LocalSandbox(Sandbox):
             figures, values = info.pop("figures"), info.pop("values")
             rc = info["returncode"]
             info["returncode"] = 128 - rc if rc < 0 else rc  # -9 -> 137, as in Docker
-            output = []
-            for rel, size in changed_files(str(work), before):
-                if size <= limits.file_bytes:
-                    data = (work / rel).read_bytes()[:limits.file_bytes]
-                    output.append(OutputFile(name=rel, size=len(data), data=data))
+            output, cut = _collect(work, before, limits)
+            figures = [f for f in figures if f.startswith(PNG)][:MAX_FIGURES]
         report = clean_report(json.dumps(info).encode())  # the wrapper's verdicts, checked
         result = build_result(report, bytes(out), bytes(err), figures, output, limits,
                               time.monotonic() - start, None, oom=False, host_timeout=False,
@@ -123,4 +190,40 @@ class LocalSandbox(Sandbox):
                               values=values_from(values, outputs))
         result.backend = "local"
         result.warning = WARNING
+        result.isolation = self.isolation
+        if cut:
+            result.stderr += f"\n[sandbox] {cut}\n"
         return result
+
+
+def _collect(work: Path, before: dict[str, str], limits: Limits) -> tuple[list[OutputFile], str]:
+    """Changed files, bounded in count and total bytes by apparent size (sparse files count).
+
+    Nothing of the script runs any more (its PID namespace is gone), so files
+    cannot change under us; symlinks are never followed (``changed_files``).
+    Returns the files and, when some were left out, one line saying why.
+    """
+    budget, used, out, skipped = limits.disk_mb * 2**20, 0, [], 0
+    changed = changed_files(str(work), before)
+    for rel, _ in changed[:MAX_FILES]:
+        path = work / rel
+        try:
+            size = os.lstat(path).st_size  # apparent size: a sparse file counts in full
+        except OSError:
+            continue
+        if size > limits.file_bytes or used + size > budget:
+            skipped += 1
+            continue
+        with open(path, "rb") as fh:
+            data = fh.read(size + 1)
+        if len(data) != size:
+            skipped += 1
+            continue
+        used += size
+        out.append(OutputFile(name=rel, size=size, data=data))
+    skipped += max(0, len(changed) - MAX_FILES)
+    cut = ""
+    if skipped:
+        cut = (f"{skipped} output file(s) not returned: over the {limits.file_bytes}-byte file "
+               f"cap, the {limits.disk_mb} MB total or the {MAX_FILES}-file count")
+    return out, cut

@@ -26,15 +26,38 @@ class Slot:
     client: Any
     container_id: str
     sock: Any
+    wrapper: Any = None  # what attach_socket returned around sock: closed with it
 
     def discard(self, *, now: bool = False) -> None:
-        """Close the socket and remove the container (now, or on the reaper)."""
-        with contextlib.suppress(Exception):
-            self.sock.close()
+        """Close the socket and remove the container (now, or on the reaper).
+
+        Never raises: this runs in ``finally`` blocks, where an engine that went
+        away must not replace the real error. A container we could not remove
+        goes with the engine's auto-remove once our socket is closed.
+        """
+        for stream in (self.wrapper, self.sock):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.close()
         if now:
-            remove(self.client, self.container_id)
+            with contextlib.suppress(Exception):
+                remove(self.client, self.container_id)
         else:
             _reaper().put((self.client, self.container_id))
+
+    def alive(self) -> bool:
+        """False when the engine already closed the attach stream (container gone).
+
+        A waiting runner writes nothing, so anything readable on the socket
+        means EOF or a reset: the container was removed, or the engine restarted.
+        """
+        import select
+
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
 
 def remove(client: Any, container_id: str) -> None:
@@ -114,6 +137,15 @@ class Pool:
         except BaseException:
             self.done()
             raise
+
+    def drop_dead(self) -> None:
+        """Remove ready containers the engine already closed (e.g. after its restart)."""
+        with self._cond:
+            dead = [s for s in self._ready if not s.alive()]
+            self._ready = [s for s in self._ready if s not in dead]
+            self._cond.notify_all()
+        for slot in dead:
+            slot.discard()
 
     def done(self) -> None:
         """A run ended: refilling may use the CPU again."""

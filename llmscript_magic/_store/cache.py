@@ -1,4 +1,4 @@
-"""Content-addressed reply store, and recorded generations for replay.
+"""Content-addressed reply store (recorded generations for replay: ``recordings.py``).
 
 The key covers everything that shapes a reply (provider, model, system
 prompt, messages, max tokens, temperature), so an unchanged cell makes no
@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,9 @@ from typing import Any
 from .._protocol import OUTPUT_KEY as OUTPUT_KEY  # re-exported: callers import them from here
 from .._protocol import RECORD_KEY as RECORD_KEY
 from ..providers.base import Reply, Request, Usage
+from .recordings import Recordings as Recordings  # recorded generations live in recordings.py
+from .recordings import record_of as record_of
+from .recordings import records_in_notebook as records_in_notebook
 
 
 def request_key(provider: str, request: Request) -> str:
@@ -31,18 +34,24 @@ def request_key(provider: str, request: Request) -> str:
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
     }
+    if request.thinking_tokens:  # absent otherwise, so keys recorded before it still match
+        payload["thinking_tokens"] = request.thinking_tokens
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
 def reply_to_entry(key: str, reply: Reply) -> dict[str, Any]:
-    return {"key": key, "reply": reply.text, "stop_reason": reply.stop_reason,
-            "model": reply.model, "usage": asdict(reply.usage)}
+    entry = {"key": key, "reply": reply.text, "stop_reason": reply.stop_reason,
+             "model": reply.model, "usage": asdict(reply.usage)}
+    if reply.thinking:
+        entry["thinking"] = reply.thinking
+    return entry
 
 
 def entry_to_reply(entry: Mapping[str, Any]) -> Reply:
     return Reply(text=entry["reply"], usage=Usage(**entry.get("usage", {})),
-                 stop_reason=entry.get("stop_reason"), model=entry.get("model"))
+                 stop_reason=entry.get("stop_reason"), model=entry.get("model"),
+                 thinking=entry.get("thinking", ""))
 
 
 def default_cache_dir() -> Path:
@@ -78,42 +87,3 @@ class DiskCache:
             os.replace(tmp, path)
         except OSError:
             pass  # a cache that cannot write must never break a generation
-
-
-def record_of(cell: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A cell's recorded generation: cell metadata (the extension) first, then its outputs."""
-    record: dict[str, Any] | None = cell.get("metadata", {}).get(RECORD_KEY)
-    for output in cell.get("outputs", []):
-        record = record or output.get("metadata", {}).get(OUTPUT_KEY, {}).get("record")
-    return record or None
-
-
-def records_in_notebook(nb: Mapping[str, Any]) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(cell index, record) for every %%generate cell that carries one."""
-    for index, cell in enumerate(nb.get("cells", [])):
-        if record := record_of(cell):
-            yield index, record
-
-
-class Recordings:
-    """Generations recorded in a notebook, by spec hash (replay mode).
-
-    Keyed by the spec, not the full request, so a saved notebook still replays
-    after the prompt template or library version changes; a changed spec is
-    a miss, reported as such.
-    """
-
-    def __init__(self, records: Mapping[str, dict[str, Any]], source: str) -> None:
-        self.records = dict(records)
-        self.source = source
-
-    @classmethod
-    def from_notebook(cls, path: str | os.PathLike[str]) -> Recordings:
-        nb = json.loads(Path(path).read_text(encoding="utf-8"))
-        records: dict[str, dict[str, Any]] = {}
-        for _, record in records_in_notebook(nb):
-            records.setdefault(record.get("spec_hash", ""), record)
-        return cls(records, str(path))
-
-    def get(self, spec_hash: str) -> dict[str, Any] | None:
-        return self.records.get(spec_hash)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._store.cost import format_cost
-from ..providers import load_failures, one_line, providers
+from .._store.cost import estimate, format_cost
+from ..providers import Usage, load_failures, one_line, providers
 
 
 def list_models_text() -> str:
@@ -43,4 +43,17 @@ def usage_text(session: Any) -> str:
     lines.append(f"Session: {total.input_tokens} in / {total.output_tokens} out tokens, "
                  f"{format_cost(session.cost)} (model requests only; cache and replay "
                  f"are free)")
+    read = sum(r.usage.cache_read_input_tokens for r in rows if r.source == "model")
+    if read:
+        saved = sum(_cache_saving(r.model, r.usage.cache_read_input_tokens, session.prices)
+                    for r in rows if r.source == "model")
+        lines.append(f"Prompt cache: {read} input tokens read back at the cached rate, "
+                     f"saving {format_cost(saved)}")
     return "\n".join(lines)
+
+
+def _cache_saving(model: str, read: int, prices: Any) -> float:
+    """What ``read`` cached input tokens would have cost more at the full input rate."""
+    full = estimate(model, Usage(input_tokens=read), prices)
+    cached = estimate(model, Usage(cache_read_input_tokens=read), prices)
+    return (full - cached) if full is not None and cached is not None else 0.0

@@ -7,19 +7,32 @@ The same facts as the widget, so a notebook rendered on GitHub or by
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._protocol import OUTPUT_KEY
 from .._store.cost import format_cost, generation_cost
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt, Generation
     from .._sandbox import RunResult
 
+MAX_FIGURES = 12  # figures shown per result (the rest are counted)
 STATUS_WORD = {"ok": "ok", "error": "error", "timeout": "timed out", "memory": "out of memory",
                "output_capped": "output capped"}
 
 
-def run_text(run: RunResult) -> str:
+def file_line(name: str, size: int, entry: Mapping[str, Any] | None = None) -> str:
+    """One written file and where it went on disk (``entry`` from the session's save)."""
+    where = f" → {entry['note']}" if entry and entry.get("note") else ""
+    return f"{name} ({size} B){where}"
+
+
+def saved_by_name(saved: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {str(e.get("name")): e for e in saved}
+
+
+def run_text(run: RunResult, saved: Sequence[Mapping[str, Any]] = ()) -> str:
     lines = [f"Run ({run.backend}): {STATUS_WORD.get(run.status, run.status)}, "
              f"exit {run.exit_code}, {run.duration:.2f}s"]
     if run.stdout:
@@ -27,39 +40,63 @@ def run_text(run: RunResult) -> str:
     if run.stderr:
         lines += ["--- stderr ---", run.stderr.rstrip("\n")]
     if run.files:
-        lines.append("Files: " + ", ".join(f"{f.name} ({f.size} B)" for f in run.files))
+        where = saved_by_name(saved)
+        shown = [f for f in run.files if not where or f.name in where]  # not the harness's
+        lines.append("Files: " + "; ".join(file_line(f.name, f.size, where.get(f.name))
+                                           for f in shown))
     if run.figures:
         lines.append(f"Figures: {len(run.figures)}")
     return "\n".join(lines)
 
 
-def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None = None) -> str:
-    """The whole outcome in plain text (no reply text: the code says it)."""
+def headline(gen: Generation, prices: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    """Model, tokens, cost, where the reply came from: the parts of the first line."""
     u = gen.usage
-    cost = format_cost(generation_cost(gen, prices))
-    head = f"{gen.model} · {u.input_tokens} in / {u.output_tokens} out tokens · {cost}"
+    parts = [gen.model, f"{u.input_tokens} in / {u.output_tokens} out tokens",
+             f"est. {format_cost(generation_cost(gen, prices))}"]
+    if gen.sent:  # the size-bounded notebook data that went into the prompt
+        parts.append("context: " + "; ".join(gen.sent))
     if gen.source != "model":
-        head += f" · from {gen.source} (no request made)"
+        parts.append(f"from {gen.source} (no request made)")
     if len(gen.attempts) > 1:
-        head += f" · {len(gen.attempts)} attempts"
-    lines = [head]
-    if gen.sent:
-        lines.append("Context sent: " + "; ".join(gen.sent))
-    if gen.code is not None:
-        lines += ["```python", gen.code.rstrip("\n"), "```"]
-    lines.append(gen.report.as_text())
-    if gen.run is not None:
-        lines.append(run_text(gen.run))
+        parts.append(f"{len(gen.attempts)} attempts")
+    return parts
+
+
+def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None = None, *,
+                 attempt: Attempt | None = None, saved: Sequence[Mapping[str, Any]] = (),
+                 note: str = "") -> str:
+    """The whole outcome in plain text (no reply text: the code says it).
+
+    ``attempt`` is the one shown (default: the generation's last); ``note``
+    says what it is when it is not the generation's own (a run of edited code).
+    """
+    a = attempt if attempt is not None else (gen.last if gen.attempts else None)
+    lines = [" · ".join(headline(gen, prices))]
+    if note:
+        lines.append(note)
+    code = a.code if a is not None else None
+    if code is not None:
+        lines += ["```python", code.rstrip("\n"), "```"]
+    lines.append((a.report if a is not None else gen.report).as_text())
+    if a is not None and a.run is not None:
+        lines.append(run_text(a.run, saved))
     return "\n".join(lines)
 
 
+def saved_files(metadata: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Where the session saved the run's files (it passes them in the output metadata)."""
+    return list(((metadata or {}).get(OUTPUT_KEY) or {}).get("files") or [])
+
+
 class TextView:
-    """Streams the reply to stdout, then shows the summary with the record attached."""
+    """Streams the reply to stdout, then the persistent result (``rich.py``) with the record."""
 
     def __init__(self, prices: dict[str, tuple[float, float]] | None = None,
                  stream: bool = True) -> None:
         self.prices = prices
         self.stream = stream
+        self._thought = False
 
     def start(self, model: str) -> None:
         if self.stream:
@@ -67,6 +104,18 @@ class TextView:
 
     def chunk(self, text: str) -> None:
         if self.stream:
+            if self._thought:  # the answer starts: end the reasoning block
+                sys.stdout.write("\n[answer]\n")
+                self._thought = False
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def thinking(self, text: str) -> None:
+        """The model's reasoning, marked so it is never mistaken for the answer."""
+        if self.stream:
+            if not self._thought:
+                sys.stdout.write("[model's reasoning, not code]\n")
+            self._thought = True
             sys.stdout.write(text)
             sys.stdout.flush()
 
@@ -76,14 +125,17 @@ class TextView:
                   "model to fix it …\n", flush=True)
 
     def finish(self, gen: Generation, metadata: dict[str, Any]) -> None:
-        from IPython.display import Image, display
+        from IPython.display import display
 
         if self.stream:
             print("\n", flush=True)
-        display({"text/plain": summary_text(gen, self.prices)}, metadata=metadata, raw=True)
+        from .rich import figure_bundle, result_bundle
+
+        saved = saved_files(metadata)
+        display(result_bundle(gen, prices=self.prices, saved=saved), metadata=metadata, raw=True)
         if gen.run is not None:
-            for png in gen.run.figures:
-                display(Image(data=png, format="png"))
+            for n, png in enumerate(gen.run.figures[:MAX_FIGURES], 1):
+                display(figure_bundle(png, n), raw=True)
 
     def fail(self, message: str) -> None:
         pass  # the magic raises UsageError(message), which IPython prints as one line

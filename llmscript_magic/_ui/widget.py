@@ -26,17 +26,21 @@ import ipywidgets as w
 
 from .._errors import LLMScriptError
 from .._protocol import COMM_TARGET
+from . import rich
 from . import widget_html as h
-from .text import summary_text
+from .text import saved_files
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt, Generation
     from .._pipeline.options import Options
     from .base import Session
 
-WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_MIME = rich.WIDGET_MIME
 HIDE, SHOW = "none", ""
 NO_EXTENSION = "JupyterLab extension not active: the code is ready to copy below."
+AS_GENERATED = ("Ran the generated code as generated (without the JupyterLab extension, "
+                "edits in the cell below are not seen).")
+EDITED = "Ran your edited version of the generated cell."
 
 
 def watch_clicks(button: w.Button, on_click: Callable[[], None], kernel: Any) -> bool:
@@ -83,7 +87,12 @@ class WidgetView:
         self.attempts: list[Attempt] = []
         self.index = 0
         self._text, self._model, self._t0, self._last, self._tries = "", "", 0.0, 0.0, 0
-        self._handle: Any = None
+        self._thinking = ""
+        self._handle: Any = None  # the widget's display
+        self._result: Any = None  # the persistent result's display (rich.py)
+        self._figures: list[Any] = []  # one display per figure, after the result
+        self._saved: list[dict[str, Any]] = []  # where the shown run's files went
+        self._kinds: dict[int, str] = {}  # attempt index -> what a user run ran
         self._insert_comm: Any = None
 
         self.status = w.HTML()
@@ -106,10 +115,13 @@ class WidgetView:
         self.run_button = _button("Run in sandbox", "play", "Run this code in the sandbox")
         self.regenerate_button = _button("Regenerate", "refresh", "Ask the model again")
         self.copy = w.HTML()
-        self.insert_button = _button("Insert below", "arrow-down", "Insert as a new cell below")
+        self.insert_button = _button("Insert copy below", "arrow-down",
+                                     "Insert this code as a new, ordinary cell below the "
+                                     "generated cell (not linked: re-running the spec leaves "
+                                     "it alone)")
         self.run_button.on_click(lambda _: self.run_in_sandbox())
         self.regenerate_button.on_click(lambda _: self.regenerate())
-        self.insert_button.on_click(lambda _: self.insert_below())
+        self.insert_button.on_click(lambda _: self.insert_copy())
         self.actions = w.HBox([self.run_button, self.regenerate_button, self.copy,
                                self.insert_button])
         self.notice = w.HTML()
@@ -117,7 +129,7 @@ class WidgetView:
         self.box = w.VBox([w.HBox([self.status, self.stop]), self.stream, self.nav, self.code,
                            self.checklist, self.run_panel, self.figures, self.actions,
                            self.notice, self.fallback])
-        self.box.add_class("llmscript-widget")
+        self.box.add_class(rich.WIDGET_CLASS)  # the saved result's CSS looks for it
         for part in (self.nav, self.code, self.checklist, self.run_panel, self.figures,
                      self.actions, self.fallback, self.stop):
             part.layout.display = HIDE
@@ -126,6 +138,7 @@ class WidgetView:
     def start(self, model: str) -> None:
         self.cancel.clear()
         self._model, self._text, self._tries = model, "", 0
+        self._thinking = ""
         self._t0 = self._last = time.monotonic()
         self.stop.disabled, self.stop.description = False, "Stop"
         self.stop.layout.display = SHOW
@@ -141,6 +154,12 @@ class WidgetView:
         else:
             self._handle.update(bundle, raw=True)
 
+    def thinking(self, text: str) -> None:
+        """The model's reasoning, streamed into a collapsed, labelled block."""
+        self._thinking += text
+        if time.monotonic() - self._last >= self.THROTTLE:
+            self._flush()
+
     def chunk(self, text: str) -> None:
         self._text += text
         if time.monotonic() - self._last >= self.THROTTLE:
@@ -155,11 +174,15 @@ class WidgetView:
 
     def finish(self, gen: Generation, metadata: dict[str, Any]) -> None:
         self._flush()
-        self.gen, self.attempts = gen, list(gen.attempts)
+        self.gen, self.attempts, self._kinds = gen, list(gen.attempts), {}
+        self._saved = saved_files(metadata)
         self.stop.layout.display = HIDE
         self.stream.layout.display = HIDE
         self.show(len(self.attempts) - 1)
-        self._handle_update(summary_text(gen, self._prices()), metadata)
+        # the widget's output keeps the record (replay reads it) but no text fallback:
+        # the persistent result below says it all, once
+        self._handle_update(None, metadata)
+        self._show_result(metadata)
 
     def fail(self, message: str) -> None:
         self._flush()
@@ -167,7 +190,10 @@ class WidgetView:
         self._status(f'<span style="color:#cf222e">✗ {h.esc(message)}</span>')
         if self.gen is not None:  # a failed Regenerate: the old result stays usable
             self.actions.layout.display = SHOW
-        self._handle_update(message, None)
+            return
+        if self._handle is not None:  # the cell's error says it; a model id "" renders nothing
+            self._handle.update({WIDGET_MIME: {"version_major": 2, "version_minor": 0,
+                                               "model_id": ""}}, raw=True)
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -186,12 +212,14 @@ class WidgetView:
         a, gen = self.attempts[self.index], self.gen
         self._status(self._headline(gen))
         self.nav.layout.display = SHOW if len(self.attempts) > 1 else HIDE
-        self.nav_label.value = h.attempt_label(self.attempts, self.index)
+        self.nav_label.value = h.attempt_label(self.attempts, self.index,
+                                               self._kinds.get(self.index, ""))
         self.prev.disabled = self.index == 0
         self.next.disabled = self.index == len(self.attempts) - 1
         self.code.value = h.code_html(a.code)
         self.checklist.value = h.checklist_html(a.report)
-        self.run_panel.value = h.run_html(a.run) if a.run is not None else ""
+        saved = self._saved if self.index == len(self.attempts) - 1 else ()
+        self.run_panel.value = h.run_html(a.run, saved) if a.run is not None else ""
         self.figures.children = [w.Image(value=png, format="png") for png in h.figures(a.run)]
         for part in (self.code, self.checklist, self.actions):
             part.layout.display = SHOW
@@ -207,15 +235,36 @@ class WidgetView:
         self.cancel.set()
 
     def run_in_sandbox(self) -> None:
-        """Validate and run the shown code again; the result becomes a new history entry."""
-        code = self.current_code
-        if code is None or self.gen is None:
+        """Validate and run what the generated cell holds now (edits included).
+
+        The extension answers a "source" request with the generated cell's
+        current text; without it, the shown attempt's code runs, as generated.
+        The result becomes a new attempt and updates the saved result.
+        """
+        if self.current_code is None or self.gen is None:
             return
         if self.opts.sandbox == "none":
             self._notice("Runs are off (--sandbox none): use --sandbox docker or local.")
             return
         self.run_button.disabled = True
+        self._notice("Reading the generated cell …")
+        shown = self.current_code
+
+        def answered(data: dict[str, Any] | None) -> None:
+            text = data.get("text") if data and data.get("ok") else None
+            if isinstance(text, str) and text.strip():
+                edited = text.strip() != ((self.gen.code if self.gen else "") or "").strip()
+                self._run_code(text, EDITED if edited else "Ran the generated cell (unedited).",
+                               "your edited cell" if edited else "the generated cell")
+            else:
+                self._run_code(shown, AS_GENERATED, "as generated")
+
+        self._ask("source", {"action": "source", "llmscript": self._summary(self.gen)},
+                  answered)
+
+    def _run_code(self, code: str, note: str, kind: str) -> None:
         self._notice(f"Running in the {h.esc(self.opts.sandbox)} sandbox …")
+        assert self.gen is not None
         try:
             attempt = self.session.check_code(code, self.gen.spec, self.opts)
         except LLMScriptError as err:
@@ -223,8 +272,11 @@ class WidgetView:
             self.run_button.disabled = False
             return
         self.attempts.append(attempt)
-        self._notice("")
+        self._kinds[len(self.attempts) - 1] = kind
+        self._saved = self.session.save_files(attempt.run, self.opts)
+        self._notice(h.esc(note))
         self.show(len(self.attempts) - 1)
+        self._show_result(None, attempt=attempt, note=note)
 
     def regenerate(self) -> None:
         """Ask again for the same spec (skipping the cache), then insert the new code."""
@@ -237,51 +289,71 @@ class WidgetView:
             self.insert_below()
 
     def insert_below(self, code: str | None = None) -> None:
-        """The hook for the JupyterLab extension: insert code (default: the shown code).
+        """Put code (default: the shown code) into the LINKED generated cell below.
 
-        Opens a comm to the extension's target and waits ``INSERT_WAIT`` for its
-        ``{"ok": true}``; without an answer, the code is shown ready to copy.
+        Regenerate's route: the extension inserts the generated cell, or replaces
+        the one already there (asking first when it was edited by hand).
         """
         code = self.current_code if code is None else code
         if code is None or self.gen is None:
             return
-        self.fallback.layout.display = HIDE
         meta = {**self._summary(self.gen), "record": self.gen.record()}
-        answered = threading.Event()
+        self._insert({"action": "insert", "text": code, "llmscript": meta}, code,
+                     "✓ The generated cell below holds this code.")
+
+    def insert_copy(self) -> None:
+        """Insert the shown code as a new, ordinary (unlinked) cell below the generated one."""
+        code = self.current_code
+        if code is None or self.gen is None:
+            return
+        data = {"action": "insert-copy", "text": code, "llmscript": self._summary(self.gen)}
+        self._insert(data, code, "✓ Inserted a copy below the generated cell (an ordinary "
+                                 "cell: re-running the spec leaves it alone).")
+
+    def _insert(self, data: dict[str, Any], code: str, done: str) -> None:
+        self.fallback.layout.display = HIDE
+        self._notice("Inserting below …")
+
+        def answered(reply: dict[str, Any] | None) -> None:
+            if reply is None:
+                self._no_insert(code, NO_EXTENSION)
+            elif reply.get("ok"):
+                self.fallback.layout.display = HIDE
+                self._notice(h.esc(done))
+            else:
+                self._no_insert(code, f"Not inserted: {reply.get('reason', 'no reason given')}.")
+
+        self._ask("insert", data, answered)
+
+    def _ask(self, what: str, data: dict[str, Any],
+             answered: Callable[[dict[str, Any] | None], None]) -> None:
+        """One request to the extension's comm target; ``answered(None)`` when it is absent.
+
+        Opens a comm and waits ``INSERT_WAIT`` for the reply without blocking the
+        kernel (the reply is a comm message this kernel must be free to read).
+        """
+        done = threading.Event()
+
+        def once(reply: dict[str, Any] | None) -> None:
+            if not done.is_set():
+                done.set()
+                answered(reply)
 
         def on_reply(msg: dict[str, Any]) -> None:
-            answered.set()
-            data = msg.get("content", {}).get("data") or {}
-            if data.get("ok"):
-                self.fallback.layout.display = HIDE
-                self._notice("✓ Inserted below.")
-            else:
-                self._no_insert(code, f"Not inserted: {data.get('reason', 'no reason given')}.")
+            once(msg.get("content", {}).get("data") or {})
             comm.close()
-
-        def on_close(msg: dict[str, Any]) -> None:  # no target registered in the front end
-            if not answered.is_set():
-                answered.set()
-                self._no_insert(code, NO_EXTENSION)
 
         try:
             from comm import create_comm
 
-            comm = create_comm(target_name=COMM_TARGET,
-                               data={"action": "insert", "text": code, "llmscript": meta})
+            comm = create_comm(target_name=COMM_TARGET, data=data)
         except Exception:
-            self._no_insert(code, NO_EXTENSION)
+            once(None)
             return
         self._insert_comm = comm
         comm.on_msg(on_reply)
-        comm.on_close(on_close)
-        self._notice("Inserting below …")
-
-        def no_answer() -> None:
-            if not answered.is_set():
-                self._no_insert(code, NO_EXTENSION)
-
-        self._later(self.INSERT_WAIT, no_answer)
+        comm.on_close(lambda msg: once(None))  # no target registered in the front end
+        self._later(self.INSERT_WAIT, lambda: once(None))
 
     # -- helpers ----------------------------------------------------------------------
     def _no_insert(self, code: str, message: str) -> None:
@@ -305,7 +377,8 @@ class WidgetView:
         hint = "" if self.stop_live else " · Stop applies after the cell: use ■ to interrupt"
         self._status(f"Generating with <b>{h.esc(self._model)}</b> · {elapsed:.1f}s{state}"
                      f"<small>{hint}</small>")
-        self.stream.value = h.stream_html(self._text)
+        reasoning = h.thinking_html(self._thinking) if self._thinking else ""
+        self.stream.value = reasoning + h.stream_html(self._text)
 
     def _status(self, html: str) -> None:
         self.status.value = f'<div class="llmscript-status">{html}</div>'
@@ -334,13 +407,42 @@ class WidgetView:
     def _summary(self, gen: Generation) -> dict[str, Any]:
         return self.session.summary(gen, self.source_cell)
 
-    def _bundle(self, text: str) -> dict[str, Any]:
-        return {WIDGET_MIME: {"version_major": 2, "version_minor": 0,
-                              "model_id": self.box.model_id}, "text/plain": text}
+    def _bundle(self, text: str | None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {WIDGET_MIME: {"version_major": 2, "version_minor": 0,
+                                                "model_id": self.box.model_id}}
+        if text is not None:
+            bundle["text/plain"] = text
+        return bundle
 
-    def _handle_update(self, text: str, metadata: dict[str, Any] | None) -> None:
+    def _handle_update(self, text: str | None, metadata: dict[str, Any] | None) -> None:
         if self._handle is not None:
             self._handle.update(self._bundle(text), metadata=metadata or {}, raw=True)
+
+    def _show_result(self, metadata: dict[str, Any] | None, attempt: Attempt | None = None,
+                     note: str = "") -> None:
+        """The persistent result (and figures) below the widget: shown the first time,
+        in the cell; updated in place after a button (a callback has no cell to show in)."""
+        from IPython.display import display
+
+        assert self.gen is not None
+        bundle = rich.result_bundle(self.gen, self._prices(), attempt=attempt,
+                                    saved=self._saved, note=note)
+        run = attempt.run if attempt is not None else self.gen.run
+        pngs = rich.figure_pngs(run)
+        if self._result is None:
+            self._result = display(bundle, metadata=metadata or {}, raw=True, display_id=True)
+            self._figures = [display(rich.figure_bundle(png, n), raw=True, display_id=True)
+                             for n, png in enumerate(pngs, 1)]
+            return
+        extra = pngs[len(self._figures):]  # no output slot left: shown inside the html
+        if extra:
+            bundle = rich.result_bundle(self.gen, self._prices(), attempt=attempt,
+                                        saved=self._saved, note=note, inline=extra)
+        update = {} if metadata is None else {"metadata": metadata}
+        self._result.update(bundle, raw=True, **update)
+        for n, handle in enumerate(self._figures, 1):
+            png = pngs[n - 1] if n <= len(pngs) else None
+            handle.update(rich.figure_bundle(png, n) if png else {"text/plain": ""}, raw=True)
 
 
 __all__ = ["NO_EXTENSION", "WidgetView", "watch_clicks"]

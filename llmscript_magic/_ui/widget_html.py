@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._pipeline.risk import BOUNDARY
-from .text import STATUS_WORD
+from .text import MAX_FIGURES, STATUS_WORD, saved_by_name
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 SHOWN_BYTES = 64 * 1024  # per stream (reply, stdout, stderr)
 LINK_BYTES = 512 * 1024  # files up to this size get a data: download link
-MAX_FIGURES = 12
 
 ICON = {"pass": ("✓", "#1a7f37"), "warn": ("⚠", "#9a6700"), "fail": ("✗", "#cf222e")}
 BADGE = {"ok": "#1a7f37", "error": "#cf222e", "timeout": "#9a6700", "memory": "#9a6700",
@@ -51,6 +50,14 @@ def human(size: int) -> str:
             return f"{size} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024  # type: ignore[assignment]
     return f"{size} B"  # pragma: no cover
+
+
+def thinking_html(text: str) -> str:
+    """Extended thinking: collapsed, labelled, and kept apart from the reply's code."""
+    return ('<details class="llmscript-thinking"><summary>Model\'s reasoning '
+            f'({len(text.split())} words; not code, never run)</summary>'
+            f'<pre style="white-space:pre-wrap;opacity:.75">{esc(text[-20000:])}</pre>'
+            '</details>')
 
 
 def stream_html(text: str) -> str:
@@ -96,13 +103,13 @@ def checklist_html(report: ValidationReport) -> str:
             f'<ul style="margin:2px 0;padding-left:4px">{rows}</ul>{footer}</div>')
 
 
-def _output_block(name: str, text: str, truncated: bool) -> str:
+def _output_block(name: str, text: str, truncated: bool, limit: int = SHOWN_BYTES) -> str:
     if not text:
         return f"<div><small>{name}: (empty)</small></div>"
-    shown, cut = cap(text)
+    shown, cut = cap(text, limit)
     notes = []
     if cut:
-        notes.append(f"display cut at {human(SHOWN_BYTES)}; {human(cut)} more not shown")
+        notes.append(f"display cut at {human(limit)}; {human(cut)} more not shown")
     if truncated:
         notes.append("the sandbox capped the output")
     note = f" <small><i>({'; '.join(notes)})</i></small>" if notes else ""
@@ -112,16 +119,22 @@ def _output_block(name: str, text: str, truncated: bool) -> str:
             f'<pre style="{PRE}">{esc(shown)}</pre></details>')
 
 
-def file_row(f: OutputFile) -> str:
+def file_row(f: OutputFile, entry: Mapping[str, Any] | None = None, link: bool = True) -> str:
+    """A written file: a download link (small files, live widget) and where it was saved."""
     name = esc(f.name)
-    if f.size <= LINK_BYTES and len(f.data) == f.size:
+    if link and f.size <= LINK_BYTES and len(f.data) == f.size:
         url = "data:application/octet-stream;base64," + base64.b64encode(f.data).decode()
         name = f'<a download="{name}" href="{url}">{name}</a>'
-    return f"<li>{name} <small>({human(f.size)})</small></li>"
+    where = ""
+    if entry and entry.get("note"):
+        color = "#1a7f37" if entry.get("path") else "#9a6700"
+        where = f' <span style="color:{color}">→ {esc(str(entry["note"]))}</span>'
+    return f"<li>{name} <small>({human(f.size)})</small>{where}</li>"
 
 
-def run_html(run: RunResult) -> str:
-    """Status badge, exit code, duration, both streams and the files written."""
+def run_html(run: RunResult, saved: Sequence[Mapping[str, Any]] = (), *, links: bool = True,
+             limit: int = SHOWN_BYTES) -> str:
+    """Status badge, exit code, duration, both streams and the files written (and saved)."""
     color = BADGE.get(run.status, "#57606a")
     badge = (f'<span class="llmscript-run-badge" style="background:{color};color:white;'
              f'border-radius:8px;padding:0 6px">{esc(STATUS_WORD.get(run.status, run.status))}'
@@ -133,11 +146,14 @@ def run_html(run: RunResult) -> str:
         parts.append(f"<div>{esc(run.reason)}</div>")
     if run.warning:
         parts.append(f"<div><small>⚠ {esc(run.warning)}</small></div>")
-    parts.append(_output_block("stdout", run.stdout, run.truncated))
-    parts.append(_output_block("stderr", run.stderr, run.truncated))
+    parts.append(_output_block("stdout", run.stdout, run.truncated, limit))
+    parts.append(_output_block("stderr", run.stderr, run.truncated, limit))
     if run.files:
-        rows = "".join(file_row(f) for f in run.files)
-        parts.append(f'<div class="llmscript-files">Files written:<ul>{rows}</ul></div>')
+        where = saved_by_name(saved)
+        rows = "".join(file_row(f, where.get(f.name), links) for f in run.files
+                       if not where or f.name in where)
+        parts.append(f'<div class="llmscript-files">Files written:<ul style="margin:2px 0">'
+                     f"{rows}</ul></div>")
     if len(run.figures) > MAX_FIGURES:
         parts.append(f"<div><small>Showing {MAX_FIGURES} of {len(run.figures)} figures."
                      "</small></div>")
@@ -149,12 +165,14 @@ def figures(run: RunResult | None) -> list[bytes]:
     return [] if run is None else list(run.figures[:MAX_FIGURES])
 
 
-def attempt_label(attempts: Sequence[Attempt], index: int) -> str:
+def attempt_label(attempts: Sequence[Attempt], index: int, kind: str = "") -> str:
+    """"Attempt 2 of 3 (your run of the edited cell): passed"; ``kind`` names a user run."""
     a = attempts[index]
     verdict = "passed" if a.report.ok and a.code is not None else (
         "no code" if a.code is None else "failed: " + a.report.summary_line())
-    kind = " (your run)" if a.source == "user" else ""
-    return f"Attempt {index + 1} of {len(attempts)}{kind}: {esc(verdict)}"
+    kind = kind or ("your run" if a.source == "user" else "")
+    return f"Attempt {index + 1} of {len(attempts)}{f' ({esc(kind)})' if kind else ''}: " \
+           f"{esc(verdict)}"
 
 
 def copy_html(code: str) -> str:

@@ -4,6 +4,12 @@ The SDK already retries 408/409/429/5xx/529 and dropped connections with
 backoff (honouring ``retry-after``), so this module only streams, fills in the
 ``Reply`` and turns whatever the SDK raises into one-line, key-free errors.
 SDK imports stay inside methods so listing providers does not load the SDK.
+
+Prompt caching: breakpoints on the system prompt, after a message's stable
+prefix (notebook data, ``Message.cache_prefix``) and, through the API's top-level
+``cache_control``, on the last block, so repair attempts and follow-ups re-read the
+conversation so far at the cached rate.
+Extended thinking (``Request.thinking_tokens``) is streamed into ``Reply.thinking``.
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ from .._errors import (
     RateLimitError,
     UnknownModelError,
 )
-from .base import Provider, Reply, Request, Usage, one_line
+from .base import Message, Provider, Reply, Request, Usage, one_line
 from .clients import shared_client
+
+#: the API's smallest extended-thinking budget
+MIN_THINKING_TOKENS = 1024
 
 #: the current families, for resolving bare names; ``list_models()`` asks the SDK
 _CURRENT_MODELS = ("claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5")
 
 
 class AnthropicProvider(Provider):
-    """Claude models over the Messages API, streamed, with the system prompt cached."""
+    """Claude models over the Messages API, streamed, with prompt caching and thinking."""
 
     name = "anthropic"
     key_env_var = "ANTHROPIC_API_KEY"
@@ -55,7 +64,10 @@ class AnthropicProvider(Provider):
         return tuple(m for m in names if m not in DEPRECATED_MODELS)
 
     def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
-        """Stream text deltas; usage and stop reason come from the final message."""
+        """Stream text deltas; thinking deltas go to ``reply.thinking``, never to the text.
+
+        Usage and stop reason come from the final message.
+        """
         key = self.api_key()  # MissingKeyError before anything touches the network
         try:
             import anthropic
@@ -65,34 +77,28 @@ class AnthropicProvider(Provider):
                 "The anthropic package is not installed: pip install llmscript-magic."
             ) from err
 
+        params = self._params(request)
         client = shared_client(self.name, anthropic.Anthropic, self.client_options(key),
                                "ANTHROPIC_BASE_URL")
         base = str(client.base_url).rstrip("/")
-        params: dict[str, Any] = {
-            "model": request.model,
-            "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-        }
-        if request.system:  # the API rejects empty text blocks
-            params["system"] = [{"type": "text", "text": request.system,
-                                 "cache_control": {"type": "ephemeral"}}]
-        if request.temperature is not None:
-            # SDK 2.x dropped the keyword; the API still takes the field
-            params["extra_body"] = {"temperature": request.temperature}
-
         parts: list[str] = []
+        reply.thinking = ""
         try:
             with client.messages.stream(**params) as events:
-                for text in events.text_stream:
-                    parts.append(text)
-                    yield text
+                for event in events:
+                    if event.type == "text":
+                        parts.append(event.text)
+                        yield event.text
+                    elif event.type == "thinking":  # reasoning: kept apart, never reply text
+                        reply.thinking += event.thinking
+                        yield ""  # progress: the caller shows reply.thinking as it grows
                 final = events.get_final_message()
             reply.model = final.model
             reply.stop_reason = final.stop_reason
             u = final.usage
             reply.usage = Usage(
                 input_tokens=u.input_tokens or 0,
-                output_tokens=u.output_tokens or 0,
+                output_tokens=u.output_tokens or 0,  # thinking included, as it is billed
                 cache_read_input_tokens=u.cache_read_input_tokens or 0,
                 cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
             )
@@ -104,7 +110,7 @@ class AnthropicProvider(Provider):
                 f"again, or raise the timeout."
             ) from err
         except (anthropic.APIConnectionError, httpx2.TransportError) as err:
-            if parts:
+            if parts or reply.thinking:
                 raise ProviderConnectionError(
                     f"The connection to the Anthropic API at {base} dropped mid-reply: "
                     f"run the cell again."
@@ -117,6 +123,39 @@ class AnthropicProvider(Provider):
             raise ProviderError(f"Anthropic API error: {one_line(str(err), key)}") from err
         finally:
             reply.text = "".join(parts)  # the client stays open: its connection is reused
+
+    def _params(self, request: Request) -> dict[str, Any]:
+        """The Messages API request: cache breakpoints, and thinking when asked for."""
+        params: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": _messages(request.messages),
+        }
+        if request.system:  # the API rejects empty text blocks
+            params["system"] = [{"type": "text", "text": request.system, "cache_control": _cache()}]
+        if request.thinking_tokens is not None:
+            budget = request.thinking_tokens
+            if budget < MIN_THINKING_TOKENS:
+                raise ConfigurationError(
+                    f"Extended thinking needs a budget of at least {MIN_THINKING_TOKENS} tokens "
+                    f"(got {budget}): raise --thinking or leave it off."
+                )
+            if request.temperature is not None:
+                raise ConfigurationError(
+                    "Extended thinking does not work with a temperature: drop --temperature "
+                    "or --thinking."
+                )
+            params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+            # max_tokens covers thinking too; keep the whole reply budget for the answer
+            params["max_tokens"] = request.max_tokens + budget
+        # the API's automatic breakpoint on the last block: the conversation so far, which a
+        # repair attempt or a follow-up re-sends and then reads back at the cached rate
+        # (extra_body: SDKs before the keyword send it just the same)
+        extra: dict[str, Any] = {"cache_control": _cache()}
+        if request.temperature is not None:
+            extra["temperature"] = request.temperature  # SDK 2.x dropped the keyword
+        params["extra_body"] = extra
+        return params
 
     def _status_error(self, err: Any, model: str, base: str, key: str | None) -> Exception:
         """Map an ``APIStatusError`` (HTTP status, or an SSE ``error`` event mid-reply)."""
@@ -167,3 +206,32 @@ class AnthropicProvider(Provider):
                 f"try again later."
             )
         return ProviderError(f"The Anthropic API answered {code}: {detail}")
+
+
+def _cache() -> dict[str, str]:
+    """A cache breakpoint (a new dict each time: the SDK gets its own copy)."""
+    return {"type": "ephemeral"}
+
+
+def _messages(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Messages as the API takes them, with a breakpoint after the notebook data.
+
+    A message whose ``cache_prefix`` marks a stable leading part (the notebook data)
+    is sent as two text blocks with a breakpoint after the first, so another task
+    over the same data reads it back from the cache. Only the last such message gets
+    one: with the system prompt and the automatic one on the last block that makes
+    three of the four breakpoints the API allows.
+    """
+    split_at = max((i for i, m in enumerate(messages)
+                    if 0 < m.cache_prefix < len(m.content)
+                    and m.content[:m.cache_prefix].strip() and m.content[m.cache_prefix:].strip()),
+                   default=-1)  # the API refuses empty text blocks
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if i == split_at:
+            out.append({"role": m.role, "content": [
+                {"type": "text", "text": m.content[:m.cache_prefix], "cache_control": _cache()},
+                {"type": "text", "text": m.content[m.cache_prefix:]}]})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out

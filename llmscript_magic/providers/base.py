@@ -25,6 +25,9 @@ class Message:
 
     role: Literal["user", "assistant"]
     content: str
+    #: length of the leading part of ``content`` that repeats verbatim across requests
+    #: (notebook data); providers with prompt caching put a breakpoint right after it
+    cache_prefix: int = 0
 
 
 @dataclass(frozen=True)

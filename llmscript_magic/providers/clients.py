@@ -46,7 +46,7 @@ def shared_client(kind: str, make: Callable[..., T], options: dict[str, Any],
                 _clients.popitem(last=False)
         else:
             _clients.move_to_end(ident)
-        return client  # type: ignore[no-any-return]
+        return client
 
 
 def client_count() -> int:

@@ -14,7 +14,7 @@ one-line ``ProviderError``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,7 +172,8 @@ def provider_instance(cls: type[Provider], api_key: str | None = None, *,
     return cls(api_key, timeout=timeout, max_retries=max_retries, base_url=base_url)
 
 
-def stream_reply(provider: Provider, request: Request, reply: Reply) -> Iterator[str]:
+def stream_reply(provider: Provider, request: Request,
+                 reply: Reply) -> Generator[str, None, None]:
     """``provider.stream`` with every stray exception turned into a one-line ``ProviderError``.
 
     Our own errors already read as one line and pass through; anything else a

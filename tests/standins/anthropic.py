@@ -16,6 +16,8 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                     403: "permission_error", 404: "not_found_error", 413: "request_too_large",
                     429: "rate_limit_error", 500: "api_error", 503: "overloaded_error",
                     529: "overloaded_error"}
+#: what the API sends to verify a thinking block later; opaque to clients
+_SIGNATURE = "EqQBCkgIARABGAIiQL3standin0signature"
 _ANTHROPIC_MESSAGES = {
     "invalid_request_error": "Invalid request.",
     "authentication_error": "invalid x-api-key",
@@ -41,6 +43,19 @@ class AnthropicStandIn(StandIn):
     def _ids(self) -> dict[str, str]:
         return {"request-id": f"req_{uuid.uuid4().hex[:24]}"}
 
+    #: the smallest prefix the API caches (1,024 tokens for most models)
+    min_cache_tokens = 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: prompt prefixes written to the (simulated) prompt cache
+        self._prompt_cache: set[str] = set()
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self._prompt_cache.clear()
+
     def _check(self, req: RecordedRequest, key: str | None) -> tuple[int, str, str] | None:
         if self._expected_key is not None and key != self._expected_key:
             return 401, "authentication_error", "invalid x-api-key"
@@ -48,7 +63,77 @@ class AnthropicStandIn(StandIn):
             return 400, "invalid_request_error", "anthropic-version: header is required"
         if not isinstance(req.body, dict) or "model" not in req.body:
             return 400, "invalid_request_error", "model: Field required"
+        return self._check_thinking(req.body)
+
+    @staticmethod
+    def _check_thinking(body: dict[str, Any]) -> tuple[int, str, str] | None:
+        """The API's own rules for extended thinking, with its messages."""
+        thinking = body.get("thinking")
+        if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+            return None
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            return (400, "invalid_request_error",
+                    "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if budget >= int(body.get("max_tokens") or 0):
+            return (400, "invalid_request_error",
+                    "`max_tokens` must be greater than `thinking.budget_tokens`")
+        if body.get("temperature") not in (None, 1):
+            return (400, "invalid_request_error",
+                    "`temperature` may only be set to 1 when thinking is enabled")
         return None
+
+    @staticmethod
+    def _thinks(s: Scripted, body: dict[str, Any]) -> bool:
+        thinking = body.get("thinking")
+        return bool(s.thinking) and isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+    def _cache_usage(self, body: dict[str, Any]) -> tuple[int, int, int]:
+        """(uncached input, cache writes, cache reads), the way the API counts them.
+
+        The prompt is a sequence of blocks (system, then each message's); a block with
+        ``cache_control`` is a breakpoint, and a top-level ``cache_control`` marks the
+        last block. The longest prefix seen before (by model, ending on any block
+        boundary up to the last breakpoint) is read from the cache, the rest up to the
+        last breakpoint is written, and prefixes shorter than ``min_cache_tokens`` are
+        never cached. Tokens are about four characters each.
+        """
+        blocks: list[Any] = []  # (place, block): what a cached prefix is made of
+        marks: list[int] = []  # blocks carrying a breakpoint
+        system = body.get("system")
+        places = [("system", item) for item in
+                  (system if isinstance(system, list) else [system] if system else [])]
+        for message in body.get("messages") or []:
+            content = message.get("content")
+            places.extend((message.get("role"), item)
+                          for item in (content if isinstance(content, list) else [content]))
+        for place, item in places:
+            if isinstance(item, dict) and "cache_control" in item:
+                marks.append(len(blocks))
+            # a breakpoint is not content, and a string is one text block
+            block = {k: v for k, v in item.items() if k != "cache_control"} \
+                if isinstance(item, dict) else {"type": "text", "text": item}
+            blocks.append((place, block))
+        if body.get("cache_control") and blocks and len(blocks) - 1 not in marks:
+            marks.append(len(blocks) - 1)  # top-level cache_control: the last block
+        sizes = [max(1, len(json.dumps(block)) // 4) for _, block in blocks]
+        total = sum(sizes)
+        if not marks:
+            return total, 0, 0
+
+        def key(end: int) -> str:  # the prefix up to and including block ``end``
+            return str(body.get("model")) + json.dumps(blocks[:end + 1])
+
+        last = marks[-1]
+        with self._lock:
+            hit = next((end for end in range(last, -1, -1) if key(end) in self._prompt_cache),
+                       None)
+            read = sum(sizes[:hit + 1]) if hit is not None else 0
+            upto = sum(sizes[:last + 1])
+            written = upto - read if upto >= self.min_cache_tokens else 0
+            self._prompt_cache.update(key(end) for end in marks
+                                      if sum(sizes[:end + 1]) >= self.min_cache_tokens)
+        return total - read - written, written, read
 
     def _error_body(self, status: int, etype: str | None, message: str | None,
                     code: str | None, *, model: Any = None) -> dict[str, Any]:
@@ -60,15 +145,23 @@ class AnthropicStandIn(StandIn):
                 "request_id": f"req_{uuid.uuid4().hex[:24]}"}
 
     def _usage(self, s: Scripted, body: dict[str, Any], pieces: int) -> dict[str, Any]:
-        usage: dict[str, Any] = {"input_tokens": self._prompt_tokens(body),
-                                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                                 "output_tokens": max(1, pieces)}
+        uncached, written, read = self._cache_usage(body)
+        thought = len(self._pieces(Scripted(text=s.thinking, chunk_size=s.chunk_size))) \
+            if self._thinks(s, body) else 0
+        usage: dict[str, Any] = {"input_tokens": uncached,
+                                 "cache_creation_input_tokens": written,
+                                 "cache_read_input_tokens": read,
+                                 "output_tokens": max(1, pieces) + thought}  # thinking is output
         usage.update(s.usage or {})
         return usage
 
     def _message(self, s: Scripted, body: dict[str, Any], model: str) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": s.text}]
+        if self._thinks(s, body):
+            content.insert(0, {"type": "thinking", "thinking": s.thinking,
+                               "signature": _SIGNATURE})
         return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
-                "model": model, "content": [{"type": "text", "text": s.text}],
+                "model": model, "content": content,
                 "stop_reason": s.stop_reason or "end_turn", "stop_sequence": None,
                 "usage": self._usage(s, body, len(self._pieces(s)))}
 
@@ -86,9 +179,25 @@ class AnthropicStandIn(StandIn):
             "model": model, "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": start_usage}
         yield self._sse("message_start", {"type": "message_start", "message": message})
-        yield self._sse("content_block_start", {"type": "content_block_start", "index": 0,
+        index = 0
+        if self._thinks(s, body):  # a thinking block first, then the answer's text block
+            yield self._sse("content_block_start", {
+                "type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            yield self._sse("ping", {"type": "ping"})
+            for piece in self._pieces(Scripted(text=s.thinking, chunk_size=s.chunk_size)):
+                yield self._sse("content_block_delta", {
+                    "type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": piece}})
+            yield self._sse("content_block_delta", {
+                "type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": _SIGNATURE}})
+            yield self._sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        yield self._sse("content_block_start", {"type": "content_block_start", "index": index,
                                                 "content_block": {"type": "text", "text": ""}})
-        yield self._sse("ping", {"type": "ping"})
+        if not index:
+            yield self._sse("ping", {"type": "ping"})
         for n, piece in enumerate(pieces):
             if s.error_after is not None and n == s.error_after:
                 etype = s.error_type or "overloaded_error"
@@ -100,9 +209,9 @@ class AnthropicStandIn(StandIn):
             if n and s.chunk_delay:
                 h._wait(s.chunk_delay)
             yield self._sse("content_block_delta", {
-                "type": "content_block_delta", "index": 0,
+                "type": "content_block_delta", "index": index,
                 "delta": {"type": "text_delta", "text": piece}})
-        yield self._sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        yield self._sse("content_block_stop", {"type": "content_block_stop", "index": index})
         yield self._sse("message_delta", {
             "type": "message_delta",
             "delta": {"stop_reason": s.stop_reason or "end_turn", "stop_sequence": None},

@@ -60,6 +60,9 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     #: model echoed back (default: the requested one)
     model: str | None = None
+    #: Anthropic: reasoning streamed as a thinking block before the text, when the request
+    #: enables extended thinking (as the API does); OpenAI ignores it
+    thinking: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | str) -> Scripted:
@@ -118,6 +121,9 @@ class _Server(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # small SSE writes on a kept-alive connection would otherwise wait ~40 ms for the
+    # client's delayed ACK (Nagle); the real APIs send without that delay
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -105,7 +105,7 @@ def _parse_status(buf: bytearray, info: dict[str, Any]) -> None:
                 info["tampered"] = True
 
 
-def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
+def supervise(cmd: list[str], *, env: dict[str, str], cwd: str | None, timeout: float,
               output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
               preexec_fn: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run cmd in its own process group; relay output via emit(kind, data).
@@ -150,8 +150,11 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
             kill(signal.SIGTERM)
         if killed_at is not None and now - killed_at > grace:
             kill()
-        ready, _, _ = select.select(list(streams), [], [], 0.05)
-        for fd in ready:
+        # poll, not select: gVisor with our seccomp profile refuses select() (EPERM)
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(50):
             data = os.read(fd, 65536)
             if not data:
                 del streams[fd]
@@ -180,6 +183,68 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str, timeout: float,
     info.update(returncode=proc.returncode, elapsed=time.monotonic() - start)
     del info["value_bytes"]
     return info
+
+
+SCRIPT_UID = 65534  # nobody: the script's uid when the runner starts as root
+
+
+def drop_to_script_user() -> None:
+    """In a child: become the script's uid, so it can neither ptrace nor signal the runner.
+
+    A no-op unless this process is root (the container's main process when the
+    engine starts it so): the local backend already runs as the user.
+    """
+    if os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(SCRIPT_UID)
+        os.setuid(SCRIPT_UID)
+
+
+def _enter_work() -> None:
+    """preexec for the script: its uid first, then its work dir (0700, its own)."""
+    drop_to_script_user()
+    os.chdir("/work")
+
+
+def as_script_user(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a child with the script's uid; its JSON-able result comes back.
+
+    A root runner without DAC capabilities cannot read the script's 0700 work
+    dir or make files the script may write, so those steps run as the script.
+    """
+    if os.getuid() != 0:
+        return fn(*args)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 1
+        try:
+            os.close(read_end)
+            drop_to_script_user()
+            data = json.dumps(fn(*args)).encode()
+            while data:
+                data = data[os.write(write_end, data):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise OSError(f"a step as uid {SCRIPT_UID} failed with status {status}")
+    return json.loads(data)
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    os.makedirs(dst, exist_ok=True)
+    try:
+        for name in os.listdir(src):
+            with open(os.path.join(src, name), "rb") as fin, \
+                    open(os.path.join(dst, name), "wb") as fout:
+                fout.write(fin.read())
+    except OSError:
+        pass
 
 
 def _read_exact(stream: IO[bytes], size: int) -> bytes:
@@ -227,20 +292,12 @@ def _chunks(stream: IO[bytes], size: int) -> Any:
 def main() -> None:
     """Container entry point: prepare, wait for the job, run once, report, wait for EOF."""
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
-    tmp = "/tmp/.llmscript"
-    os.makedirs(tmp, exist_ok=True)
+    tmp = "/tmp/.llmscript"  # the harness's files: the script may read, never change them
+    os.makedirs(tmp, mode=0o755, exist_ok=True)
     wrapper = os.path.join(tmp, "wrapper.py")
     with open(wrapper, "w") as fh:
         fh.write(wrapper_src)
-    mpl_dir = "/tmp/.config/matplotlib"
-    os.makedirs(mpl_dir, exist_ok=True)
-    try:
-        for name in os.listdir(mpl_cache):
-            with open(os.path.join(mpl_cache, name), "rb") as src, \
-                    open(os.path.join(mpl_dir, name), "wb") as dst:
-                dst.write(src.read())
-    except OSError:
-        pass
+    as_script_user(_copy_tree, mpl_cache, "/tmp/.config/matplotlib")  # the script's to write
     out = sys.stdout.buffer
     stdin = sys.stdin.buffer
     try:
@@ -254,7 +311,7 @@ def main() -> None:
         spec = write_job(tmp, job, inputs)
     except (EOFError, ValueError):
         return  # the pool was shut down before this container was used
-    before = snapshot("/work")
+    before = as_script_user(snapshot, "/work")
     oom_before = _oom_kills()
     timeout = float(job["timeout"])
     grace = float(job.get("grace", 1.0))
@@ -265,8 +322,9 @@ def main() -> None:
 
     cmd = ["timeout", "-k", f"{grace:g}", f"{timeout:g}", "python3", "-B", "-I",
            wrapper, spec, "{fd}"]
-    info = supervise(cmd, env=job["env"], cwd="/work", timeout=timeout + 0.5,
-                     output_bytes=int(job["output_bytes"]), emit=emit, grace=grace)
+    info = supervise(cmd, env=job["env"], cwd=None, timeout=timeout + 0.5,
+                     output_bytes=int(job["output_bytes"]), emit=emit, grace=grace,
+                     preexec_fn=_enter_work)
     rc = info["returncode"]
     if rc in (124, 137) and info["elapsed"] >= timeout - 0.05:
         info["timed_out"] = True
@@ -275,7 +333,7 @@ def main() -> None:
     for value in info.pop("values"):
         emit(b"v", value)
     info["oom"] = _oom_kills() > oom_before
-    info["changed"] = changed_files("/work", before)
+    info["changed"] = as_script_user(changed_files, "/work", before)
     emit(b"r", json.dumps(info).encode())
     while stdin.read(65536):  # hold the work volume until the host has the files
         pass

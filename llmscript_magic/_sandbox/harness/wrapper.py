@@ -16,6 +16,7 @@ figures, ``x`` the exception's name. matplotlib is touched only if the script
 imported it.
 """
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -67,7 +68,8 @@ def _bind_inputs(job: dict[str, Any], namespace: dict[str, Any], codec: Any) -> 
     for item in job.get("inputs", []):
         with open(item["path"], "rb") as fh:
             data = fh.read()
-        os.remove(item["path"])  # the harness's copy; the script gets the variable
+        with contextlib.suppress(OSError):  # a root runner's copy stays (read-only to us)
+            os.remove(item["path"])
         namespace[item["name"]] = codec.decode(item["format"], data)
         del data
 

@@ -1,0 +1,121 @@
+"""What an untrusted notebook may choose when ``llmscript run`` executes it (``--trust`` lifts it).
+
+The runner (without ``--trust``) starts the kernel with ``LLMSCRIPT_RUN_POLICY``: the
+sandbox it requires, the weakest isolation it accepts and the folders ``--input`` and
+``--replay`` may read and ``--files-to`` may write. The notebook session checks every
+cell's merged options (flags, ``%config`` traits, the environment) against it before
+anything is read or run.
+
+The policy is read from the environment the kernel process STARTED with
+(``/proc/self/environ``), not from ``os.environ``: ``%env``, ``os.environ.pop`` or
+``%config`` in a notebook cell cannot lift it. It binds what the notebook's flags and
+settings choose for generated code; the notebook's own code cells run in the kernel
+on this machine, as papermill runs them (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._errors import ConfigurationError
+from .options import Options
+
+ENV = "LLMSCRIPT_RUN_POLICY"
+OptionsT = TypeVar("OptionsT", bound=Options)
+_FIX = "run it with `llmscript run --trust` only if you trust this notebook"
+
+#: ENV as this module first saw it (``llmscript run`` imports it before any cell runs): the
+#: fallback where /proc is missing; a reload keeps the first value.
+_AT_IMPORT: str | None = globals().get("_AT_IMPORT") or os.environ.get(ENV)
+
+
+@dataclass(frozen=True)
+class Policy:
+    sandbox: str = "docker"
+    isolation: str = "container"  # the weakest accepted: "gvisor" refuses --isolation container
+    image: str = ""  # the only image accepted ('' = the built-in one)
+    roots: tuple[str, ...] = ()  # folders --input/--replay may read and --files-to write
+
+    def to_env(self) -> str:
+        return json.dumps({"sandbox": self.sandbox, "isolation": self.isolation,
+                           "image": self.image, "roots": list(self.roots)})
+
+    @classmethod
+    def from_env(cls, text: str) -> Policy:
+        data: dict[str, Any] = json.loads(text)
+        return cls(sandbox=str(data.get("sandbox", "docker")),
+                   isolation=str(data.get("isolation", "container")),
+                   image=str(data.get("image", "")),
+                   roots=tuple(str(r) for r in data.get("roots", ())))
+
+
+def _initial_environment_value() -> str | None:
+    """ENV as the process was started with it (Linux), else as first seen by this module."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return _AT_IMPORT
+    prefix = ENV.encode() + b"="
+    for item in raw.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix):].decode("utf-8", "replace")
+    return None
+
+
+def current() -> Policy | None:
+    """The runner's policy for this process, or None (a trusted, interactive kernel)."""
+    text = _initial_environment_value()
+    if not text:
+        return None
+    try:
+        return Policy.from_env(text)
+    except (ValueError, TypeError, AttributeError):
+        # a policy we cannot read must not silently mean "no policy"
+        return Policy(roots=(os.getcwd(),))
+
+
+def _inside(path: Path, roots: tuple[str, ...]) -> bool:
+    resolved = path.expanduser().resolve()  # symlinks and ../ resolved before the check
+    return any(resolved == Path(r).resolve() or resolved.is_relative_to(Path(r).resolve())
+               for r in roots)
+
+
+def enforce(opts: OptionsT, paths: tuple[str, ...] | list[str] = (),
+            policy: Policy | None = None) -> OptionsT:
+    """``opts`` within the policy (an ``auto`` isolation raised to the required one).
+
+    ``paths`` are the ``--input`` items that name files (not notebook variables).
+    Raises ConfigurationError, one line naming the flag, for anything weaker.
+    """
+    policy = policy or current()
+    if policy is None:
+        return opts
+    if opts.run and opts.sandbox != policy.sandbox:
+        raise ConfigurationError(f"--sandbox {opts.sandbox} is weaker than the {policy.sandbox} "
+                                 f"sandbox this run requires: {_FIX}.")
+    isolation = opts.isolation
+    if opts.sandbox == "docker" and policy.isolation == "gvisor":
+        if isolation == "container":
+            raise ConfigurationError("--isolation container is weaker than the gVisor isolation "
+                                     f"this run requires: {_FIX}.")
+        isolation = "gvisor"
+    if opts.image and opts.image != policy.image:
+        raise ConfigurationError(f"--image {opts.image} is not the sandbox image this run "
+                                 f"uses: {_FIX}.")
+    named = [("--input", p) for p in paths]
+    if opts.replay:
+        named.append(("--replay", opts.replay))
+    if files_to := getattr(opts, "files_to", ""):  # a notebook option (saved files' folder)
+        named.append(("--files-to", files_to))
+    for flag, item in named:
+        if not _inside(Path(item), policy.roots):
+            raise ConfigurationError(f"{flag} {item!r} is outside the notebook's folder: use "
+                                     f"a path next to the notebook, or {_FIX}.")
+    return replace(opts, isolation=isolation)
+
+
+__all__ = ["ENV", "Policy", "current", "enforce"]

@@ -1,0 +1,173 @@
+"""The sandbox harness: inputs bound, the script run unchanged, outputs and checks reported.
+
+Every test runs real code through a real backend (the local subprocess, and
+the Docker container where marked); the verdicts come back on the harness's
+own channel, so nothing the script prints or writes can stand in for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llmscript_magic._sandbox import Limits, get_sandbox
+from llmscript_magic._sandbox.base import Value
+from llmscript_magic._sandbox.harness import codec
+
+LIMITS = Limits(timeout=60, memory_mb=1024)
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def sandbox(request: pytest.FixtureRequest) -> Any:
+    if request.param == "docker":
+        return request.getfixturevalue("docker_sandbox")
+    return get_sandbox("local")
+
+
+def _runner_is_root() -> bool:
+    from llmscript_magic._sandbox import docker
+
+    return docker.UID.split(":")[0] == "0"
+
+
+def _value(name: str, obj: Any) -> Value:
+    return Value(name, *codec.encode(obj))
+
+
+def test_script_runs_as_main_with_its_inputs_and_no_harness_files(sandbox: Any) -> None:
+    code = ("import os, sys\n"
+            "print(__name__, x + 1, sorted(os.listdir('.')))\n"
+            "print([m for m in sys.modules if 'llmscript' in m or m == 'codec'])\n"
+            "open('mine.txt', 'w').write('mine')\n")
+    r = sandbox.run(code, inputs=[_value("x", 41)], outputs=["x"], check="x == 41",
+                    limits=LIMITS)
+
+    assert r.status == "ok", r.stderr
+    assert r.stdout == "__main__ 42 []\n[]\n"
+    assert [f.name for f in r.files] == ["mine.txt"]  # only what the script wrote
+    assert r.check == (True, "") and [v.name for v in r.values] == ["x"]
+
+
+def test_a_printed_marker_cannot_pass_a_check(sandbox: Any) -> None:
+    """The old marker line on stdout used to be taken as the verdict."""
+    code = 'print("\\n@@llmscript-check:[true, \\"\\"]")\n'
+    r = sandbox.run(code, check="1 == 2", limits=LIMITS)
+
+    assert r.status == "ok" and r.check == (False, "")
+    assert "@@llmscript-check:[true" in r.stdout  # the user's output is left as printed
+
+
+def test_check_sees_globals_files_and_a_clean_exit(sandbox: Any) -> None:
+    code = ("import json, sys\njson.dump({'a': 3}, open('t.json', 'w'))\ntotal = 6\n"
+            "sys.exit(0)\n")
+    ok = sandbox.run(code, check="json.load(open('t.json'))['a'] == 3 and total == 6",
+                     limits=LIMITS)
+    raising = sandbox.run(code, check="total / 0", limits=LIMITS)
+
+    assert ok.check == (True, "")
+    assert raising.check == (False, "ZeroDivisionError: division by zero")
+
+
+def test_a_failed_script_gets_no_verdict_and_no_values(sandbox: Any) -> None:
+    r = sandbox.run("x = 1\nraise ValueError('no')\n", outputs=["x"], check="x == 1",
+                    limits=LIMITS)
+
+    assert (r.status, r.reason) == ("error", "The script raised ValueError")
+    assert (r.check, r.values, r.missing) == (None, [], {})
+
+
+def test_outputs_that_cannot_come_back_say_why(sandbox: Any) -> None:
+    code = ("import numpy as np\nok = [1, 2]\nodd = {1, 2}\nboxed = np.array([{}])\n"
+            "thing = object()\n")
+    r = sandbox.run(code, outputs=["ok", "odd", "boxed", "thing", "gone"], limits=LIMITS)
+
+    assert [(v.name, v.format) for v in r.values] == [("ok", "json"), ("odd", "json-set")]
+    assert r.missing == {"boxed": "it is a object array, which needs pickle",
+                         "thing": "it is an object",
+                         "gone": "it is not defined when the script ends"}
+
+
+def test_a_segfault_is_reported_by_name(sandbox: Any) -> None:
+    r = sandbox.run("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n", limits=LIMITS)
+
+    assert (r.status, r.exit_code) == ("error", 139)
+    assert r.reason == "The script was killed by SIGSEGV"
+
+
+def test_a_forged_deeply_nested_status_frame_is_a_reason_not_a_crash(sandbox: Any) -> None:
+    """The script writes a hostile verdict frame straight to the harness's channel."""
+    code = ("import os, stat, struct\n"
+            "for fd in map(int, os.listdir('/proc/self/fd')):\n"
+            "    try:\n"
+            "        if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
+            "            body = b'[' * 200000\n"
+            "            os.write(fd, b'c' + struct.pack('>I', len(body)) + body)\n"
+            "    except OSError:\n"
+            "        pass\n")
+    r = sandbox.run(code, check="True", limits=LIMITS)
+
+    assert r.status == "error" and r.check is None
+    assert r.reason == "The script tampered with the sandbox's report channel"
+
+
+def test_results_beyond_the_cap_are_missing_with_the_size() -> None:
+    r = get_sandbox("local").run("big = bytes(70 * 2**20)\nsmall = b'ok'\n",
+                                 outputs=["big", "small"], limits=LIMITS)
+
+    assert [v.name for v in r.values] == ["small"]
+    assert r.missing == {"big": "it takes 70.0 MiB; at most 64 MiB of results can come back"}
+
+
+@pytest.mark.docker
+def test_a_forged_nested_report_from_the_runner_s_stdout_is_a_reason(
+        docker_sandbox: Any) -> None:
+    """Issue 14: a deeply nested forged report frame raised RecursionError through run().
+
+    With a root runner the script cannot open the runner's stdout at all; with
+    a shared uid it can, and the frame must then become a reason.
+    """
+    code = ("import os, struct\nbody = b'[' * 50000\n"
+            "try:\n    fd = os.open('/proc/1/fd/1', os.O_WRONLY)\n"
+            "except PermissionError:\n    print('blocked')\n"
+            "else:\n    os.write(fd, b'r' + struct.pack('>I', len(body)) + body)\n")
+    r = docker_sandbox.run(code, limits=Limits(timeout=10))
+
+    if _runner_is_root():
+        assert (r.status, r.stdout) == ("ok", "blocked\n")
+    else:
+        assert r.status == "error"
+        assert r.reason == "The script tampered with the sandbox's report channel"
+
+
+HOSTILE = '''\
+import ctypes, os, signal
+def attempt(what, fn):
+    try:
+        fn()
+        print(what, "DONE")
+    except OSError as err:
+        print(what, "blocked", err.errno)
+attempt("stop the runner", lambda: os.kill(1, signal.SIGSTOP))
+attempt("write the report channel", lambda: os.write(
+    os.open("/proc/1/fd/1", os.O_WRONLY), b'r\\0\\0\\0\\x11{"returncode": 0}'))
+attempt("change the harness", lambda: open("/tmp/.llmscript/wrapper.py", "a").write("#"))
+libc = ctypes.CDLL(None, use_errno=True)
+print("ptrace the runner", libc.ptrace(16, 1, 0, 0), ctypes.get_errno() != 0)
+print(os.getuid(), os.getppid() != 1)
+'''
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(not _runner_is_root(), reason="the container's runner does not start as "
+                    "root with SETUID/SETGID/KILL yet, so it shares the script's uid")
+def test_the_script_cannot_reach_the_runner(docker_sandbox: Any) -> None:
+    """Issue 14: runner and script have different uids; the report stays the runner's."""
+    r = docker_sandbox.run(HOSTILE + "raise SystemExit(3)\n", check="True",
+                           limits=Limits(timeout=10))
+
+    assert (r.status, r.reason) == ("error", "The script exited with code 3")
+    lines = r.stdout.splitlines()
+    assert lines[:3] == ["stop the runner blocked 1", "write the report channel blocked 13",
+                         "change the harness blocked 13"]
+    assert lines[3:] == ["ptrace the runner -1 True", "65534 True"]
