@@ -62,7 +62,9 @@ QUICKSTART = (
         ("code", "%%generate --run\nPrint the first 10 Fibonacci numbers and their sum."),
         ("md", "## 2. A structured spec\n\nSections (`Input:`, `Output:`, `Constraints:`) make "
                "the request precise. `--input` copies a file into the sandbox; files the "
-               "script writes come back."),
+               "script writes are saved next to the notebook (`--files-to DIR` puts them "
+               "elsewhere, `--no-files` keeps them only in the result; an existing file is "
+               "never overwritten without `--overwrite`)."),
         ("code", "from pathlib import Path\n"
                  "Path('sales.csv').write_text('region,units,revenue\\n"
                  "north,10,100.5\\nsouth,,80\\neast,7,n/a\\n')\n"
@@ -73,12 +75,15 @@ QUICKSTART = (
                  "Input: a CSV file sales.csv in the working folder\n"
                  "Output: totals.json, a JSON object {column: total}\n"
                  "Constraints:\n- handle missing values\n- standard library only"),
+        ("md", "The script's `totals.json` is now on disk, beside this notebook:"),
+        ("code", "import json\n\nprint(json.loads(Path('totals.json').read_text()))"),
         ("md", "## 3. What did it cost?"),
         ("code", "%llmscript usage"),
     ],
     [
         f"Here is a short script:\n\n```python\n{FIB}```\n",
-        f"This reads the CSV with the standard library and skips blanks:\n\n```python\n{SALES}```\n",
+        "This reads the CSV with the standard library and skips blanks:\n\n"
+        f"```python\n{SALES}```\n",
     ],
 )
 
@@ -115,7 +120,8 @@ TEACHING = (
         ("code", "from llmscript_magic import extract_code\n\n"
                  "reply = '''From the data you describe, this works:\n\n"
                  "```bash\npip install nothing-needed\n```\n\n"
-                 "```python\nimport statistics\n\n\ndef mean(xs):\n    return statistics.mean(xs)\n\n\n"
+                 "```python\nimport statistics\n\n\n"
+                 "def mean(xs):\n    return statistics.mean(xs)\n\n\n"
                  "print(mean([1, 2, 3]))\n```\n\nOutput:\n\n```\n2\n```\n'''\n"
                  "found = extract_code(reply)\nprint(found.how)\nprint(found.code)"),
         ("md", "## Validation layers\n\nSyntax, imports and a risk scan run before anything "
@@ -208,7 +214,8 @@ SAFETY = (
         ("code", "%%generate --run --retries 0\nCheck what this environment allows: read the "
                  "API key, open sockets, write system files, become root."),
         ("md", "With `--strict`, risky calls fail validation and the code is never run:"),
-        ("code-expect-fail", "%%generate --run --strict --retries 0\nCheck what this environment allows: "
+        ("code-expect-fail", "%%generate --run --strict --retries 0\n"
+                             "Check what this environment allows: "
                  "read the API key, open sockets, write system files, become root. (strict)"),
     ],
     [f"```python\n{HOSTILE}```\n", f"```python\n{HOSTILE}```\n"],

@@ -17,6 +17,7 @@ import pytest
 from browser_helpers import (
     EXTENSION_NAME,
     KERNEL_IDLE_JS,
+    ROOT,
     LabServer,
     StandIn,
     chromium,
@@ -316,7 +317,8 @@ def test_comm_route_hello_and_insert(page: Any, lab: LabServer) -> None:
     ))
     wait_until(lambda: "version" in kernel_exec(page, "print(replies)"), "hello reply")
     hello = json.loads(kernel_exec(page, "import json; print(json.dumps(replies[0]))"))
-    assert hello == {"ok": True, "version": "0.1.0"}
+    package = json.loads((ROOT / "labextension" / "package.json").read_text())
+    assert hello == {"ok": True, "version": package["version"]}
 
     code = "print('from a widget')\n"
     meta = {"source_cell": "src-cell", "generation_id": "comm-gen-1", "code_hash": sha256(code),
@@ -335,6 +337,26 @@ def test_comm_route_hello_and_insert(page: Any, lab: LabServer) -> None:
     badge = page.locator(".llmscript-badge").inner_text()
     assert badge == "generated · anthropic:claude-sonnet-5-5 · ! check warnings"
     screenshot(page, "lab-6-comm")
+
+    # "source": the generated cell's current text (Run in sandbox runs edits too)
+    page.evaluate("""() => window.jupyterapp.shell.currentWidget.content.model.cells.get(1)
+      .sharedModel.setSource("print('edited by hand')\\n")""")
+    info = {k: v for k, v in meta.items() if k != "record"}
+    kernel_exec(page, f"src = ask({{'action': 'source', 'llmscript': {info!r}}})")
+    wait_until(lambda: "edited by hand" in kernel_exec(page, "print(replies)"), "source reply")
+    reply = json.loads(kernel_exec(page, "print(json.dumps(replies[2]))"))
+    assert reply == {"ok": True, "cell_id": nb[1]["id"], "text": "print('edited by hand')\n",
+                     "edited": True}
+
+    # "insert-copy": a new, unlinked cell below the generated one; nothing else changes
+    kernel_exec(page, f"cp = ask({{'action': 'insert-copy', 'text': 'y = 2\\n', "
+                      f"'llmscript': {info!r}}})")
+    wait_until(lambda: len(cells(page)) == 4, "the copy")
+    nb = cells(page)
+    assert [c["id"] for c in nb[:2]] == ["src-cell", reply["cell_id"]] and nb[3]["id"] == "other"
+    assert nb[2]["source"] == "y = 2\n" and "llmscript" not in nb[2]["metadata"]
+    assert "tags" not in nb[2]["metadata"] and len(generated(page)) == 1
+    assert nb[1]["source"] == "print('edited by hand')\n"
 
 
 

@@ -40,7 +40,7 @@ plt.title("Revenue by region")
 plt.savefig("chart.png")
 print("regions:", len(totals))
 '''
-REPLIES = [{"text": f"Here you go:\n\n```python\n{CHART}```\n"}]
+REPLIES = [{"text": f"Here you go:\n\n```python\n{CHART}```\n"}] * 2  # Lab, Notebook 7
 TIMEOUT_MS = 90_000
 SPEC = "%%generate --run --sandbox local\nPlot revenue per region as a bar chart."
 NOTEBOOK = "reopen.ipynb"
@@ -204,3 +204,21 @@ def test_demo_notebook_shows_its_chart(browser: Any, notebook7: LabServer, lab: 
         assert "Error displaying widget" not in shown
         screenshot(page, f"reopen-5-demo-{server.app}")
         page.context.close()
+
+
+def test_notebook7_live_shows_the_widget_once(browser: Any, notebook7: LabServer) -> None:
+    notebook7.write_notebook("live7.ipynb", [code_cell("%load_ext llmscript_magic"),
+                                             code_cell(SPEC)])
+    page = new_page(browser)
+    open_and_wait(page, f"{notebook7.url}/notebooks/live7.ipynb")
+    page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    widget = page.locator(".jp-Notebook .llmscript-widget")
+    widget.locator(".llmscript-stdout pre").wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_selector(".jp-Notebook .llmscript-result", state="attached",
+                           timeout=TIMEOUT_MS)
+    assert not page.locator(".jp-Notebook .llmscript-result").is_visible()
+    assert page.evaluate(VISIBLE_TEXT_JS).count("regions: 2") == 1
+    visible_images = page.locator(".jp-Notebook .jp-OutputArea-child:visible img")
+    assert visible_images.count() == 1  # the widget's; the saved figure output is hidden
+    screenshot(page, "reopen-6-notebook7-live")
+    page.context.close()

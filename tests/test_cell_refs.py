@@ -156,6 +156,17 @@ def test_scrub_blanks_key_shaped_text(text: str) -> None:
     assert "***" in cleaned
 
 
+def test_code_keeps_ordinary_environment_values_but_not_secret_ones(
+        shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROJECT_NAME", "quarterly-analysis")
+    monkeypatch.setenv("WAREHOUSE_PASSWORD", "hunter2-db-password")
+    res = cell(shell, "label = 'quarterly-analysis'\npw = 'hunter2-db-password'\n1 / 0")
+    found = error_log(shell).get(res.execution_count)
+    assert found is not None
+    assert "label = 'quarterly-analysis'" in found.code  # the user's code is not mangled
+    assert "hunter2-db-password" not in found.code + found.traceback
+
+
 @pytest.mark.parametrize("code", [
     "token = tokenize(text)",
     "n_tokens = len(tokens)",
@@ -198,6 +209,19 @@ def test_reloading_the_extension_keeps_one_hook(shell: InteractiveShell) -> None
     assert len(hooks) == 1
     cell(shell, "raise ValueError('once')")
     assert len(error_log(shell)) == 1
+
+
+def test_an_exception_that_cannot_be_shown_is_still_kept(shell: InteractiveShell) -> None:
+    class Odd(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError
+
+    try:
+        raise Odd()
+    except Odd as err:
+        found = error_log(shell).add(err, 7, "raise Odd()")
+    assert found.type == "Odd" and found.message == "<the message could not be shown>"
+    assert "Odd" in found.traceback and error_log(shell).get(7) is found
 
 
 def test_syntax_errors_are_recorded(shell: InteractiveShell) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import textwrap
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -1184,3 +1186,51 @@ def test_the_tree_matches_the_cell_line_for_line() -> None:
     got = extract_code(reply)
     assert got.code == "import os\nos.system('ls')\n"
     assert got.tree is not None and got.tree.body[1].lineno == 2
+
+
+@pytest.mark.parametrize("reply", [
+    "\n\n".join(["Okay."] * 400),
+    "\n\n".join(["(", "Okay"] * 200),
+    "\n\n".join(["Note: this matters"] * 400),
+], ids=["short-paragraphs", "open-brackets", "colon-notes"])
+def test_long_prose_replies_are_answered_quickly(reply: str) -> None:
+    # each paragraph parses as Python on its own; trying every run of them took ~45 s
+    t0 = time.monotonic()
+    with pytest.raises(NoCodeError):
+        extract_code(reply)
+    assert time.monotonic() - t0 < 2
+
+
+def test_code_between_many_prose_paragraphs_is_found() -> None:
+    reply = "\n\n".join(["Some context."] * 30 + ["import os", "print(os.sep)"]
+                        + ["More notes."] * 30)
+    got = extract_code(reply)
+    assert (got.code, got.how) == ("import os\n\nprint(os.sep)\n", "code found between prose")
+    assert got.blocks[0].start_line == 61
+
+
+def test_reasoning_model_through_an_openai_compatible_server(openai_standin: Any) -> None:
+    # a local R1-style server streams the trace as text through the real openai SDK
+    from llmscript_magic._pipeline.generate import generate
+
+    openai_standin.enqueue(md(f"""
+        <think>
+        The full code would be:
+        {F3}python
+        import sys
+        print(sys.argv)
+        {F3}
+        No: the user wants 0 to 2, a loop is enough.
+        </think>
+
+        {F3}python
+        for i in range(3):
+            print(i)
+        {F3}
+        """))
+    gen = generate("Print 0 to 2.", model="openai:gpt-5-mini", sandbox="local", cache=False)
+    assert gen.code == "for i in range(3):\n    print(i)\n"
+    extract = gen.report.checks[0]
+    assert (extract.name, extract.status) == ("extract", "pass")
+    assert "Left out the reasoning trace (lines 1-8)" in extract.message
+    assert gen.report.ok

@@ -146,6 +146,21 @@ def test_fix_run_sends_the_variables_and_the_repair_loop_clears_the_error(
     assert shell.rl_next_input == FIXED.rstrip("\n")
 
 
+@pytest.mark.docker
+def test_fix_run_in_the_docker_sandbox_shows_the_error_gone(
+        shell: InteractiveShell, anthropic_standin: Any, docker_client: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    failing_cell(shell)
+    anthropic_standin.enqueue(_fence(FIXED))
+    capsys.readouterr()
+    res = cell(shell, "%%generate --fix --run --retries 0\n")
+    assert res.success, res.error_in_exec
+    out = capsys.readouterr().out
+    run = out.split("Run (docker")[1]  # the run's own report, after the checklist
+    assert run.startswith("): ok, exit 0")
+    assert "{'north': 15.0, 'south': 3.0}" in run and "KeyError" not in run
+
+
 # -- %llmscript explain -----------------------------------------------------------------
 def test_explain_the_last_error_as_markdown_with_usage(
         shell: InteractiveShell, anthropic_standin: Any,

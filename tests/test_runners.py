@@ -179,9 +179,11 @@ def test_papermill_api_elsewhere_needs_llmscript_replay(recorded: Path, tmp_path
 
 # -- nbconvert and nbclient ----------------------------------------------------------
 def test_nbconvert_execute_to_notebook_replays(recorded: Path, tmp_path: Path) -> None:
-    nb = _copy(recorded, tmp_path / "job")
+    _copy(recorded, tmp_path / "job")
+    # a path relative to the runner's folder; the kernel runs in job/ and resolves it there
     proc = _run(str(BIN / "jupyter"), "nbconvert", "--execute", "--to", "notebook",
-                "--output", "executed", str(nb), env=_offline_env(tmp_path / "c"), cwd=tmp_path)
+                "--output", "executed", "job/lesson.ipynb", env=_offline_env(tmp_path / "c"),
+                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _codes(tmp_path / "job" / "executed.ipynb") == [CODE_A, CODE_B]
 
@@ -331,3 +333,30 @@ def test_a_cell_id_never_takes_another_cells_answer(recorded: Path) -> None:
     assert lookup(spec_hash, ReplayScope("new-cell-id", (str(recorded),))) is None
     found = lookup(spec_hash, ReplayScope(ids[1], (str(recorded),)))
     assert found is not None and found[0]["code"] == CODE_B
+
+
+@pytest.mark.docker
+def test_papermill_replays_a_run_cell_in_the_real_sandbox(tmp_path: Path,
+                                                          docker_client: Any) -> None:
+    """Recorded with --run; replayed by papermill with no key, the code runs in Docker again."""
+    code = "import platform\nprint('squares', [n * n for n in range(5)], platform.node() != '')\n"
+    nb = _new_notebook("%%generate --run\nPrint the squares of 0..4.")
+    with AnthropicStandIn(api_key=TEST_ANTHROPIC_KEY) as standin:
+        standin.enqueue(_reply(code))
+        env = _offline_env(tmp_path / "c1", ANTHROPIC_BASE_URL=standin.url,
+                           ANTHROPIC_API_KEY=TEST_ANTHROPIC_KEY, NO_PROXY="127.0.0.1")
+        NotebookClient(nb, timeout=180, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute(env=env)
+    path = tmp_path / "run.ipynb"
+    nbformat.write(nb, path)
+    out = tmp_path / "run.out.ipynb"
+    proc = _run(str(BIN / "papermill"), str(path), str(out), env=_offline_env(tmp_path / "c2"),
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    replayed = nbformat.read(out, as_version=4).cells[1]
+    summary = next(o["metadata"]["llmscript"]["summary"] for o in replayed.outputs
+                   if "llmscript" in o.get("metadata", {}))
+    assert summary["source"] == "replay"
+    assert summary["run"]["status"] == "ok" and summary["run"]["exit_code"] == 0
+    text = "".join(o.get("data", {}).get("text/plain", "") for o in replayed.outputs)
+    assert "squares [0, 1, 4, 9, 16] True" in text  # printed by this run, in the sandbox

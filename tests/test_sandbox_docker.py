@@ -285,8 +285,7 @@ def test_keyboard_interrupt_removes_the_container(docker_client: Any) -> None:
     limits = Limits(timeout=30, pids=97)  # its own pool key: nothing pre-started
 
     def mine() -> list[Any]:
-        return [c for c in docker_client.containers.list(all=True, filters={
-            "label": "llmscript.sandbox=1"}) if c.attrs["HostConfig"]["PidsLimit"] in (97, 1226)]
+        return _with_pids(docker_client, 97)
 
     def interrupt(*_: Any) -> None:
         raise KeyboardInterrupt

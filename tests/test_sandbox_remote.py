@@ -49,8 +49,10 @@ class RemoteEngine:
 
         log = open(os.path.join(self.root, "dockerd.log"), "ab")  # noqa: SIM115
         r = self.root
+        Path(r, "daemon.json").write_text("{}\n")  # not the host's: no runsc registered here
         self.proc = subprocess.Popen(
-            ["dockerd", "-H", self.url, "--data-root", f"{r}/data", "--exec-root", f"{r}/exec",
+            ["dockerd", "-H", self.url, "--config-file", f"{r}/daemon.json",
+             "--data-root", f"{r}/data", "--exec-root", f"{r}/exec",
              "--pidfile", f"{r}/dockerd.pid", "--bridge=none", "--iptables=false",
              "--ip-forward=false"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

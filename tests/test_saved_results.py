@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-import pytest
 
 from llmscript_magic._notebook.save_files import save_files
 from llmscript_magic._sandbox import OutputFile
@@ -189,9 +188,7 @@ def test_saved_notebook_shows_code_checks_output_and_chart(anthropic_standin: An
     assert anthropic_standin.request_count == 1
 
 
-@pytest.mark.parametrize("widgets", [False])
-def test_text_view_leaves_the_same_result(ip: Any, anthropic_standin: Any, widgets: bool,
-                                          tmp_path: Path) -> None:
+def test_text_view_leaves_the_same_result(ip: Any, anthropic_standin: Any) -> None:
     """Without widgets (a terminal, or widgets=False) the same rich result is displayed."""
     from IPython.utils.capture import capture_output
 
@@ -199,8 +196,8 @@ def test_text_view_leaves_the_same_result(ip: Any, anthropic_standin: Any, widge
     with capture_output() as captured:
         assert ip.run_cell("%%generate --run --sandbox local --no-insert\nPlot.").success
     bundles = [o.data for o in captured.outputs]
-    [result] = [b for b in bundles if "text/html" in b]
-    assert "regions: 2" in result["text/plain"] and "llmscript-result" in result["text/html"]
+    [result] = [o for o in captured.outputs if "text/html" in o.data]
+    assert "regions: 2" in result.data["text/plain"]
+    assert "llmscript-result" in result.data["text/html"]
     assert any("image/png" in b for b in bundles)
-    assert [o.metadata for o in captured.outputs if "text/html" in o.data][0][
-        "llmscript"]["record"]["code"] == CHART
+    assert result.metadata["llmscript"]["record"]["code"] == CHART

@@ -67,6 +67,9 @@ def _hostile(folder: Path, marker: Path) -> list[Any]:
         tampered,  # 11
         _cell("%%generate --run --isolation container\nPrint hi."),  # 12
         _cell(f"%%generate --run --files-to {folder.parent}\nWrite x.txt."),  # 13
+        _cell(f"%config GenerateMagics.audit_log = {str(folder.parent / 'bashrc')!r}",
+              may_fail=False),
+        _cell("%%generate\nPrint hi."),  # 15: the audit line would land outside the folder
     ]
 
 
@@ -111,6 +114,7 @@ def test_untrusted_notebook_cannot_weaken_its_sandbox(hostile: tuple[Path, Path]
     assert "--input 'link.txt' is outside" in errors[8]
     assert "--replay '../other.ipynb' is outside" in errors[9]
     assert f"--files-to '{path.parent.parent}' is outside" in errors[13]  # writes, too
+    assert "GenerateMagics.audit_log" in errors[15] and OUTSIDE in errors[15]
     assert NO_KEY in errors[10]  # a file next to the notebook is fine
     assert 11 not in errors and not marker.exists()  # the tampered cell never ran
     row = next(line for line in proc.stdout.splitlines()
@@ -130,7 +134,7 @@ def test_trust_lifts_the_limits_but_generated_cells_still_never_run(
     proc = _llmscript("run", str(path), "--trust", cwd=tmp_path)
     assert proc.returncode == 1  # no key: the cells that ask the model fail
     errors = _errors(path.with_name("hostile.out.ipynb"))
-    for index in (1, 3, 5, 6, 7, 8, 10, 12, 13):
+    for index in (1, 3, 5, 6, 7, 8, 10, 12, 13, 15):
         assert WEAKER not in errors[index] and OUTSIDE not in errors[index], index
         assert NO_KEY in errors[index], index
     assert not marker.exists()

@@ -225,7 +225,8 @@ def test_run_button_without_extension_runs_the_code_as_generated(
     ask = RecordingComm.all[-1]
     assert ask.open_data["action"] == "source"  # asks the extension for the cell's text
     assert ask.open_data["llmscript"]["generation_id"] == view.gen.id
-    wait_for(lambda: view.run_panel.layout.display == "")  # nobody answered: as generated
+    # nobody answers: after INSERT_WAIT the code runs as generated, then the result follows
+    wait_for(lambda: "as generated" in wv["displays"][-1]["data"].get("text/html", ""))
     assert "total: 3" in view.run_panel.value and "totals.json" in view.run_panel.value
     assert "Attempt 2 of 2 (as generated)" in view.nav_label.value
     assert "as generated" in view.notice.value and "<b>run</b>" in view.checklist.value
@@ -233,6 +234,8 @@ def test_run_button_without_extension_runs_the_code_as_generated(
     result = wv["displays"][-1]  # the saved result follows the run
     assert result["update"] is True and "total: 3" in result["data"]["text/plain"]
     assert "as generated" in result["data"]["text/html"]
+    assert result["metadata"]["llmscript"]["record"] == view.gen.record()  # kept for replay
+    assert result["metadata"]["llmscript"]["files"][0]["path"] == "totals.json"
 
 
 def test_run_button_runs_the_edited_cell(ip: InteractiveShell, wv: dict[str, Any],
@@ -260,6 +263,10 @@ def test_long_output_is_capped_and_says_so(ip: InteractiveShell, wv: dict[str, A
     panel = wv["view"].run_panel.value
     assert "display cut at 64.0 KiB" in panel
     assert len(panel) < 80_000
+    saved = wv["displays"][-1]["data"]  # what the notebook keeps: smaller, and says so
+    assert "display cut at 16.0 KiB" in saved["text/html"] and len(saved["text/html"]) < 30_000
+    assert "more not shown" in saved["text/markdown"] and len(saved["text/markdown"]) < 20_000
+    assert "more bytes not shown" in saved["text/plain"] and len(saved["text/plain"]) < 20_000
 
 
 def test_regenerate_asks_again_and_inserts(ip: InteractiveShell, wv: dict[str, Any],
@@ -338,6 +345,9 @@ def test_failure_is_shown_and_no_secret_reaches_the_front_end(
                          [c.sent for c in RecordingComm.all], default=str)
     assert TEST_ANTHROPIC_KEY not in traffic
     assert TEST_ANTHROPIC_KEY not in json.dumps(wv["displays"], default=str)
+    widget = [d for d in wv["displays"] if WIDGET_MIME in d["data"]][-1]
+    assert set(widget["data"]) == {WIDGET_MIME}  # the cell's error line says it, once
+    assert wv["displays"][-1]["data"]["text/plain"] == ""  # no second copy either
 
 
 def test_load_ext_does_not_import_ipywidgets() -> None:

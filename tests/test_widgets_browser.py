@@ -98,7 +98,7 @@ def test_widget_shows_code_checks_and_run(page: Any, lab: LabServer, standin: St
     assert "anthropic:claude-sonnet-5-5" in widget.locator(".llmscript-status").inner_text()
     screenshot(page, "widget-run")
 
-    widget.get_by_role("button", name="Copy").click()
+    widget.get_by_role("button", name="Copy", exact=True).click()
     page.wait_for_function("async () => (await navigator.clipboard.readText()).length > 0")
     assert page.evaluate("() => navigator.clipboard.readText()") == CODE
 

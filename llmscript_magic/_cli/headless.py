@@ -128,10 +128,12 @@ def _client_class() -> type:
     class Client(NotebookClient):
         """nbclient that sends each cell's id and never executes generated cells."""
 
-        untrusted = False
-        ran: dict[int, float]
-        skipped: dict[int, str | None]
-        failed_at: int | None = None
+        def __init__(self, nb: Any, *, untrusted: bool, **kwargs: Any) -> None:
+            super().__init__(nb, **kwargs)
+            self.untrusted = untrusted  # a generated cell that is not its record fails the run
+            self.ran: dict[int, float] = {}  # cell index -> seconds, for cells run in THIS run
+            self.skipped: dict[int, str | None] = {}  # generated cells -> problem with the code
+            self.failed_at: int | None = None
 
         async def async_execute_cell(self, cell: Any, cell_index: int,
                                      execution_count: int | None = None,
@@ -197,7 +199,7 @@ def _summarize(nb: Any, client: Any) -> list[CellSummary]:
             if i in client.ran:
                 rows.append(_generate_row(cell, i, client.ran[i]))
             else:
-                rows.append(CellSummary(i, "not run", checks="an earlier cell failed"))
+                rows.append(CellSummary(i, "not run", checks="the run stopped before this cell"))
         elif i == client.failed_at:
             error: dict[str, Any] = next(
                 (o for o in cell.get("outputs", []) if o.get("output_type") == "error"), {})
@@ -218,7 +220,9 @@ def runner_policy(paths: Sequence[Path], outputs: Sequence[Path]) -> Policy:
     except Exception:  # no engine: runs fail with their own line; nothing to weaken
         pass
     roots = {str(p.resolve().parent) for p in (*paths, *outputs)}
-    return Policy(sandbox="docker", isolation=isolation, roots=tuple(sorted(roots)))
+    return Policy(sandbox="docker", isolation=isolation, roots=tuple(sorted(roots)),
+                  audit_log=os.environ.get("LLMSCRIPT_AUDIT_LOG", ""),
+                  cache_dir=os.environ.get("LLMSCRIPT_CACHE_DIR", ""))
 
 
 def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
@@ -241,7 +245,8 @@ def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
         env["LLMSCRIPT_REPLAY"] = str(path.resolve())
         for key in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
             env.pop(key, None)  # replay must not depend on, or leak, a key
-    total = sum(1 for c in nb.cells if c.cell_type == "code")
+    total = sum(1 for c in nb.cells
+                if c.cell_type == "code" and c.source.strip() and not is_generated(c))
     done = [0]
 
     def on_done(cell: Any, cell_index: int, **_: Any) -> None:
@@ -257,10 +262,10 @@ def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
     if policy is not None:  # read before any cell runs (where /proc/self/environ is missing)
         arguments.append("--IPKernelApp.exec_lines=import llmscript_magic._pipeline.trust")
     # cells run in the output's folder, so files they write land beside the result, not the source
-    client = _client_class()(nb, timeout=timeout, kernel_name=kernel, extra_arguments=arguments,
+    client = _client_class()(nb, untrusted=policy is not None, timeout=timeout,
+                             kernel_name=kernel, extra_arguments=arguments,
                              resources={"metadata": {"path": str(output.parent.resolve())}},
                              on_cell_executed=on_done)
-    client.ran, client.skipped, client.untrusted = {}, {}, policy is not None
     try:
         client.execute(env=env)
     except CellExecutionError as err:

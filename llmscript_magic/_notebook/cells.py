@@ -18,7 +18,6 @@ stays light.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import traceback
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
+from .context import fence_nonce
 
 MAX_ERRORS = 50  # errors kept per kernel (the oldest go first)
 CODE_CHARS = 4000  # a cell's code, as kept and as sent
@@ -65,28 +65,31 @@ _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^\s/:@]+:)[^\s/@]+@", re.I
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 
 
-def _environment_secrets() -> list[tuple[str, str]]:
+def _environment_secrets(plain: bool = True) -> list[tuple[str, str]]:
     """(value, stand-in) for every environment value that must not leave the kernel.
 
-    Variables named like secrets go whatever their length; any other value of
-    eight characters or more goes too, unless it is a path (paths are shortened
-    instead: the home folder becomes ``~``).
+    Variables named like secrets go whatever their length; with ``plain``, any
+    other value of eight characters or more goes too, unless it is a path (paths
+    are shortened instead: the home folder becomes ``~``).
     """
     found = []
     for name, value in os.environ.items():
         secret = bool(_SECRET_NAME.search(name))
         if not value or ("/" in value and not secret):
             continue
-        if (secret and len(value) >= 4) or len(value) >= 8:
+        if (secret and len(value) >= 4) or (plain and len(value) >= 8):
             found.append((value, f"<${name}>"))
     return sorted(found, key=lambda item: -len(item[0]))
 
 
-def scrub(text: str, *extra: str | None) -> str:
+def scrub(text: str, *extra: str | None, environment: bool = True) -> str:
     """``text`` without keys, passwords, environment values or ANSI colour codes.
 
     ``extra`` are exact secrets (the configured API key); key-shaped tokens go
-    even when we do not know them, as do ``api_key = ...``-style assignments.
+    even when we do not know them, as do ``api_key = "..."``-style assignments.
+    ``environment=False`` keeps environment values not named like secrets: for the
+    user's own code, which a coincidence (a variable set to ``analysis``) must not
+    mangle.
     """
     text = _ANSI.sub("", text)
     for secret in extra:
@@ -95,7 +98,7 @@ def scrub(text: str, *extra: str | None) -> str:
     home = str(Path.home())
     if len(home) > 1:
         text = text.replace(home + "/", "~/")
-    for value, stand_in in _environment_secrets():
+    for value, stand_in in _environment_secrets(plain=environment):
         text = text.replace(value, stand_in)
     text = _KEY_SHAPES.sub("***", text)
     for pattern in (_QUOTED, _BEARER, _ENV_STYLE):
@@ -189,18 +192,25 @@ class ErrorLog:
         if err is None or not count or isinstance(err, KeyboardInterrupt) \
                 or _OWN_CELLS.match(code):
             return
-        self.add(err, count, code)
+        try:
+            self.add(err, count, code)
+        except Exception:  # a hook must never add an error of its own
+            return  # (an exception whose __str__ raises); the cell is just not kept
 
     def add(self, err: BaseException, count: int, code: str) -> CellError:
-        message = " ".join(str(err).split()) if not isinstance(err, SyntaxError) else \
-            str(err.msg or "")
+        try:
+            message = str(err.msg or "") if isinstance(err, SyntaxError) else str(err)
+        except Exception:  # an exception class whose __str__ fails
+            message = "<the message could not be shown>"
+        message = " ".join(message.split())
         found = CellError(
             count=count,
             type=type(err).__name__,
             message=middle_cut(scrub(message, *self.secrets), MESSAGE_CHARS),
             traceback=middle_cut(scrub(_traceback_text(err, count), *self.secrets),
                                  TRACEBACK_CHARS),
-            code=middle_cut(scrub(code.rstrip(), *self.secrets), CODE_CHARS),
+            code=middle_cut(scrub(code.rstrip(), *self.secrets, environment=False),
+                            CODE_CHARS),
         )
         self._errors.pop(count, None)
         self._errors[count] = found
@@ -295,7 +305,8 @@ def refs_in_spec(spec: str, current: int) -> list[CellRef]:
     for line in spec.splitlines():
         m = _FENCE.match(line)
         if fence:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
+                    and not line.strip().lstrip(fence[0]):
                 fence = ""
             continue
         if m:
@@ -325,7 +336,8 @@ def _describe(shell: Any, ref: CellRef, log: ErrorLog) -> str:
                                  f"In [{len(inputs) - 1}]): use the number shown left of the "
                                  "cell")
     if ref.kind == "In":
-        code = middle_cut(scrub(inputs[ref.count].rstrip(), *log.secrets), CODE_CHARS)
+        code = middle_cut(scrub(inputs[ref.count].rstrip(), *log.secrets, environment=False),
+                          CODE_CHARS)
         return f"Code of In [{ref.count}]:\n{code}"
     outputs = getattr(history, "output_hist", {}) or {}
     if ref.count not in outputs:
@@ -361,18 +373,6 @@ class CellBlocks:
     variables: list[str] = field(default_factory=list)
 
 
-def _nonce(texts: list[str]) -> str:
-    """The fence's delimiter: derived from the data, so an unchanged request hits the reply
-    cache, yet unguessable to whoever wrote the data (it would have to contain its own
-    hash); a nonce the data happens to contain is never used."""
-    digest = hashlib.sha256("\0".join(texts).encode())
-    while True:
-        nonce = digest.hexdigest()[:16]
-        if not any(nonce in t for t in texts):
-            return nonce
-        digest.update(b"\0")
-
-
 def fence_cells(shell: Any, refs: list[CellRef]) -> CellBlocks:
     """Every referenced cell in one fenced block of at most ``TOTAL_CHARS``."""
     if not refs:
@@ -381,7 +381,7 @@ def fence_cells(shell: Any, refs: list[CellRef]) -> CellBlocks:
     texts = [middle_cut(_describe(shell, ref, log), ITEM_CHARS) for ref in refs]
     share = max(400, TOTAL_CHARS // len(texts))
     texts = [middle_cut(t, share) for t in texts]
-    nonce = _nonce(texts)
+    nonce = fence_nonce(texts)
     parts = [_header(nonce)]
     parts += [f"<<<DATA {nonce} {ref.name}\n{text}\nDATA {nonce}>>>"
               for ref, text in zip(refs, texts, strict=True)]

@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import re
 import reprlib
-import secrets
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -238,27 +237,20 @@ def _header(nonce: str) -> str:
     )
 
 
-_nonces: dict[str, str] = {}  # data digest -> its fence's nonce, for this kernel
+def fence_nonce(texts: list[str]) -> str:
+    """The data fence's delimiter, derived from the data.
 
-
-def _nonce_for(texts: list[str]) -> str:
-    """A random nonce, the same again for the same data in this kernel.
-
-    Random, so the data's author cannot guess it and close the fence; stable, so a
-    second request over the same data repeats the prompt prefix byte for byte and the
-    provider's prompt cache can serve it.
+    Unguessable to whoever wrote the data (it would have to contain its own hash), and
+    the same for the same data, so an unchanged request repeats byte for byte: the reply
+    cache and the provider's prompt cache can serve it. A nonce the data happens to
+    contain is never used.
     """
-    digest = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
-    nonce = _nonces.get(digest)
-    if nonce is None:
-        while True:  # a nonce the data happens to contain would let it close the fence
-            nonce = secrets.token_hex(8)
-            if not any(nonce in text for text in texts):
-                break
-        if len(_nonces) >= 256:
-            _nonces.pop(next(iter(_nonces)))
-        _nonces[digest] = nonce
-    return nonce
+    digest = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass"))
+    while True:
+        nonce = digest.hexdigest()[:16]
+        if not any(nonce in t for t in texts):
+            return nonce
+        digest.update(b"\0")
 
 
 def build_context(names: Sequence[str], namespace: Mapping[str, Any], *,
@@ -269,7 +261,7 @@ def build_context(names: Sequence[str], namespace: Mapping[str, Any], *,
     if not values:
         return ContextBlock("")
     full = [_describe(n, v, schema_only, max_chars_per_var) for n, v in values]
-    nonce = _nonce_for([text for text, _ in full])
+    nonce = fence_nonce([text for text, _ in full])
     head = _header(nonce)
     fence = [len(f"\n\n<<<DATA {nonce} {n}\n\nDATA {nonce}>>>") for n, _ in values]
     budget = max_total - len(head) - sum(fence)

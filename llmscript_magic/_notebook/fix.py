@@ -20,7 +20,6 @@ from .cells import (
     CellBlocks,
     CellError,
     CellRef,
-    _nonce,
     absolute,
     current_count,
     error_log,
@@ -28,9 +27,10 @@ from .cells import (
     raised_list,
     refs_in_spec,
 )
+from .context import fence_nonce
 
 #: The spec of a ``%%generate --fix`` cell with no body of its own.
-FIX_SPEC = "Fix the error in my notebook cell (details below)."
+FIX_SPEC = "Fix the error in my notebook cell that the fix request names."
 LAST = "last"
 MAX_VARIABLES = 8
 VARIABLE_CHARS = 1500  # one variable's schema
@@ -114,7 +114,7 @@ def variables_block(names: list[str], shell: Any) -> CellBlocks:
         return CellBlocks()
     ns = shell.user_ns
     texts = [describe(n, ns[n], schema_only=True, max_chars=VARIABLE_CHARS) for n in names]
-    nonce = _nonce(texts)
+    nonce = fence_nonce(texts)
     parts = [_header(nonce)] + [f"<<<DATA {nonce} {n}\n{t}\nDATA {nonce}>>>"
                                 for n, t in zip(names, texts, strict=True)]
     sent = [f"{n}: schema only, {len(t)} chars" for n, t in zip(names, texts, strict=True)]
@@ -129,8 +129,8 @@ def instructions(error: CellError) -> str:
         "version of that cell's code that does what it was meant to do without that error. "
         "The notebook variables it uses already exist when your code runs (described below, "
         "without their values): use them by name; do not load, re-create or modify them in "
-        "place. Keep the rest of the cell's behaviour. The task above is the user's guidance, "
-        "if they gave any."
+        "place. Keep the rest of the cell's behaviour. The user's task text is guidance for "
+        "this fix."
     )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import CancelledError, ConfigurationError, LLMScriptError
 from .._protocol import OUTPUT_KEY
 from ..providers import Message, Usage
+from .cells import current_count
 from .config import CellOptions
 from .insert import insert_below, parent_cell_id
 
@@ -72,8 +73,7 @@ class NotebookSession:
         """
         if cell_id is not None and cell_id in self._labels:
             return self._labels[cell_id] + " (button)"
-        count = getattr(self.shell, "execution_count", None)
-        label = f"In [{count}]" if count else "-"
+        label = f"In [{current_count(self.shell)}]" if self.shell is not None else "-"
         if cell_id := cell_id or self.cell_id():
             self._labels.setdefault(cell_id, label)
         return label

@@ -25,7 +25,7 @@ first rule that finds code is used; ``Extraction.how`` names it:
   1. ``block marked complete``: a block introduced as the complete / full /
      final script wins (the last such block that parses).
   2. ``joined N blocks``: the blocks are joined, in order, when they are parts
-     of one script: the joined text parses, every block is linked to another
+     of one script: every block parses, every block is linked to another
      by a name one defines and the other uses, no later block redefines an
      earlier function or class, only the last block ends as a complete program
      (``if __name__ ...`` or a call to its own entry function), and no block is
@@ -45,10 +45,12 @@ first rule that finds code is used; ``Extraction.how`` names it:
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
 import re
 import textwrap
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._errors import NoCodeError, TruncatedReplyError
 from .fences import (
@@ -71,7 +73,7 @@ from .fences import (
     tagged,
     tool_call,
 )
-from .risk import child_fields
+from .risk import CHILD_FIELDS, child_fields
 
 _COMPLETE_INTRO = re.compile(
     r"\b(complete|full|final|entire|whole|finished|combined|all[- ]in[- ]one)\b[\w\s,-]{0,20}?"
@@ -85,6 +87,12 @@ _ALT_INTRO = re.compile(
 _BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "display", "get_ipython"}
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_NAMING = frozenset({ast.alias, ast.arg, *_DEFS, *_SCOPES})  # nodes that bind or open a scope
+_HAS_LINES = frozenset(k for k in vars(ast).values() if isinstance(k, type)
+                       and issubclass(k, ast.AST) and "lineno" in k._attributes)
+_DOES = re.compile(r"[(=]|^\s*(import|from|def|class|for|while|if|with|try|return|raise|assert"
+                   r"|del|async|await|global|pass|@)\b", re.M)
+_MAX_TRIES = 400  # parses at most when looking for unfenced code: a bound, never reached
 _QUOTE_LIMIT = 400  # characters of the reply's end quoted when it has no code
 _SENTENCE_END = re.compile(r"(?<=[.!?…:])[\"')\]*_]*\s+|\n\s*")
 
@@ -318,35 +326,39 @@ def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
     top: set[str] = {stmt.name} if isinstance(stmt, _DEFS) else set()
     loads: set[str] = set()
     local: set[str] = set()
-    stack: list[tuple[ast.AST | None, bool]] = [(stmt, False)]
+    stack: list[tuple[Any, bool]] = [(stmt, False)]
+    pop, push, extend, fields_of = stack.pop, stack.append, stack.extend, CHILD_FIELDS.get
     while stack:
-        node, scoped = stack.pop()
-        if node is None:
-            continue
-        if isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load):
+        node, scoped = pop()
+        kind = node.__class__
+        if kind is ast.Name:
+            if node.ctx.__class__ is ast.Load:
                 loads.add(node.id)
-            elif isinstance(node.ctx, ast.Store):
+            elif node.ctx.__class__ is ast.Store:
                 (local if scoped else top).add(node.id)
             continue
-        if isinstance(node, ast.alias):
-            if not scoped:
-                top.add((node.asname or node.name).split(".")[0])
-            continue
-        if isinstance(node, ast.arg):
-            local.add(node.arg)
-        elif isinstance(node, _DEFS):
-            if not scoped and node is not stmt:
-                top.add(node.name)
-            scoped = True
-        elif isinstance(node, _SCOPES):
-            scoped = True
-        for name in child_fields(node.__class__):
+        if kind in _NAMING:
+            if kind is ast.alias:
+                if not scoped:
+                    top.add((node.asname or node.name).split(".")[0])
+                continue
+            if kind is ast.arg:
+                local.add(node.arg)
+            elif kind in _DEFS:
+                if not scoped and node is not stmt:
+                    top.add(node.name)
+                scoped = True
+            else:  # lambda, comprehension
+                scoped = True
+        fields = fields_of(kind)
+        if fields is None:
+            fields = child_fields(kind)
+        for name in fields:
             value = getattr(node, name)
-            if isinstance(value, list):
-                stack.extend((v, scoped) for v in value)
-            else:
-                stack.append((value, scoped))
+            if value.__class__ is list:
+                extend([(v, scoped) for v in value if v is not None])
+            elif value is not None:
+                push((value, scoped))
     return top, loads - local - _BUILTINS
 
 
@@ -369,22 +381,24 @@ def _concat(cands: list[_Fenced]) -> ast.Module:
 
 def _shift(tree: ast.AST, lines: int) -> None:
     """``ast.increment_lineno`` without its recursion and its cost."""
-    stack: list[ast.AST | None] = [tree]
+    stack: list[Any] = [tree]
+    pop, push, extend, fields_of = stack.pop, stack.append, stack.extend, CHILD_FIELDS.get
     while stack:
-        node = stack.pop()
-        if node is None:
-            continue
+        node = pop()
         kind = node.__class__
-        if "lineno" in kind._attributes:
-            node.lineno += lines  # type: ignore[attr-defined]
-            if getattr(node, "end_lineno", None) is not None:
-                node.end_lineno += lines  # type: ignore[attr-defined]
-        for name in child_fields(kind):
+        if kind in _HAS_LINES:
+            node.lineno += lines
+            if node.end_lineno is not None:
+                node.end_lineno += lines
+        fields = fields_of(kind)
+        if fields is None:
+            fields = child_fields(kind)
+        for name in fields:
             value = getattr(node, name)
-            if isinstance(value, list):
-                stack.extend(value)
-            else:
-                stack.append(value)
+            if value.__class__ is list:
+                extend([v for v in value if v is not None])
+            elif value is not None:
+                push(value)
 
 
 def _complete(tree: ast.Module) -> bool:
@@ -398,11 +412,13 @@ def _complete(tree: ast.Module) -> bool:
             and isinstance(last.value.func, ast.Name) and last.value.func.id in own)
 
 
-def _unfenced(text: str) -> tuple[Block, ast.Module, bool] | None:
+def _unfenced(text: str) -> tuple[Block, ast.Module | None, bool] | None:
     """The largest run of blank-line-separated paragraphs that parses as code.
 
     Indented runs (a Markdown indented code block, a snippet indented under a
     list item) are dedented first; the last item says whether that was needed.
+    For each paragraph that could start code, the longest run is tried first;
+    a syntax error in paragraph p rules out every longer run through p at once.
     """
     lines = text.split("\n")
     paras: list[tuple[int, int]] = []
@@ -411,19 +427,42 @@ def _unfenced(text: str) -> tuple[Block, ast.Module, bool] | None:
             paras.append((k, k + 1))
         elif line.strip():
             paras[-1] = (paras[-1][0], k + 1)
-    starts = [a for a in range(len(paras)) if _could_start(lines[paras[a][0]])][:40]
-    spans = sorted(((paras[a][0], paras[b][1]) for a in starts
-                    for b in range(a, len(paras))), key=lambda s: s[0] - s[1])
-    for lo, hi in spans:
-        raw = "\n".join(lines[lo:hi])
-        code = textwrap.dedent(raw) if lines[lo][:1] in (" ", "\t") else raw
-        tree = _parse(code)
-        if tree is not None and _substantive(tree):
-            found = block("python", "", code, lo + 1)
-            if found.code != code:  # trailing blanks trimmed: parse what the cell will hold
-                tree = _parse(found.code)
-            return (found, tree, code != raw) if tree is not None else None
-    return None
+    # a run can only be a script if one of its paragraphs can do something (calls, assigns,
+    # statements): "Okay" or "Note: this" parse too, and are never worth a parse
+    doing = [0]
+    for lo, hi in paras:
+        doing.append(doing[-1] + bool(_DOES.search("\n".join(lines[lo:hi]))))
+    first_lines = [lo for lo, _ in paras]
+    best: tuple[Block, ast.Module | None, bool] | None = None
+    best_len, tries = 0, 0
+    for a in [a for a in range(len(paras)) if _could_start(lines[paras[a][0]])][:40]:
+        b = len(paras) - 1
+        while b >= a and tries < _MAX_TRIES and doing[b + 1] > doing[a]:
+            lo, hi = paras[a][0], paras[b][1]
+            if hi - lo <= best_len:  # an earlier start already found one at least as long
+                break
+            tries += 1
+            raw = "\n".join(lines[lo:hi])
+            indented = lines[lo][:1] in (" ", "\t")
+            code = textwrap.dedent(raw) if indented else raw
+            try:
+                tree = _parse_strict(code)
+            except SyntaxError as err:
+                # runs through the error's paragraph fail too (not so when dedenting: a shorter
+                # run may dedent further)
+                where = bisect.bisect_right(first_lines, lo + (err.lineno or 1) - 1) - 1
+                b = b - 1 if indented else min(b - 1, max(where, a))
+                continue
+            except (ValueError, RecursionError, MemoryError):
+                b -= 1
+                continue
+            if _substantive(tree):
+                found = block("python", "", code, lo + 1)
+                kept = tree if found.code == code else _parse(found.code)  # what the cell holds
+                best, best_len = (found, kept, code != raw), hi - lo
+                break
+            b -= 1
+    return best
 
 
 def _could_start(line: str) -> bool:

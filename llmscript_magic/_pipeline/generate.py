@@ -168,7 +168,11 @@ class _Completer:
         self.searched = scope.notebooks
         record: dict[str, Any] | None = None
         if opts.replay:
-            found = Recordings.from_notebook(opts.replay).find(spec.hash(), scope.cell_id)
+            try:
+                found = Recordings.from_notebook(opts.replay).find(spec.hash(), scope.cell_id)
+            except (OSError, ValueError) as err:
+                raise ReplayError(f"Cannot read the replay notebook {opts.replay} ({err}): pass "
+                                  "--replay PATH to a saved .ipynb.") from None
             if found.record is None:
                 raise ReplayError(f"No recorded generation in {Path(opts.replay).name}: "
                                   f"{found.problem}; run without --replay, with an API key.")
@@ -346,7 +350,7 @@ def generate(
                     repair_message(_repair_report(attempt)))
     gen.timing["total_s"] = time.monotonic() - t0
     if opts.audit_log:
-        from .._store.audit import log_generation
+        from .audit import log_generation
 
         log_generation(opts.audit_log, gen, opts)
     return gen

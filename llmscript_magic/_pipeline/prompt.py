@@ -32,8 +32,9 @@ The script:
 """
 
 _SANDBOX_ENV = """\
-It will run in a sandbox: Python 3 with numpy, pandas and matplotlib (Agg backend; \
-figures left open are captured), no network, a small writable working folder, a time limit."""
+It will run in a sandbox, and unchanged as a notebook cell: Python 3 with numpy, pandas and \
+matplotlib (figures left open are shown; do not call matplotlib.use() or choose a backend), \
+no network, a small writable working folder, a time limit."""
 
 
 @dataclass(frozen=True)

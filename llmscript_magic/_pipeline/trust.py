@@ -1,10 +1,10 @@
 """What an untrusted notebook may choose when ``llmscript run`` executes it (``--trust`` lifts it).
 
 The runner (without ``--trust``) starts the kernel with ``LLMSCRIPT_RUN_POLICY``: the
-sandbox it requires, the weakest isolation it accepts and the folders ``--input`` and
-``--replay`` may read and ``--files-to`` may write. The notebook session checks every
-cell's merged options (flags, ``%config`` traits, the environment) against it before
-anything is read or run.
+sandbox it requires, the weakest isolation it accepts and the folders that ``--input``
+and ``--replay`` may read and ``--files-to``, the audit log and the cache may write. The
+notebook session checks every cell's merged options (flags, ``%config`` traits, the
+environment) against it before anything is read or run.
 
 The policy is read from the environment the kernel process STARTED with
 (``/proc/self/environ``), not from ``os.environ``: ``%env``, ``os.environ.pop`` or
@@ -39,10 +39,14 @@ class Policy:
     isolation: str = "container"  # the weakest accepted: "gvisor" refuses --isolation container
     image: str = ""  # the only image accepted ('' = the built-in one)
     roots: tuple[str, ...] = ()  # folders --input/--replay may read and --files-to write
+    #: the runner's own settings, allowed although outside ``roots`` ('' = the default)
+    audit_log: str = ""
+    cache_dir: str = ""
 
     def to_env(self) -> str:
         return json.dumps({"sandbox": self.sandbox, "isolation": self.isolation,
-                           "image": self.image, "roots": list(self.roots)})
+                           "image": self.image, "roots": list(self.roots),
+                           "audit_log": self.audit_log, "cache_dir": self.cache_dir})
 
     @classmethod
     def from_env(cls, text: str) -> Policy:
@@ -50,7 +54,9 @@ class Policy:
         return cls(sandbox=str(data.get("sandbox", "docker")),
                    isolation=str(data.get("isolation", "container")),
                    image=str(data.get("image", "")),
-                   roots=tuple(str(r) for r in data.get("roots", ())))
+                   roots=tuple(str(r) for r in data.get("roots", ())),
+                   audit_log=str(data.get("audit_log", "")),
+                   cache_dir=str(data.get("cache_dir", "")))
 
 
 def _initial_environment_value() -> str | None:
@@ -111,6 +117,11 @@ def enforce(opts: OptionsT, paths: tuple[str, ...] | list[str] = (),
         named.append(("--replay", opts.replay))
     if files_to := getattr(opts, "files_to", ""):  # a notebook option (saved files' folder)
         named.append(("--files-to", files_to))
+    # files the magic itself writes: a notebook must not aim them at e.g. ~/.bashrc
+    if opts.audit_log and opts.audit_log != policy.audit_log:
+        named.append(("GenerateMagics.audit_log", opts.audit_log))
+    if opts.cache_dir and opts.cache_dir != policy.cache_dir:
+        named.append(("GenerateMagics.cache_dir", opts.cache_dir))
     for flag, item in named:
         if not _inside(Path(item), policy.roots):
             raise ConfigurationError(f"{flag} {item!r} is outside the notebook's folder: use "

@@ -35,7 +35,7 @@ from .files import read_outputs, tar_inputs
 from .harness.runner import VALUE_CAP
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
-from .pool import Pool, Slot, close_pools, get_pool, remove
+from .pool import Pool, Slot, close_pools, get_pool, on_close, remove
 
 WORK = "/work"
 UID = "65534:65534"
@@ -102,6 +102,7 @@ def resolve_isolation(client: Any, wanted: str) -> str:
 
 
 _owner: tuple[int, str] | None = None
+_prune_due: set[str] = set()  # engines (base URLs) where our orphaned volumes may lie
 
 
 def _labels() -> dict[str, str]:
@@ -110,6 +111,24 @@ def _labels() -> dict[str, str]:
     if _owner is None or _owner[0] != os.getpid():
         _owner = (os.getpid(), owner_id())
     return {LABEL: "1", OWNER_LABEL: _owner[1]}
+
+
+def _prune_volumes(client: Any) -> bool:
+    """Remove this process's unused work volumes; False when the engine did not answer.
+
+    One by one: `volume prune` with a label filter removes nothing on Docker 20.10.
+    A volume still in use refuses (409) and stays.
+    """
+    import docker
+
+    try:
+        volumes = client.volumes.list(filters={"label": f"{OWNER_LABEL}={_labels()[OWNER_LABEL]}"})
+    except Exception:
+        return False
+    for volume in volumes:
+        with contextlib.suppress(docker.errors.APIError):
+            volume.remove()
+    return True
 
 
 def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any:
@@ -268,6 +287,7 @@ class DockerSandbox(Sandbox):
                 except (OSError, self._docker_error) as exc:
                     raise self._engine_failed(exc) from None
                 done = True
+                self._prune_volumes()
                 result.isolation = self.isolation
                 if result.status == "error" and result.exit_code is None:
                     self._explain_lost_runner(result, slot.container_id, limits, wall_start)
@@ -300,7 +320,7 @@ class DockerSandbox(Sandbox):
             events = self.client.api.events(
                 since=int(since) - 1, until=int(time.time()) + 1, decode=True,
                 filters={"container": cid, "event": "oom"})
-            oom = any(True for _ in events)
+            oom = sum(1 for _ in events) > 0  # read to the end: the stream then closes
         except Exception:
             return
         if oom:
@@ -311,8 +331,20 @@ class DockerSandbox(Sandbox):
     def _drop_stale(self, pool: Pool) -> None:
         """After a lost container: drop the other dead warm ones and our orphaned volumes."""
         pool.drop_dead()
-        with contextlib.suppress(Exception):  # best effort; the engine may be down
-            self.client.volumes.prune(filters={"label": f"{OWNER_LABEL}={_labels()[OWNER_LABEL]}"})
+        _prune_due.add(self.client.api.base_url)
+        self._prune_volumes()
+        # The engine may still be removing the lost containers: once more at the end.
+        on_close(self.client.api.base_url, functools.partial(_prune_volumes, self.client))
+
+    def _prune_volumes(self) -> None:
+        """Remove our unused work volumes (an engine restart leaves its containers' behind).
+
+        Due after a container was lost; retried after each run until the engine
+        answers, since it may be down when the loss is noticed.
+        """
+        url = self.client.api.base_url
+        if url in _prune_due and _prune_volumes(self.client):
+            _prune_due.discard(url)
 
     @staticmethod
     def _engine_failed(exc: Exception) -> SandboxUnavailableError:

@@ -8,6 +8,7 @@ followed; hard links come back under each name; a cut is reported, never raised.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import time
@@ -144,6 +145,8 @@ def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         # The engine stops the stream when a file grows or shrinks as it packs it.
         over.append(f"a file changed while it was collected ({type(exc).__name__})")
+    finally:
+        _close_stream(chunks)
     out.sort(key=lambda f: f.name)
     notes = over[:1]
     if skipped:
@@ -157,3 +160,19 @@ def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
 def _rel(member_name: str) -> str:
     """The archive's member name relative to the work dir (its first part is the dir)."""
     return member_name.split("/", 1)[1] if "/" in member_name else ""
+
+
+def _close_stream(chunks: Any) -> None:
+    """Close a stream we may have dropped early, and the HTTP response under it.
+
+    docker-py's archive stream is a generator over a streamed response and has
+    no handle of its own; closing only the generator would leave the socket to
+    the garbage collector (a ResourceWarning, and a connection held meanwhile).
+    """
+    frame = getattr(chunks, "gi_frame", None)
+    response = frame.f_locals.get("response") if frame is not None else None
+    with contextlib.suppress(Exception):
+        chunks.close()
+    with contextlib.suppress(Exception):
+        if response is not None:
+            response.close()

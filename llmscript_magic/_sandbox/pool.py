@@ -95,6 +95,21 @@ class _Reaper(threading.Thread):
 _lock = threading.Lock()
 _reaper_thread: _Reaper | None = None
 _pools: dict[tuple[Any, ...], Pool] = {}
+_close_hooks: dict[str, Callable[[], object]] = {}  # engine -> cleanup once its pools are gone
+
+
+def on_close(engine: str, hook: Callable[[], object]) -> None:
+    """Run hook (best effort) after the pools of engine (its base URL) close."""
+    with _lock:
+        _close_hooks[engine] = hook
+
+
+def _run_hooks(engines: list[str]) -> None:
+    with _lock:
+        hooks = [_close_hooks.pop(e) for e in engines if e in _close_hooks]
+    for hook in hooks:
+        with contextlib.suppress(Exception):
+            hook()
 
 
 def _reaper() -> _Reaper:
@@ -213,6 +228,9 @@ def close_pools(engine: str) -> None:
         pools = [_pools.pop(k) for k in keys]
     for pool in pools:
         pool.close()
+    if _reaper_thread is not None and _reaper_thread.is_alive():
+        _reaper_thread.drain()
+    _run_hooks([engine])
 
 
 def shutdown_all() -> None:
@@ -224,3 +242,6 @@ def shutdown_all() -> None:
         pool.close()
     if _reaper_thread is not None and _reaper_thread.is_alive():
         _reaper_thread.drain()
+    with _lock:
+        engines = list(_close_hooks)
+    _run_hooks(engines)

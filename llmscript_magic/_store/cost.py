@@ -7,12 +7,22 @@ Prices are US dollars per million tokens; unknown models cost ``None``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..providers.base import Usage
 
-if TYPE_CHECKING:
-    from .._pipeline.generate import Generation
+
+class Costed(Protocol):
+    """What a cost needs of a generation (the pipeline's ``Generation`` is one)."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def usage(self) -> Usage: ...
+
+    @property
+    def source(self) -> str: ...
 
 # input, output per million tokens; cache reads at 10% and writes at 125% of input
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -46,7 +56,7 @@ def estimate(model: str, usage: Usage,
     return dollars / 1_000_000
 
 
-def generation_cost(gen: Generation,
+def generation_cost(gen: Costed,
                     prices: Mapping[str, tuple[float, float]] | None = None) -> float | None:
     """What a generation cost: nothing when it came from the cache or a recording."""
     return estimate(gen.model, gen.usage, prices) if gen.source == "model" else 0.0

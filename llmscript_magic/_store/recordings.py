@@ -91,13 +91,6 @@ class Recordings:
             _loaded[key[0]] = (key, made)
         return made
 
-    def get(self, spec_hash: str) -> dict[str, Any] | None:
-        """The first recording of a spec (cell order), ignoring which cell asks."""
-        for cell in self.cells:
-            if cell.record and cell.record.get("spec_hash") == spec_hash:
-                return cell.record
-        return None
-
     def find(self, spec_hash: str, cell_id: str | None = None, by_order: bool = True) -> Found:
         """The recording for the running cell: by its id, else (``by_order``) the next
         recording of this spec in cell order."""

@@ -149,7 +149,14 @@ def result_bundle(gen: Generation, prices: dict[str, tuple[float, float]] | None
     kw: dict[str, Any] = {"attempt": attempt, "saved": saved, "note": note}
     return {"text/html": result_html(gen, prices, inline=inline, **kw),
             "text/markdown": result_markdown(gen, prices, **kw),
-            "text/plain": summary_text(gen, prices, **kw)}
+            "text/plain": summary_text(gen, prices, limit=SAVED_BYTES, **kw)}
+
+
+def empty_bundle() -> dict[str, str]:
+    """A result with nothing to say (a failed generation: the cell's error says it), kept
+    for its style, which hides the widget's "model not found" after reopening."""
+    return {"text/html": f'<style>{LIVE_CSS}</style><div class="{RESULT_CLASS}"></div>',
+            "text/plain": ""}
 
 
 def figure_bundle(png: bytes, number: int) -> dict[str, str]:

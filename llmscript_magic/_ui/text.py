@@ -32,13 +32,23 @@ def saved_by_name(saved: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, 
     return {str(e.get("name")): e for e in saved}
 
 
-def run_text(run: RunResult, saved: Sequence[Mapping[str, Any]] = ()) -> str:
+def capped(text: str, limit: int | None) -> str:
+    """``text`` cut to ``limit`` UTF-8 bytes, saying how much was left out."""
+    raw = text.encode("utf-8", "replace")
+    if limit is None or len(raw) <= limit:
+        return text
+    return raw[:limit].decode("utf-8", "ignore") + f"\n… {len(raw) - limit} more bytes not shown"
+
+
+def run_text(run: RunResult, saved: Sequence[Mapping[str, Any]] = (),
+             limit: int | None = None) -> str:
+    """The run in plain text; ``limit`` caps each stream (bytes) for what a notebook keeps."""
     lines = [f"Run ({run.backend}): {STATUS_WORD.get(run.status, run.status)}, "
              f"exit {run.exit_code}, {run.duration:.2f}s"]
     if run.stdout:
-        lines += ["--- stdout ---", run.stdout.rstrip("\n")]
+        lines += ["--- stdout ---", capped(run.stdout.rstrip("\n"), limit)]
     if run.stderr:
-        lines += ["--- stderr ---", run.stderr.rstrip("\n")]
+        lines += ["--- stderr ---", capped(run.stderr.rstrip("\n"), limit)]
     if run.files:
         where = saved_by_name(saved)
         shown = [f for f in run.files if not where or f.name in where]  # not the harness's
@@ -65,7 +75,7 @@ def headline(gen: Generation, prices: dict[str, tuple[float, float]] | None = No
 
 def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None = None, *,
                  attempt: Attempt | None = None, saved: Sequence[Mapping[str, Any]] = (),
-                 note: str = "") -> str:
+                 note: str = "", limit: int | None = None) -> str:
     """The whole outcome in plain text (no reply text: the code says it).
 
     ``attempt`` is the one shown (default: the generation's last); ``note``
@@ -80,7 +90,7 @@ def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None 
         lines += ["```python", code.rstrip("\n"), "```"]
     lines.append((a.report if a is not None else gen.report).as_text())
     if a is not None and a.run is not None:
-        lines.append(run_text(a.run, saved))
+        lines.append(run_text(a.run, saved, limit))
     return "\n".join(lines)
 
 

@@ -1,10 +1,17 @@
 """The ``%%generate`` cell UI as ipywidgets: live reply, code, checks, run, actions.
 
 Imported only when the magic shows a widget, so ``%load_ext`` never pays for
-ipywidgets. The view implements the same protocol as ``_render.TextView``
-(``start``/``chunk``/``attempt``/``finish``/``fail``); its display also carries
-``text/plain`` (the TextView summary) and the record metadata, so nbconvert,
-GitHub and ``--replay`` see the same facts without a widget manager.
+ipywidgets. The view implements the same protocol as ``text.TextView``
+(``start``/``chunk``/``attempt``/``finish``/``fail``). Its display carries the
+record metadata (``--replay`` reads it) but no text: when it finishes, the
+persistent result of ``rich.py`` follows it (html, markdown, text and figures),
+hidden while this widget is alive and shown by every front end once it is
+gone, so nothing is said twice. Buttons update that result in place.
+
+Buttons that need the notebook ask the JupyterLab extension over the
+``llmscript`` comm: Run in sandbox asks for the generated cell's current text
+(edits included), Insert copy below adds an ordinary cell. Without the
+extension, the run uses the code as generated and says so.
 
 Stop while the cell runs: the kernel's main thread is busy, so a click waits
 until the cell ends. ipykernel >= 7.4 reads every comm message first on its
@@ -25,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from .._errors import LLMScriptError
-from .._protocol import COMM_TARGET
+from .._protocol import COMM_TARGET, OUTPUT_KEY
 from . import rich
 from . import widget_html as h
 from .text import saved_files
@@ -93,6 +100,7 @@ class WidgetView:
         self._figures: list[Any] = []  # one display per figure, after the result
         self._saved: list[dict[str, Any]] = []  # where the shown run's files went
         self._kinds: dict[int, str] = {}  # attempt index -> what a user run ran
+        self._meta: dict[str, Any] = {}  # the record the outputs carry (replay reads it)
         self._insert_comm: Any = None
 
         self.status = w.HTML()
@@ -175,7 +183,7 @@ class WidgetView:
     def finish(self, gen: Generation, metadata: dict[str, Any]) -> None:
         self._flush()
         self.gen, self.attempts, self._kinds = gen, list(gen.attempts), {}
-        self._saved = saved_files(metadata)
+        self._saved, self._meta = saved_files(metadata), metadata
         self.stop.layout.display = HIDE
         self.stream.layout.display = HIDE
         self.show(len(self.attempts) - 1)
@@ -191,9 +199,13 @@ class WidgetView:
         if self.gen is not None:  # a failed Regenerate: the old result stays usable
             self.actions.layout.display = SHOW
             return
-        if self._handle is not None:  # the cell's error says it; a model id "" renders nothing
-            self._handle.update({WIDGET_MIME: {"version_major": 2, "version_minor": 0,
-                                               "model_id": ""}}, raw=True)
+        # The cell's error line is what lasts: the widget keeps no text of its own, and an
+        # empty saved result carries the style that hides the widget once its model is gone.
+        self._handle_update(None, None)
+        if self._handle is not None and self._result is None:
+            from IPython.display import display
+
+            self._result = display(rich.empty_bundle(), raw=True, display_id=True)
 
     # -- state ------------------------------------------------------------------------
     @property
@@ -438,8 +450,10 @@ class WidgetView:
         if extra:
             bundle = rich.result_bundle(self.gen, self._prices(), attempt=attempt,
                                         saved=self._saved, note=note, inline=extra)
-        update = {} if metadata is None else {"metadata": metadata}
-        self._result.update(bundle, raw=True, **update)
+        if metadata is None:  # an update replaces the metadata too: keep the record
+            meta = dict(self._meta.get(OUTPUT_KEY) or {})
+            metadata = {OUTPUT_KEY: {**meta, "files": self._saved}} if meta else {}
+        self._result.update(bundle, metadata=metadata, raw=True)
         for n, handle in enumerate(self._figures, 1):
             png = pngs[n - 1] if n <= len(pngs) else None
             handle.update(rich.figure_bundle(png, n) if png else {"text/plain": ""}, raw=True)

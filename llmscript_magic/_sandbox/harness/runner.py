@@ -9,6 +9,14 @@ figures, ``v`` values of ``--output`` variables, ``r`` the result (exit,
 limits, changed files, check verdict, outputs that cannot come back). The
 local backend imports ``supervise``/``snapshot``/``changed_files`` directly.
 Standard library only: the image has nothing else that we control.
+
+Two uids when the engine starts this runner as root (with only the SETUID,
+SETGID and KILL capabilities): the script then runs as ``SCRIPT_UID``, so it
+can neither ptrace nor signal the runner, nor open its stdout through
+``/proc/1/fd/1`` to forge frames, nor change the harness's files; the steps
+that touch the script's 0700 work dir run in a child with the script's uid.
+Started as a non-root user, the runner and the script share that uid (the
+frames it reads are then checked, never trusted).
 """
 
 import contextlib

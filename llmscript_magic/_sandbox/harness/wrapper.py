@@ -29,11 +29,13 @@ VALUE_BYTES = 64 * 2**20  # all --output values together (the runner and host ca
 UNDEFINED = "it is not defined when the script ends"
 
 
-def _send(fd: int, kind: bytes, payload: bytes) -> None:
-    data = memoryview(kind + struct.pack(">I", len(payload)) + payload)
+def _send(fd: int, kind: bytes, payload: bytes, head: bytes = b"") -> None:
+    """One frame; ``head`` goes before ``payload`` without copying a large value."""
     try:
-        while data:
-            data = data[os.write(fd, data):]
+        for part in (kind + struct.pack(">I", len(head) + len(payload)) + head, payload):
+            data = memoryview(part)
+            while data:
+                data = data[os.write(fd, data):]
     except OSError:
         pass
 
@@ -96,7 +98,7 @@ def _send_outputs(fd: int, names: list[str], namespace: dict[str, Any], codec: A
             continue
         room -= len(data)
         head = json.dumps({"name": name, "format": fmt}).encode()
-        _send(fd, b"v", head + b"\n" + data)
+        _send(fd, b"v", data, head=head + b"\n")
         del data
     if missing:
         _send(fd, b"m", json.dumps(missing).encode())

@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._pipeline.generate import Generation, Options
+    from .generate import Generation
+    from .options import Options
 
 
 def _write(path: str, event: dict[str, Any]) -> None:
