@@ -360,3 +360,17 @@ def test_papermill_replays_a_run_cell_in_the_real_sandbox(tmp_path: Path,
     assert summary["run"]["status"] == "ok" and summary["run"]["exit_code"] == 0
     text = "".join(o.get("data", {}).get("text/plain", "") for o in replayed.outputs)
     assert "squares [0, 1, 4, 9, 16] True" in text  # printed by this run, in the sandbox
+
+
+def test_a_strangers_notebook_in_the_folder_never_answers(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a named notebook, the folder counts only when it holds exactly one."""
+    from llmscript_magic._store.recordings import kernel_notebooks
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    (tmp_path / "mine.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, '
+                                         '"nbformat_minor": 5}')
+    assert kernel_notebooks() == (str((tmp_path / "mine.ipynb").resolve()),)
+    (tmp_path / "from-a-stranger.ipynb").write_text((tmp_path / "mine.ipynb").read_text())
+    assert kernel_notebooks() == ()

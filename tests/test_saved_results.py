@@ -201,3 +201,17 @@ def test_text_view_leaves_the_same_result(ip: Any, anthropic_standin: Any) -> No
     assert "llmscript-result" in result.data["text/html"]
     assert any("image/png" in b for b in bundles)
     assert result.metadata["llmscript"]["record"]["code"] == CHART
+
+
+def test_a_failed_run_saves_nothing_and_says_why(ip: Any, anthropic_standin: Any,
+                                                 tmp_path: Path) -> None:
+    from IPython.utils.capture import capture_output
+
+    anthropic_standin.enqueue(fenced("open('half.txt', 'w').write('partial')\n"
+                                     "raise SystemExit(3)\n"))
+    with capture_output() as captured:
+        ip.run_cell("%%generate --run --sandbox local --no-insert --retries 0\nWrite half.txt.")
+    assert not (tmp_path / "half.txt").exists()
+    [result] = [o for o in captured.outputs if "text/html" in o.data]
+    assert "half.txt" in result.data["text/plain"]
+    assert "kept in the result only: the run did not succeed" in result.data["text/html"]

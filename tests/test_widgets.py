@@ -255,6 +255,12 @@ def test_run_button_runs_the_edited_cell(ip: InteractiveShell, wv: dict[str, Any
     assert "Ran your edited version" in result["data"]["text/plain"]
     assert "edited total: 3" in result["data"]["text/html"]
 
+    view.run_button.click()  # the generated cell was deleted (or --no-insert): says so
+    RecordingComm.all[-1].reply({"ok": False, "reason": "no generated cell below the "
+                                                        "%%generate cell"})
+    assert "Attempt 3 of 3 (as generated)" in view.nav_label.value
+    assert "Ran the code as generated (no generated cell below" in view.notice.value
+
 
 def test_long_output_is_capped_and_says_so(ip: InteractiveShell, wv: dict[str, Any],
                                            fake: FakeProvider) -> None:

@@ -260,7 +260,7 @@ def sandbox_modules(opts: Options) -> frozenset[str] | None:
 
 def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
     """The code runs unchanged; the harness binds inputs, returns outputs, checks."""
-    from .._sandbox import Limits, get_sandbox
+    from .._sandbox import Limits, shared_sandbox
 
     assert attempt.code is not None
     options: dict[str, Any] = {}
@@ -268,7 +268,7 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
         options["isolation"] = opts.isolation
         if opts.image:
             options["image"] = opts.image
-    sandbox = get_sandbox(opts.sandbox, **options)
+    sandbox = shared_sandbox(opts.sandbox, **options)
     limits = Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus)
     result = sandbox.run(attempt.code, files=dict(opts.files), limits=limits,
                          inputs=tuple(opts.inputs), outputs=tuple(opts.outputs),

@@ -307,6 +307,9 @@ def _may_match(target: str) -> bool:
         rule.startswith(target + ".") for rule in RULES))
 
 
+_LIVE_BUILTINS = frozenset(n for n in _BUILTIN_NAMES if _may_match(f"builtins.{n}"))
+
+
 def path_of(node: ast.AST, res: Resolver) -> str | None:
     """A constant path expression: ``'/etc/x'``, ``Path('/etc') / 'x'``, ``Path.home()``."""
     if (text := fold(node)) is not None:
@@ -361,8 +364,9 @@ class _Scanner:
 
     def run(self) -> None:
         res = self.res
-        live = {n for n in res.hot if _may_match(res.name(ast.Name(n)) or "")}
-        live.add("__builtins__")
+        # the names through which some rule can be reached: os yes, csv or print no
+        live = {n for n, target in res.aliases.items() if _may_match(target)}
+        live |= (_LIVE_BUILTINS - res.shadow - res.aliases.keys()) | {"__builtins__"}
         self.live = live
         for node in res.refs:
             if isinstance(node, ast.Name):

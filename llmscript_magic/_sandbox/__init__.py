@@ -9,6 +9,7 @@ Importing this module must stay cheap: ``docker`` is imported only on use.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "available_modules",
     "get_sandbox",
     "run",
+    "shared_sandbox",
     "shutdown",
 ]
 
@@ -63,21 +65,35 @@ def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,
         if sandbox != "docker":
             raise ConfigurationError("An image only applies to the docker sandbox: drop --image")
         options["image"] = image
-    key = (sandbox, image, isolation, os.environ.get("DOCKER_HOST"))
-    shared = _shared.get(key)
-    if shared is None:
-        shared = _shared[key] = get_sandbox(sandbox, **options)
-    return shared.run(code, files=files, limits=limits)
+    return shared_sandbox(sandbox, **options).run(code, files=files, limits=limits)
 
 
-_shared: dict[tuple[str | None, ...], Sandbox] = {}
+_shared: dict[tuple[Any, ...], Sandbox] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
+    """One sandbox per (kind, options, engine) for the whole process.
+
+    Every generation and ``run()`` reuses it, so the engine client, the image lookup
+    and the warm pool are paid for once, not per attempt (and no client is leaked).
+    """
+    key = (kind, tuple(sorted(options.items())), os.environ.get("DOCKER_HOST"))
+    with _shared_lock:
+        sandbox = _shared.get(key)
+        if sandbox is None:
+            sandbox = _shared[key] = get_sandbox(kind, **options)
+        return sandbox
 
 
 def available_modules(image: str | None = None) -> frozenset[str]:
     """Top-level modules the sandbox image can import (cached per image id)."""
+    from .docker import DockerSandbox
     from .docker import available_modules as _available
 
-    return _available(image or DEFAULT_IMAGE)
+    shared = shared_sandbox("docker", isolation="auto", **({"image": image} if image else {}))
+    assert isinstance(shared, DockerSandbox)
+    return _available(image or DEFAULT_IMAGE, shared)
 
 
 def shutdown() -> None:
@@ -87,3 +103,8 @@ def shutdown() -> None:
     pool = sys.modules.get(__name__ + ".pool")
     if pool is not None:
         pool.shutdown_all()
+    with _shared_lock:
+        sandboxes = list(_shared.values())
+        _shared.clear()
+    for sandbox in sandboxes:
+        sandbox.close()

@@ -301,7 +301,10 @@ class DockerSandbox(Sandbox):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
+        """Remove this engine's warm containers and close the engine client."""
         close_pools(self.client.api.base_url)
+        with contextlib.suppress(Exception):
+            self.client.close()
 
     @property
     def _docker_error(self) -> type[Exception]:
@@ -467,9 +470,13 @@ _LIST_MODULES = ("import json, pkgutil, sys\n"
                  "print(json.dumps(sorted(names)))\n")
 
 
-def available_modules(image: str = DEFAULT_IMAGE) -> frozenset[str]:
-    """Ask the image once which top-level modules import; cache per image id."""
-    sandbox = DockerSandbox(image, pool_size=0)
+def available_modules(image: str = DEFAULT_IMAGE,
+                      sandbox: DockerSandbox | None = None) -> frozenset[str]:
+    """Ask the image once which top-level modules import; cache per image id.
+
+    Pass the process's shared sandbox: a new one would open another engine client.
+    """
+    sandbox = sandbox or DockerSandbox(image, pool_size=0)
     cached = _modules_cache.get(sandbox.image_id)
     if cached is not None:
         return cached

@@ -29,7 +29,6 @@ from .._protocol import OUTPUT_KEY, RECORD_KEY
 #: Notebooks bigger than this are not read when looking for recordings on our own.
 _MAX_BYTES = 64 * 1024 * 1024
 #: At most this many notebooks of the working folder are read.
-_MAX_FOLDER_NOTEBOOKS = 20
 
 
 def record_of(cell: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -150,8 +149,8 @@ def kernel_notebooks() -> tuple[str, ...]:
     """Notebooks this kernel is probably running, most certain first; () if none.
 
     The server's ``JPY_SESSION_NAME`` wins; else the ``.ipynb`` arguments of the process
-    that started the kernel (papermill, nbconvert, jupyter execute); else the notebooks
-    in the working folder (where nbconvert and schedulers run a notebook).
+    that started the kernel (papermill, nbconvert, jupyter execute); else the working
+    folder's notebook when it holds exactly one (where schedulers run a notebook).
     """
     if named := os.environ.get("JPY_SESSION_NAME", ""):
         path = Path(named)
@@ -160,11 +159,14 @@ def kernel_notebooks() -> tuple[str, ...]:
     if found := _runner_arguments():
         return found
     try:
-        here = sorted(p for p in Path.cwd().glob("*.ipynb") if p.is_file())
+        here = [p for p in Path.cwd().glob("*.ipynb") if p.is_file()]
     except OSError:
         return ()
-    return tuple(str(p.resolve()) for p in here[:_MAX_FOLDER_NOTEBOOKS]
-                 if p.stat().st_size <= _MAX_BYTES)
+    # Only an unambiguous folder: with several notebooks, one (a stranger's, say) must
+    # never answer another's cells. LLMSCRIPT_REPLAY names the notebook explicitly.
+    if len(here) == 1 and here[0].stat().st_size <= _MAX_BYTES:
+        return (str(here[0].resolve()),)
+    return ()
 
 
 def _runner_arguments() -> tuple[str, ...]:

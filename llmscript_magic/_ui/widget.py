@@ -268,8 +268,11 @@ class WidgetView:
                 edited = text.strip() != ((self.gen.code if self.gen else "") or "").strip()
                 self._run_code(text, EDITED if edited else "Ran the generated cell (unedited).",
                                "your edited cell" if edited else "the generated cell")
-            else:
+            elif data is None:
                 self._run_code(shown, AS_GENERATED, "as generated")
+            else:  # the extension is there, but there is no generated cell to read
+                why = data.get("reason") or "the generated cell was not found"
+                self._run_code(shown, f"Ran the code as generated ({why}).", "as generated")
 
         self._ask("source", {"action": "source", "llmscript": self._summary(self.gen)},
                   answered)
