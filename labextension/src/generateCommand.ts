@@ -32,8 +32,10 @@ async function ensureMagicLoaded(panel: NotebookPanel): Promise<boolean> {
       reply.content.status === 'error'
         ? `${reply.content.ename}: ${reply.content.evalue}`
         : reply.content.status;
+    // One line that says how to fix it: the usual cause is a kernel whose
+    // environment lacks the package (or a kernel for another language).
     Notification.error(
-      `Generate code: "${LOAD_MAGIC}" failed in the kernel (${detail}).`
+      `Generate code: "${LOAD_MAGIC}" failed in this kernel (${detail}): install llmscript-magic in the kernel’s Python environment, then run ${LOAD_MAGIC} in a cell.`
     );
     return false;
   }

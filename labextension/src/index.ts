@@ -1,20 +1,28 @@
 /**
  * llmscript-magic front end: places %%generate results as one generated cell
- * per source cell, marks them, and adds the "Generate code from this cell"
- * command. Works in JupyterLab 4 and Notebook 7.
+ * per source cell, marks them, adds the "Generate code from this cell"
+ * command and a "Fix with llmscript" button under tracebacks (both only
+ * where the kernel can use the magic). Works in JupyterLab 4 and Notebook 7.
  */
 import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { trackBadges } from './badges';
+import { trackFixButtons } from './fixButtons';
 import { generateFromCell } from './generateCommand';
 import { generateIcon } from './icon';
 import { watchPanelKernels } from './kernelHooks';
+import { presenceOf, stateOfKernel } from './magicPresence';
 import { GenerateButtonExtension } from './toolbarButton';
 
 export const GENERATE_COMMAND = 'llmscript:generate-from-cell';
+
+const GENERATE_CAPTION = 'Run the active cell’s text as a %%generate spec';
+const NOT_LOADED_CAPTION =
+  'Not loaded in this kernel yet: Generate runs %load_ext llmscript_magic first, then the active cell as a %%generate spec';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'llmscript-magic:plugin',
@@ -22,32 +30,59 @@ const plugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   requires: [INotebookTracker],
   activate: (app: JupyterFrontEnd, tracker: INotebookTracker): void => {
+    // The toolbar button passes its panel; the shortcut and palette do not.
+    const panelOf = (args: ReadonlyPartialJSONObject): NotebookPanel | null =>
+      (typeof args.panel === 'string'
+        ? tracker.find(panel => panel.id === args.panel)
+        : tracker.currentWidget) ?? null;
+    const statusOf = (args: ReadonlyPartialJSONObject) =>
+      stateOfKernel(panelOf(args)?.sessionContext.session?.kernel).status;
     app.commands.addCommand(GENERATE_COMMAND, {
       label: 'Generate code from this cell',
-      caption: 'Run the active cell’s text as a %%generate spec',
       icon: generateIcon,
+      // Loaded: as is. Installed but not loaded: shown dimmed, saying in one
+      // line that it loads the magic first (it does). A kernel that cannot
+      // load it (another language, package not installed there): hidden.
+      caption: args =>
+        statusOf(args) === 'loadable' ? NOT_LOADED_CAPTION : GENERATE_CAPTION,
+      className: args =>
+        statusOf(args) === 'loadable' ? 'llmscript-mod-not-loaded' : '',
+      isVisible: args => statusOf(args) !== 'absent',
       isEnabled: () => tracker.activeCell !== null,
-      execute: async () => {
-        const panel = tracker.currentWidget;
+      execute: async args => {
+        const panel = panelOf(args);
         if (panel) {
           await generateFromCell(panel);
         }
       }
     });
+    const watchPresence = (panel: NotebookPanel): void => {
+      const update = (): void =>
+        app.commands.notifyCommandChanged(GENERATE_COMMAND);
+      const watch = (): void => {
+        const kernel = panel.sessionContext.session?.kernel;
+        if (kernel) {
+          presenceOf(kernel).onChange(update);
+        }
+        update();
+      };
+      panel.sessionContext.kernelChanged.connect(watch);
+      watch();
+    };
     // The shortcut (Accel Shift G) is declared in schema/plugin.json, so users can
     // change it in Settings > Keyboard Shortcuts.
     app.docRegistry.addWidgetExtension(
       'Notebook',
       new GenerateButtonExtension(app.commands, GENERATE_COMMAND)
     );
-    tracker.widgetAdded.connect((_, panel) => {
+    const setUp = (panel: NotebookPanel): void => {
       watchPanelKernels(tracker, panel);
       trackBadges(panel);
-    });
-    tracker.forEach(panel => {
-      watchPanelKernels(tracker, panel);
-      trackBadges(panel);
-    });
+      watchPresence(panel);
+      trackFixButtons(panel);
+    };
+    tracker.widgetAdded.connect((_, panel) => setUp(panel));
+    tracker.forEach(setUp);
   }
 };
 

@@ -1,5 +1,7 @@
 /**
- * The notebook toolbar button for the generate command.
+ * The notebook toolbar button for the generate command. It passes its panel's
+ * id, so the command can show, explain or hide the button by that panel's
+ * kernel (see index.ts).
  */
 import { DocumentRegistry } from '@jupyterlab/docregistry';
 import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
@@ -20,6 +22,7 @@ export class GenerateButtonExtension implements DocumentRegistry.IWidgetExtensio
     const button = new CommandToolbarButton({
       commands: this.commands,
       id: this.commandId,
+      args: { panel: panel.id },
       label: 'Generate'
     });
     button.addClass('llmscript-toolbar-button');
