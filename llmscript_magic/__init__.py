@@ -95,6 +95,9 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     from ._notebook.cells import install
 
     install(ipython)  # keeps each cell's error for {Err[n]}, --fix and %llmscript explain
+    from ._notebook.warmup import start
+
+    start(ipython)  # in a kernel: SDK, client, sandbox and pool prepared in the background
 
 
 __all__ = [

@@ -28,7 +28,14 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
-    """A client for the real engine, or a skip (a failure under CI)."""
+    """A client for the real engine, or a skip (a failure under CI).
+
+    The engine is shared with other test runs and notebooks, whose containers
+    count against the per-engine warm cap: the session lifts it, so the tests
+    that need a full pool do not depend on what else runs (the cap's own test
+    sets it).
+    """
+    os.environ.setdefault("LLMSCRIPT_MAX_WARM", "64")
     try:
         import docker  # noqa: F401
     except ImportError:

@@ -203,9 +203,12 @@ def test_fix_button_in_jupyterlab(page: Any, lab: LabServer, standin: StandIn) -
     wait_until(lambda: ran(page, 0), "%load_ext")
     run_cell(page, 1)
     wait_until(lambda: ran(page, 1), "the failing cell")
-    page.locator(".llmscript-fix-button").wait_for(state="visible", timeout=TIMEOUT_MS)
+    fix = page.locator(".llmscript-fix-button")
+    fix.wait_for(state="visible", timeout=TIMEOUT_MS)
     # the Generate button is plain (the magic is loaded)
     assert "llmscript-mod-not-loaded" not in (generate_button(page).get_attribute("class") or "")
+    fix.scroll_into_view_if_needed()
+    fix.hover()
     screenshot(page, "fix-1-button-under-traceback")
 
     after = fix_and_check(page, standin, 1)
@@ -248,6 +251,8 @@ def test_no_fix_and_an_explaining_generate_button_without_the_magic(
     assert "%load_ext llmscript_magic" in title and "\n" not in title
     time.sleep(1.5)  # the check after the failing cell's reply has landed
     assert fix_buttons(page).count() == 0
+    button.hover()
+    page.wait_for_timeout(1200)  # the tooltip
     screenshot(page, "fix-3-no-magic")
 
     # %load_ext: the button becomes plain; the error raised before it is unknown to
@@ -276,3 +281,63 @@ def test_fix_button_in_notebook7(page: Any, notebook7: LabServer, standin: Stand
     screenshot(page, "fix-4-nb7-button")
     fix_and_check(page, standin, 1)
     screenshot(page, "fix-5-nb7-fixed")
+
+
+NOTIFICATION_COUNT_JS = """() => {
+  const status = document.querySelector('.jp-Notification-Status');
+  return status ? Number(status.textContent.trim() || 0) : 0;
+}"""
+# As if the kernel's environment lacked the package: importing it fails like a missing one.
+NOT_INSTALLED = """import sys
+class NoLlmscript:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'llmscript_magic':
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NoLlmscript())"""
+
+
+@pytest.mark.browser
+def test_kernel_that_cannot_load_the_magic_hides_generate(page: Any, lab: LabServer) -> None:
+    """A kernel whose environment lacks the package: no button; the shortcut says how."""
+    open_notebook(page, lab, "absent.ipynb", [
+        {"cell_type": "markdown", "id": "spec", "metadata": {},
+         "source": "Multiply seven by a number and print the result."},
+        code_cell("hide", NOT_INSTALLED),
+    ])
+    page.locator(".llmscript-toolbar-button .llmscript-mod-not-loaded").wait_for(
+        timeout=TIMEOUT_MS)
+    run_cell(page, 1)
+    wait_until(lambda: ran(page, 1), "the hiding cell")
+    page.locator(".llmscript-toolbar-button").wait_for(state="hidden", timeout=TIMEOUT_MS)
+    screenshot(page, "fix-6-cannot-load")
+    count = len(cells(page))
+    page.locator(".jp-Notebook .jp-Cell").nth(0).click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Shift+G")
+    # The one-line message (a toast, also kept in the status bar's notification list).
+    wait_until(lambda: page.evaluate(NOTIFICATION_COUNT_JS) > 0, "the notification")
+    page.locator(".jp-Notification-Status").click()
+    message = page.get_by_text("install llmscript-magic in its environment").first
+    message.wait_for(timeout=TIMEOUT_MS)
+    screenshot(page, "fix-7-cannot-load-message")
+    text = message.inner_text()
+    assert text.startswith("Cannot load the magic in this kernel: install llmscript-magic in its "
+                           "environment, then run %load_ext llmscript_magic (ModuleNotFoundError)")
+    assert len(cells(page)) == count  # nothing was added
+
+
+@pytest.mark.browser
+def test_fix_button_after_run_all(page: Any, lab: LabServer) -> None:
+    """Run all: the cells after the error (and a check queued behind them) are aborted;
+    the extension asks again and the Fix button still appears."""
+    open_notebook(page, lab, "runall.ipynb", [
+        code_cell("load", "%load_ext llmscript_magic"),
+        code_cell("fails", FAILING),
+        code_cell("after", "print('not reached')"),
+    ])
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    wait_until(lambda: ran(page, 1), "the failing cell")
+    page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".llmscript-fix-button").wait_for(
+        state="visible", timeout=TIMEOUT_MS)
+    assert fix_buttons(page).count() == 1
+    assert not stdout(cells(page)[2])

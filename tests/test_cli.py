@@ -87,7 +87,7 @@ def test_doctor_with_the_engine_stopped() -> None:
     proc = llmscript("doctor", env={"DOCKER_HOST": f"tcp://127.0.0.1:{closed_port()}"})
     assert proc.returncode == 1
     assert "✗ Docker engine not reachable" in proc.stdout
-    assert "scripts/start-docker" in proc.stdout
+    assert "or use --sandbox local" in proc.stdout and "scripts/" not in proc.stdout
     assert "ANTHROPIC_API_KEY not set" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
 

@@ -7,6 +7,7 @@ own channel, so nothing the script prints or writes can stand in for them.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -151,23 +152,74 @@ def attempt(what, fn):
 attempt("stop the runner", lambda: os.kill(1, signal.SIGSTOP))
 attempt("write the report channel", lambda: os.write(
     os.open("/proc/1/fd/1", os.O_WRONLY), b'r\\0\\0\\0\\x11{"returncode": 0}'))
+attempt("read the job channel", lambda: os.open("/proc/1/fd/0", os.O_RDONLY))
+attempt("read the runner's memory", lambda: os.open("/proc/1/mem", os.O_RDONLY))
 attempt("change the harness", lambda: open("/tmp/.llmscript/wrapper.py", "a").write("#"))
+attempt("replace the harness", lambda: os.rename("/tmp/.llmscript/wrapper.py", "/tmp/w"))
 libc = ctypes.CDLL(None, use_errno=True)
 print("ptrace the runner", libc.ptrace(16, 1, 0, 0), ctypes.get_errno() != 0)
-print(os.getuid(), os.getppid() != 1)
+print(os.getuid(), os.stat("/proc/1").st_uid, os.getppid())
 '''
 
 
 @pytest.mark.docker
 @pytest.mark.skipif(not _runner_is_root(), reason="the container's runner does not start as "
-                    "root with SETUID/SETGID/KILL yet, so it shares the script's uid")
-def test_the_script_cannot_reach_the_runner(docker_sandbox: Any) -> None:
-    """Issue 14: runner and script have different uids; the report stays the runner's."""
-    r = docker_sandbox.run(HOSTILE + "raise SystemExit(3)\n", check="True",
-                           limits=Limits(timeout=10))
+                    "root with SETUID/SETGID/KILL, so it shares the script's uid")
+def test_the_script_cannot_reach_the_runner(isolated_sandbox: Any) -> None:
+    """Issue 14: runner and script have different uids; the report stays the runner's.
 
-    assert (r.status, r.reason) == ("error", "The script exited with code 3")
+    Under both isolation levels: the script (uid 65534, a child of pid 1) can
+    neither signal, write, read nor trace the root runner, nor change the harness.
+    """
+    r = isolated_sandbox.run(HOSTILE + "raise SystemExit(3)\n", check="True",
+                             limits=Limits(timeout=10))
+
+    assert (r.status, r.reason) == ("error", "The script exited with code 3"), r.stderr
+    assert r.check is None  # a failed script gets no verdict, forged or not
     lines = r.stdout.splitlines()
-    assert lines[:3] == ["stop the runner blocked 1", "write the report channel blocked 13",
-                         "change the harness blocked 13"]
-    assert lines[3:] == ["ptrace the runner -1 True", "65534 True"]
+    assert lines[:6] == ["stop the runner blocked 1", "write the report channel blocked 13",
+                         "read the job channel blocked 13",
+                         "read the runner's memory blocked 13",
+                         "change the harness blocked 13", "replace the harness blocked 13"]
+    assert lines[6:] == ["ptrace the runner -1 True", "65534 0 1"]
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(not _runner_is_root(), reason="needs the root runner")
+def test_killing_every_process_it_may_leaves_the_runner_reporting(
+        isolated_sandbox: Any) -> None:
+    """kill(-1, SIGKILL) from the script reaches only its own uid's processes.
+
+    Linux spares the caller, so the script's own child dies and the script
+    goes on; the root runner is untouched and reports as usual.
+    """
+    code = ("import os, signal, subprocess, time\n"
+            "child = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+            "os.kill(-1, signal.SIGKILL)\ntime.sleep(0.2)\n"
+            "print('child', child.poll(), 'runner', os.stat('/proc/1').st_uid)\n")
+    r = isolated_sandbox.run(code, limits=Limits(timeout=10))
+
+    assert (r.status, r.stdout) == ("ok", "child -9 runner 0\n"), r.stderr
+    assert r.duration < 5
+
+
+@pytest.mark.docker
+def test_a_warm_interpreter_hides_its_imports_and_shares_nothing(
+        isolated_sandbox: Any) -> None:
+    """The libraries come pre-imported, yet the script sees a fresh interpreter's modules,
+    and what one run leaves in them is gone in the next (one script per container)."""
+    code = ("import sys\nwarm = type(sys.meta_path[0]).__name__ == '_Stash'\n"
+            "seen = sorted(m for m in ('numpy', 'pandas', 'matplotlib') if m in sys.modules)\n"
+            "import pandas as pd\n"
+            "print(warm, seen, pd.__spec__.name, hasattr(pd, 'left_behind'))\n"
+            "pd.left_behind = True\n")
+    limits = Limits(timeout=60, memory_mb=512)  # a pool of its own
+    isolated_sandbox.run("pass", limits=limits)
+    runs = []
+    for _ in range(2):
+        time.sleep(4)  # the pool refills: containers made ahead pre-import
+        runs.append(isolated_sandbox.run(code, limits=limits))
+
+    assert runs[0].status == "ok", runs[0].stderr
+    assert [r.stdout for r in runs] == ["True [] pandas False\n"] * 2
+    assert "reloaded" not in runs[0].stderr + runs[1].stderr

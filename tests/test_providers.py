@@ -807,8 +807,9 @@ def test_anthropic_thinking_is_kept_apart_from_the_reply(
     assert body["max_tokens"] == 4096 + 2048  # the answer keeps its whole budget
     assert "".join(chunks) == CODE == reply.text  # the draft never becomes reply text
     assert reply.thinking == DRAFT
-    text_pieces, thought_pieces = -(-len(CODE) // 6), -(-len(DRAFT) // 6)
-    assert reply.usage.output_tokens == text_pieces + thought_pieces  # billed as output
+    # the stand-in counts about four characters a token, thinking billed as output
+    assert reply.usage.output_tokens == max(-(-len(CODE) // 6), len(CODE) // 4) \
+        + len(DRAFT) // 4
 
 
 def test_anthropic_thinking_off_sends_and_keeps_none(anthropic_standin: AnthropicStandIn) -> None:
@@ -856,11 +857,15 @@ def test_repair_attempts_read_the_conversation_from_the_prompt_cache(
     assert gen.ok and len(gen.attempts) == 2
 
     first, second = (r.body for r in anthropic_standin.requests)
-    # breakpoints: the system prompt, and (top-level cache_control) the last block
+    # breakpoints: the system prompt, right after the notebook data (which comes before
+    # the task), and (top-level cache_control) the last block
     for body in (first, second):
         assert _cached(body["system"]) == [True]
         assert body["cache_control"] == {"type": "ephemeral"}
-        assert all(isinstance(m["content"], str) for m in body["messages"])
+        data, task = body["messages"][0]["content"]
+        assert "Data `df`" in data["text"] and data["cache_control"] == {"type": "ephemeral"}
+        assert task["text"].startswith("Task:\nSum the price column.")
+        assert all(isinstance(m["content"], str) for m in body["messages"][1:])
     assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
 
     one, two = (a.usage for a in gen.attempts)

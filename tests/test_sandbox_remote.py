@@ -1,4 +1,7 @@
-"""A remote engine via DOCKER_HOST: a second dockerd on a loopback TCP port.
+"""A remote engine via DOCKER_HOST: a second dockerd on a plain loopback TCP port.
+
+Plain TCP is refused unless LLMSCRIPT_ALLOW_PLAIN_TCP=1 (first test); the others
+opt in, as a user on a network of their own would.
 
 Proves the sandbox needs no code change to run elsewhere: the image is copied
 over (save | load), the run happens on the second engine and not the first,
@@ -116,11 +119,41 @@ def _labelled(client: Any) -> list[str]:
         filters={"label": "llmscript.sandbox=1"})]
 
 
+def test_plain_tcp_is_refused_unless_opted_in(remote_engine: RemoteEngine,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", remote_engine.url)
+    monkeypatch.delenv("LLMSCRIPT_ALLOW_PLAIN_TCP", raising=False)
+    with pytest.raises(SandboxUnavailableError) as err:
+        get_sandbox("docker")
+    msg = str(err.value)
+    assert msg.startswith(f"Docker engine {remote_engine.url} is plain TCP"), msg
+    assert "DOCKER_TLS_VERIFY=1" in msg and "ssh://" in msg and "\n" not in msg
+    assert "LLMSCRIPT_ALLOW_PLAIN_TCP=1" in msg
+    r = run_cli(["sandbox", "list"])
+    assert r[0] == 2 and "is plain TCP" in r[2] and r[1] == ""
+    monkeypatch.setenv("LLMSCRIPT_ALLOW_PLAIN_TCP", "1")
+    assert get_sandbox("docker").run("print(5)").stdout == "5\n"
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """`llmscript ARGV` in this process: (exit code, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from llmscript_magic._cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
 def test_docker_host_selects_the_remote_engine(remote_engine: RemoteEngine,
                                                docker_client: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     url, remote = remote_engine.url, remote_engine.client
     monkeypatch.setenv("DOCKER_HOST", url)
+    monkeypatch.setenv("LLMSCRIPT_ALLOW_PLAIN_TCP", "1")
     since = time.time()
     sandbox = get_sandbox("docker")
     r = sandbox.run("import socket, pandas\nprint(socket.gethostname())")
@@ -139,6 +172,7 @@ def test_docker_host_selects_the_remote_engine(remote_engine: RemoteEngine,
 def test_engine_without_gvisor(remote_engine: RemoteEngine,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", remote_engine.url)
+    monkeypatch.setenv("LLMSCRIPT_ALLOW_PLAIN_TCP", "1")
     with pytest.raises(ConfigurationError) as err:
         get_sandbox("docker", isolation="gvisor")
     msg = str(err.value)
@@ -151,6 +185,7 @@ def test_engine_without_gvisor(remote_engine: RemoteEngine,
 def test_engine_stop_and_restart_under_a_warm_pool(remote_engine: RemoteEngine,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", remote_engine.url)
+    monkeypatch.setenv("LLMSCRIPT_ALLOW_PLAIN_TCP", "1")
     sandbox = get_sandbox("docker", isolation="container")
     limits = Limits(timeout=10, pids=87)
     for _ in range(2):  # a warm pool, then the engine goes away under it
@@ -161,7 +196,7 @@ def test_engine_stop_and_restart_under_a_warm_pool(remote_engine: RemoteEngine,
             sandbox.run("print(2)", limits=limits)
         msg = str(err.value)
         assert msg.startswith("Docker engine not reachable (") and "\n" not in msg, msg
-        assert msg.endswith("start it with `bash scripts/start-docker` or use --sandbox local")
+        assert msg.endswith(", or use --sandbox local") and "scripts/" not in msg
         remote_engine.start()
         r = sandbox.run("print(3)", limits=limits)  # recovers: stale containers replaced
         assert (r.status, r.stdout) == ("ok", "3\n"), r.reason

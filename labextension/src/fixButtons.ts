@@ -36,7 +36,7 @@ function updateCell(panel: NotebookPanel, cell: Cell): void {
   if (!button) {
     button = document.createElement('button');
     button.type = 'button';
-    button.className = `${BUTTON_CLASS} jp-mod-styled`;
+    button.className = BUTTON_CLASS;
     button.textContent = '✦ Fix with llmscript';
     const cellId = cell.model.id;
     button.addEventListener('click', event => {

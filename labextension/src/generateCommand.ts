@@ -11,6 +11,7 @@
 import { Notification } from '@jupyterlab/apputils';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { planGenerate } from './generateSource';
+import { LOADED_EXPRESSION, readCheck } from './magicCheck';
 import { FROM_KEY } from './protocol';
 
 const LOAD_MAGIC = '%load_ext llmscript_magic';
@@ -22,20 +23,26 @@ async function ensureMagicLoaded(panel: NotebookPanel): Promise<boolean> {
     Notification.error('Generate code: this notebook has no kernel.');
     return false;
   }
+  // Asks in the same request whether the magic is registered afterwards:
+  // `%load_ext` of a module that is not an extension only prints a line.
   const reply = await kernel.requestExecute({
     code: LOAD_MAGIC,
     silent: true,
-    store_history: false
+    store_history: false,
+    user_expressions: { loaded: LOADED_EXPRESSION }
   }).done;
-  if (reply.content.status !== 'ok') {
+  if (readCheck(reply.content)?.status !== 'loaded') {
+    // One line that says how to fix it (the usual cause: the kernel's
+    // environment lacks the package, or it is another language's kernel);
+    // the detail goes last, as notifications are cut at 140 characters.
     const detail =
       reply.content.status === 'error'
-        ? `${reply.content.ename}: ${reply.content.evalue}`
-        : reply.content.status;
-    // One line that says how to fix it: the usual cause is a kernel whose
-    // environment lacks the package (or a kernel for another language).
+        ? reply.content.ename
+        : reply.content.status === 'ok'
+          ? '%%generate not registered'
+          : reply.content.status;
     Notification.error(
-      `Generate code: "${LOAD_MAGIC}" failed in this kernel (${detail}): install llmscript-magic in the kernel’s Python environment, then run ${LOAD_MAGIC} in a cell.`
+      `Cannot load the magic in this kernel: install llmscript-magic in its environment, then run ${LOAD_MAGIC} (${detail})`
     );
     return false;
   }
@@ -83,8 +90,12 @@ function prepareGenerateCell(panel: NotebookPanel): number | null {
 }
 
 export async function generateFromCell(panel: NotebookPanel): Promise<void> {
+  // Load first: in a kernel that cannot load the magic, add no cell at all.
+  if (!(await ensureMagicLoaded(panel))) {
+    return;
+  }
   const index = prepareGenerateCell(panel);
-  if (index === null || !(await ensureMagicLoaded(panel))) {
+  if (index === null) {
     return;
   }
   const notebook = panel.content;

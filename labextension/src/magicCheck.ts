@@ -70,8 +70,15 @@ function parseCounts(text: string | null): number[] | null {
   return (text.match(/\d+/g) ?? []).map(Number);
 }
 
-/** Read the execute_reply content of the check into a state. */
-export function readCheck(content: unknown): IMagicState {
+/**
+ * Read the execute_reply content of the check into a state, or null when the
+ * kernel did not answer it: after a cell raises during "Run all", ipykernel
+ * aborts every request still queued, the check included; ask again then.
+ */
+export function readCheck(content: unknown): IMagicState | null {
+  if (isObject(content) && content.status === 'aborted') {
+    return null;
+  }
   if (!isObject(content) || content.status !== 'ok') {
     return { status: 'absent', errorCounts: [] };
   }

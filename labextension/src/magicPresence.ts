@@ -53,6 +53,7 @@ export class MagicPresence {
     this.inFlight = true;
     this.again = false;
     let next: IMagicState | null = null;
+    let aborted = false;
     try {
       const future = this.kernel.requestExecute({
         code: '',
@@ -66,10 +67,16 @@ export class MagicPresence {
       const reply = await future.done;
       this.checkIds.delete(future.msg.header.msg_id);
       next = readCheck(reply.content);
+      aborted = next === null;
     } catch {
       next = null; // the kernel restarted or went away mid-check
     } finally {
       this.inFlight = false;
+    }
+    if (aborted) {
+      // Aborted with the queue after an error: ask again once it has drained.
+      window.setTimeout(() => void this.check(), 300);
+      return;
     }
     if (next) {
       this.set(next);

@@ -69,22 +69,26 @@ test('a kernel that cannot load the magic is absent', () => {
   // package not installed in the kernel's environment
   assert.equal(
     readCheck(reply({ loaded: 'False', installed: 'False', errors: '[]' }))
-      .status,
+      ?.status,
     'absent'
   );
   // not an IPython kernel: the expressions fail
   assert.equal(
-    readCheck(reply({ loaded: null, installed: null, errors: null })).status,
+    readCheck(reply({ loaded: null, installed: null, errors: null }))?.status,
     'absent'
   );
   // a kernel that ignores user_expressions, or an error reply
-  assert.equal(readCheck({ status: 'ok' }).status, 'absent');
-  assert.equal(readCheck(reply({}, 'error')).status, 'absent');
-  assert.equal(readCheck(undefined).status, 'absent');
+  assert.equal(readCheck({ status: 'ok' })?.status, 'absent');
+  assert.equal(readCheck(reply({}, 'error'))?.status, 'absent');
+  assert.equal(readCheck(undefined)?.status, 'absent');
+});
+
+test('a check aborted with the queue after an error gives no answer', () => {
+  assert.equal(readCheck(reply({}, 'aborted')), null);
 });
 
 test('states compare by what they show', () => {
-  const a = readCheck(reply({ loaded: 'True', errors: '[3]' }));
+  const a = readCheck(reply({ loaded: 'True', errors: '[3]' }))!;
   assert.ok(sameState(a, { status: 'loaded', errorCounts: [3] }));
   assert.ok(!sameState(a, { status: 'loaded', errorCounts: [3, 4] }));
   assert.ok(!sameState(a, UNKNOWN_STATE));

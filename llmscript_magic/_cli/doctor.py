@@ -6,16 +6,23 @@ from collections.abc import Callable
 
 
 def _engine() -> tuple[bool, str]:
-    try:
-        import docker
+    """Reachable, of which kind, and whether it enforces every limit (never silently not)."""
+    import os
 
-        client = docker.from_env(timeout=5)
-        version = client.version().get("Version", "?")
-        return True, f"Docker engine {version} reachable"
-    except Exception as err:  # any failure means: not usable
-        first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        return False, (f"Docker engine not reachable ({first}): run `bash scripts/start-docker` "
-                       "(or start Docker), or use --sandbox local")
+    from .._sandbox.engine import connect, engine_facts, engine_warning
+
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = connect(timeout=5)
+        facts = engine_facts(client)
+        warning = engine_warning(client)
+    except Exception as err:  # any failure means: not usable; ours already say the fix
+        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        return False, first
+    kind = f"{'rootless ' if facts['rootless'] else ''}{facts['name']} {facts['version']}"
+    if warning:
+        return False, f"{kind} engine at {where}: {warning}"
+    return True, f"{kind} engine reachable at {where}"
 
 
 def _image() -> tuple[bool, str]:

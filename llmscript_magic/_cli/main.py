@@ -2,7 +2,7 @@
 
     llmscript run NOTEBOOK... [-o OUT] [--replay] [-j N] [--trust]
     llmscript doctor
-    llmscript sandbox build|list|prune
+    llmscript sandbox build|list|prune|push [--engine URL] [--from URL]
     llmscript export NOTEBOOK [-d DIR]
 """
 
@@ -36,7 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check engine, image, keys and extension; say how to fix each")
 
     sb = sub.add_parser("sandbox", help="manage the sandbox image")
-    sb.add_argument("action", choices=["build", "list", "prune"])
+    sb.add_argument("action", choices=["build", "list", "prune", "push"],
+                    help="push: copy the image to another engine (save | load, no registry)")
+    sb.add_argument("--engine", default=None, metavar="URL",
+                    help="push: the engine that receives the image (default: DOCKER_HOST's, "
+                    "with its TLS settings), e.g. ssh://user@host or "
+                    "unix:///run/user/1000/podman/podman.sock")
+    sb.add_argument("--from", dest="source", default=None, metavar="URL",
+                    help="push: the engine that has it (default: the local socket)")
     sb.add_argument("--image", default=None, help="image name (default: the built-in one)")
     sb.add_argument("--force", action="store_true", help="rebuild even if it exists")
     sb.add_argument("--dockerfile", action="store_true",
@@ -87,6 +94,12 @@ def _sandbox(args: argparse.Namespace) -> int:
         name = build_image(args.image or DEFAULT_IMAGE, offline=not args.dockerfile,
                            force=args.force)
         print(f"sandbox image ready: {name}")
+    elif args.action == "push":
+        from .._sandbox.engine import push_image
+
+        push_image(args.image or DEFAULT_IMAGE, args.engine, args.source,
+                   log=lambda line: print(line, file=sys.stderr, flush=True))
+        print(f"sandbox image ready on {args.engine or 'the DOCKER_HOST engine'}")
     elif args.action == "list":
         for image in list_images():
             print("  ".join(f"{k}={v}" for k, v in image.items()))

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from .._pipeline.generate import Attempt, Generation
     from .._ui.base import View
 
+#: the newest full generations a session keeps (``history``); older ones live on as their
+#: ``%llmscript usage`` row and, for a follow-up ("now ..."), as their cell's previous
+#: turns, so a long-lived kernel does not keep every reply, run output and figure forever
+KEEP_GENERATIONS = 20
+
 _FOLLOW_UP = re.compile(r"\s*(now|then|also|next|and now|instead)\b", re.IGNORECASE)
 
 
@@ -48,10 +53,14 @@ class NotebookSession:
 
     def __init__(self, shell: Any = None) -> None:
         self.shell = shell
+        #: the newest KEEP_GENERATIONS generations, oldest first
         self.history: list[Generation] = []
         #: one row per generation, stopped and failed ones included, for %llmscript usage
         self.log: list[UsageRow] = []
-        self.by_cell: dict[str, Generation] = {}
+        #: what a follow-up sends back, per cell (and for the last generation): the
+        #: conversation only, not the run's files, figures or values
+        self._turns: dict[str, tuple[Message, ...]] = {}
+        self._last_turns: tuple[Message, ...] = ()
         self.usage = Usage()
         self.cost = 0.0
         self.prices: dict[str, tuple[float, float]] = {}
@@ -221,6 +230,7 @@ class NotebookSession:
         from .._store.cost import generation_cost
 
         self.history.append(gen)
+        del self.history[:-KEEP_GENERATIONS]
         if gen.source == "model":
             self.usage = self.usage + gen.usage
         cost = generation_cost(gen, self.prices)
@@ -228,8 +238,9 @@ class NotebookSession:
         status = "ok" if gen.ok else "no code" if gen.code is None else "checks failed"
         self.log.append(UsageRow(self.cell_label(cell_id), gen.model, gen.usage, cost,
                                  gen.source, status))
+        self._last_turns = _turns_of(gen)
         if cell_id := cell_id or self.cell_id():
-            self.by_cell[cell_id] = gen
+            self._turns[cell_id] = self._last_turns
 
     def _replay_scope(self, cell_id: str | None) -> Any:
         """Tell replay which cell runs and, in a kernel, which notebook it is running."""
@@ -258,17 +269,20 @@ class NotebookSession:
 
     def _previous_turns(self) -> tuple[Message, ...]:
         cell_id = self.cell_id()
-        prev = self.by_cell.get(cell_id) if cell_id else (self.history[-1] if self.history
-                                                           else None)
-        if prev is None or not prev.reply:
-            return ()
-        turns = (*prev.prompt.messages, Message("assistant", prev.reply))
-        if prev.run is not None:
-            from .._ui.text import run_text
+        return self._turns.get(cell_id, ()) if cell_id else self._last_turns
 
-            turns += (Message("user", "Result of running it:\n" + run_text(prev.run)[-2000:]),
-                      Message("assistant", "Noted."))
-        return turns
+
+def _turns_of(gen: Generation) -> tuple[Message, ...]:
+    """The conversation a follow-up of ``gen`` continues: its prompt, reply and run."""
+    if not gen.reply:
+        return ()
+    turns = (*gen.prompt.messages, Message("assistant", gen.reply))
+    if gen.run is not None:
+        from .._ui.text import run_text
+
+        turns += (Message("user", "Result of running it:\n" + run_text(gen.run)[-2000:]),
+                  Message("assistant", "Noted."))
+    return turns
 
 
 def _usage_errors_as_error_output(shell: Any) -> None:

@@ -263,12 +263,7 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
     from .._sandbox import Limits, shared_sandbox
 
     assert attempt.code is not None
-    options: dict[str, Any] = {}
-    if opts.sandbox == "docker":
-        options["isolation"] = opts.isolation
-        if opts.image:
-            options["image"] = opts.image
-    sandbox = shared_sandbox(opts.sandbox, **options)
+    sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
     limits = Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus)
     result = sandbox.run(attempt.code, files=dict(opts.files), limits=limits,
                          inputs=tuple(opts.inputs), outputs=tuple(opts.outputs),
@@ -281,6 +276,35 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
     if result.status == "ok" and (ex := example_check(spec, result)) is not None:
         report.add(ex)
     return result
+
+
+def _sandbox_options(opts: Options) -> dict[str, Any]:
+    """How ``_run`` (and ``warm_sandbox``) ask for the shared sandbox: the same key."""
+    options: dict[str, Any] = {}
+    if opts.sandbox == "docker":
+        options["isolation"] = opts.isolation
+        if opts.image:
+            options["image"] = opts.image
+    return options
+
+
+def warm_sandbox(opts: Options) -> None:
+    """Do ahead what the first ``--run`` with ``opts`` would pay for while the user waits.
+
+    The engine client and image lookup (the shared sandbox), the image's module list
+    and the warm pool for these limits. A kernel's background thread calls it after
+    ``%load_ext``; it raises what goes wrong, and the caller ignores that: the real run
+    meets the same problem and reports it as usual.
+    """
+    from .._sandbox import Limits, shared_sandbox
+
+    if opts.sandbox != "docker":
+        return
+    sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
+    sandbox_modules(opts)
+    pool = getattr(sandbox, "_pool", None)  # created on first use; it then fills itself
+    if pool is not None:
+        pool(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:

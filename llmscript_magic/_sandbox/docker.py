@@ -1,8 +1,10 @@
 """Docker backend: hardened single-use containers, fed over the attach socket.
 
-A container starts `harness/runner.py` as its main process with no network, no
-capabilities, a read-only root, a non-root user, an empty environment and
-caps on memory (+swap), CPU, pids, file size and open files. The work dir is
+A container starts `harness/runner.py` as its main process with no network, a
+read-only root, an empty environment and caps on memory (+swap), CPU, pids,
+file size and open files. The runner starts a warm interpreter for the script
+(as uid 65534, importing the image's heavy libraries) before the job exists;
+the job then runs in it: one script per container, as before. The work dir is
 an anonymous tmpfs-backed volume (put_archive/get_archive reach it, unlike a
 --tmpfs mount). The host keeps the wall clock and output cap too: it never
 trusts the runner to stop on its own.
@@ -14,6 +16,24 @@ minus io_uring, keyring, bpf, perf, userfaultfd, ptrace, the mount family,
 namespaces, kexec and modules; we drop every capability, so the capability-
 gated rules are left out) and extra masked ``/proc`` paths that tell the
 host's boot line and modules.
+
+Two uids. The runner is the container's pid 1 and starts as root, but with
+every capability dropped except SETUID, SETGID (to become the script's uid
+65534 in a child, before that child executes anything of the script's) and
+KILL (to stop the script's processes, which are no longer its own). Without
+user namespaces this root is the host's uid 0, which is acceptable because
+it holds nothing root usually means: no CAP_DAC_OVERRIDE/READ_SEARCH (it
+cannot even read the script's 0700 work dir: those steps run as the script's
+uid), no CAP_SYS_ADMIN, SYS_PTRACE, NET_*, MKNOD, CHOWN or FOWNER; the root
+file system is read-only; ``no-new-privileges`` stops any exec from gaining
+privileges (setuid binaries, file capabilities); our seccomp profile denies
+the mount family, namespaces, ptrace, bpf, keyrings, modules and kexec to
+root too; the network is gone; and the runner never runs user code as root:
+it only parses the job (JSON) and writes the harness's files. What the
+second uid buys: the script can neither ptrace nor signal the runner, nor
+open ``/proc/1/fd/*`` to write the runner's report channel, nor change the
+harness's files (root-owned, read-only to it); ``/proc/1`` of a root process
+is closed to uid 65534, and gVisor enforces the same rules in its own kernel.
 """
 
 from __future__ import annotations
@@ -30,7 +50,15 @@ from typing import Any
 
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
-from .engine import RUNSC, _why, connect, gvisor_problem, unreachable
+from .engine import (  # engine_warning, seccomp_option: engine differences (Podman)
+    RUNSC,
+    _why,
+    connect,
+    engine_warning,
+    gvisor_problem,
+    seccomp_option,
+    unreachable,
+)
 from .files import read_outputs, tar_inputs
 from .harness.runner import VALUE_CAP
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
@@ -38,7 +66,13 @@ from .outcome import build_result, child_env, clean_report, harness_job, values_
 from .pool import Pool, Slot, close_pools, get_pool, on_close, remove
 
 WORK = "/work"
-UID = "65534:65534"
+UID = "0:0"  # the runner's (see the module docstring); the script's is SCRIPT_UID
+SCRIPT_UID = "65534:65534"
+RUNNER_CAPS = ["SETUID", "SETGID", "KILL"]
+#: Imported by the warm interpreter before the job (the image's heavy libraries).
+PREIMPORT = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
+#: Below this memory cap the interpreter starts without them: they take ~90 MB.
+PREIMPORT_MIN_MB = 192
 GRACE = 1.0  # SIGTERM -> SIGKILL inside the container
 HOST_SLACK = 3.0  # the host kills the container this long after the inner deadline
 DIAG_CAP = 64 * 1024
@@ -113,6 +147,13 @@ def _labels() -> dict[str, str]:
     return {LABEL: "1", OWNER_LABEL: _owner[1]}
 
 
+def _held_elsewhere(client: Any) -> int:
+    """Running sandbox containers of other owners on this engine (for the warm cap)."""
+    mine = _labels()[OWNER_LABEL]
+    rows = client.api.containers(filters={"label": f"{LABEL}=1"})
+    return sum(1 for row in rows if (row.get("Labels") or {}).get(OWNER_LABEL) != mine)
+
+
 def _prune_volumes(client: Any) -> bool:
     """Remove this process's unused work volumes; False when the engine did not answer.
 
@@ -131,7 +172,14 @@ def _prune_volumes(client: Any) -> bool:
     return True
 
 
-def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any:
+def preimport_wanted() -> bool:
+    """LLMSCRIPT_PREIMPORT=0 turns the warm interpreter's imports off (e.g. to compare)."""
+    return os.environ.get("LLMSCRIPT_PREIMPORT", "1").strip().lower() not in ("0", "no", "false")
+
+
+def _host_config(client: Any, limits: Limits, runtime: str | None = None, *,
+                 runner_caps: bool = True) -> Any:
+    """The hardened host config; runner_caps=False drops every capability (a one-shot run)."""
     from docker.types import DriverConfig, Mount, Ulimit
 
     size = f"{limits.disk_mb}m"
@@ -146,7 +194,9 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any
         network_mode="none",
         runtime=runtime,
         cap_drop=["ALL"],
-        security_opt=["no-new-privileges", "seccomp=" + seccomp_profile(runtime == RUNSC)],
+        cap_add=RUNNER_CAPS if runner_caps else None,
+        security_opt=["no-new-privileges",
+                      *filter(None, [seccomp_option(client, seccomp_profile(runtime == RUNSC))])],
         read_only=True,
         mounts=[work],
         tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={size},mode=1777"},
@@ -174,15 +224,23 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any
     return config
 
 
-def _factory(client: Any, image: str, limits: Limits, runtime: str | None) -> Slot:
+def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
+             preimport: bool = True) -> Slot:
     """Create, attach and start one container whose runner waits for a job.
 
     detach=False + stdin_open sets StdinOnce: closing our socket ends the runner.
+    preimport: the warm interpreter imports PREIMPORT before the job (for a
+    container made ahead of time; one made for a waiting job skips them, so a
+    script that needs none of them does not wait for them).
     """
     runner = (_HARNESS / "runner.py").read_text()
     wrapper = (_HARNESS / "wrapper.py").read_text()
+    warm = {"env": child_env(limits),
+            "preimport": list(PREIMPORT) if preimport and limits.memory_mb >= PREIMPORT_MIN_MB
+            else []}
     created = client.api.create_container(
-        image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE],
+        image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE,
+                        json.dumps(warm)],
         user=UID, working_dir=WORK, environment={}, labels=_labels(),
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
         host_config=_host_config(client, limits, runtime),
@@ -235,15 +293,19 @@ class DockerSandbox(Sandbox):
     backend = "docker"
 
     def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 2,
-                 isolation: str = "auto") -> None:
+                 isolation: str = "auto", preimport: bool | None = None) -> None:
         import docker
 
         self.client = connect()
         #: "gvisor" or "container": what `isolation` resolved to on this engine
         self.isolation = resolve_isolation(self.client, isolation)
         self.runtime = RUNSC if self.isolation == "gvisor" else None
+        #: what this engine cannot enforce (rootless on cgroups v1), told in every result
+        self.engine_warning = engine_warning(self.client)
         self.image = image
         self.pool_size = pool_size
+        #: the warm interpreter imports numpy/pandas/matplotlib (None: LLMSCRIPT_PREIMPORT)
+        self.preimport = preimport_wanted() if preimport is None else preimport
         try:
             self.image_id = self.client.images.get(image).id
         except docker.errors.ImageNotFound:
@@ -253,9 +315,15 @@ class DockerSandbox(Sandbox):
             raise unreachable(exc) from None
 
     def _pool(self, limits: Limits) -> Pool:
-        key = (self.client.api.base_url, self.image_id, self.runtime, limits.container_key())
-        return get_pool(key, lambda: _factory(self.client, self.image, limits, self.runtime),
-                        self.pool_size)
+        key = (self.client.api.base_url, self.image_id, self.runtime, limits.container_key(),
+               self.preimport)
+
+        def factory(ahead: bool) -> Slot:
+            return _factory(self.client, self.image, limits, self.runtime,
+                            preimport=ahead and self.preimport)
+
+        return get_pool(key, factory, self.pool_size,
+                        held_elsewhere=functools.partial(_held_elsewhere, self.client))
 
     def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
@@ -289,6 +357,9 @@ class DockerSandbox(Sandbox):
                 done = True
                 self._prune_volumes()
                 result.isolation = self.isolation
+                if self.engine_warning:  # a limit this engine cannot enforce: never silently
+                    result.warning = "; ".join(filter(None, [result.warning,
+                                                             self.engine_warning]))
                 if result.status == "error" and result.exit_code is None:
                     self._explain_lost_runner(result, slot.container_id, limits, wall_start)
                 cut = getattr(result.files, "cut", "")  # files.Outputs: what did not come back

@@ -92,7 +92,8 @@ def _run(cmd: list[str], log: Log) -> None:
 def _debootstrap(rootfs: Path, log: Log) -> None:
     if shutil.which("debootstrap") is None:
         raise ConfigurationError(
-            "debootstrap is not installed: run `bash scripts/build-sandbox-image`"
+            "debootstrap is not installed: run `sudo apt-get install debootstrap`, then "
+            "`llmscript sandbox build` again"
         )
     if os.geteuid() != 0:
         raise ConfigurationError("The offline image build needs root (debootstrap): rerun as root")

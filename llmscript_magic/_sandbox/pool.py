@@ -2,18 +2,21 @@
 
 Each container waits on stdin for its one job, so taking one from the pool
 skips create+start. Pools are keyed by engine, image and the limits baked in
-at creation; a daemon thread refills them. Removal happens off the critical
-path on a reaper thread; both are drained at interpreter exit so nothing leaks.
-Containers also remove themselves (auto-remove) when our end of the attach
-socket closes, which covers a killed interpreter.
+at creation; daemon threads refill them as demand asks (see ``Pool``).
+Removal happens off the critical path on a reaper thread; both are drained
+at interpreter exit so nothing leaks. Containers also remove themselves
+(auto-remove) when our end of the attach socket closes, which covers a
+killed interpreter.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -121,34 +124,85 @@ def _reaper() -> _Reaper:
         return _reaper_thread
 
 
-class Pool:
-    """Keeps `size` started containers for one (engine, image, limits) key."""
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
-    def __init__(self, factory: Callable[[], Slot], size: int) -> None:
+
+#: Warm containers one engine may hold for all kernels together (LLMSCRIPT_MAX_WARM).
+MAX_WARM = 8
+#: Seconds without a run after which a pool shrinks back to its base size.
+IDLE_SECONDS = 30.0
+#: Containers one pool creates at the same time (creation mostly waits on the engine).
+FILLERS = 2
+
+
+class Pool:
+    """Started containers for one (engine, image, limits) key, as many as demand asks.
+
+    A quiet pool keeps ``size`` ready. When runs overlap (threads, ``-j N``,
+    several notebooks) it aims at one more than the most runs seen at once,
+    creating up to FILLERS at a time, and it shrinks back to ``size`` after
+    IDLE_SECONDS without a run. ``held_elsewhere`` (the engine's count of
+    sandbox containers of other kernels) and the warm containers of this
+    process's pools together stay under ``cap``, so thirty kernels on one
+    engine do not hold sixty idle containers; past it a run still gets a
+    container, made for it.
+    """
+
+    def __init__(self, factory: Callable[[bool], Slot], size: int, *, engine: str = "",
+                 cap: int | None = None, held_elsewhere: Callable[[], int] | None = None,
+                 idle: float | None = None) -> None:
         self.factory = factory
         self.size = size
+        self.engine = engine
+        self.cap = int(_env_number("LLMSCRIPT_MAX_WARM", MAX_WARM)) if cap is None else cap
+        self.idle = _env_number("LLMSCRIPT_POOL_IDLE", IDLE_SECONDS) if idle is None else idle
+        self.held_elsewhere = held_elsewhere
         self._ready: list[Slot] = []
         self._cond = threading.Condition()
         self._closed = False
         self._failed = False
         self._creating = 0
         self._busy = 0
-        self._thread = threading.Thread(target=self._fill, name="llmscript-sandbox-pool",
-                                        daemon=True)
+        self._peak = 0  # most runs at once since the pool was last quiet
+        self._retired = False  # shrunk to nothing while another pool was in use
+        self._last_take = time.monotonic()
+        self._threads = [threading.Thread(target=self._fill, name="llmscript-sandbox-pool",
+                                          daemon=True) for _ in range(FILLERS)]
         if size > 0:
-            self._thread.start()
+            for thread in self._threads:
+                thread.start()
+
+    @property
+    def target(self) -> int:
+        """How many ready containers the pool aims at now."""
+        if self.size <= 0 or self._retired:
+            return 0
+        return max(self.size, min(self._peak + 1, max(self.cap, self.size)))
+
+    def warm(self) -> int:
+        """Ready and being created (what this pool holds that no run uses)."""
+        with self._cond:
+            return len(self._ready) + self._creating
 
     def take(self) -> Slot:
         """A ready container, or a fresh one if the pool is empty; pair with done()."""
         with self._cond:
             slot = self._ready.pop(0) if self._ready else None
             self._failed = False
+            self._retired = False
             self._busy += 1
+            self._peak = max(self._peak, self._busy)
+            self._last_take = time.monotonic()
             self._cond.notify_all()
         if slot is not None:
             return slot
         try:
-            return self.factory()
+            return self.factory(False)
         except BaseException:
             self.done()
             raise
@@ -169,22 +223,81 @@ class Pool:
             self._cond.notify_all()
 
     def _idle(self) -> bool:
-        # With a container still ready, wait for the running script to finish before
-        # refilling: on a small machine, container creation would slow that run down.
-        full = len(self._ready) + self._creating >= self.size
-        return full or self._failed or (self._busy > 0 and bool(self._ready))
+        full = len(self._ready) + self._creating >= self.target
+        # One run at a time with a container still ready: wait for the running script
+        # to finish before refilling, so container creation does not slow it down on a
+        # small machine. Overlapping runs need the refill now.
+        quiet = self._peak <= 1 and self._busy > 0 and bool(self._ready)
+        return full or self._failed or quiet
+
+    def _shrink(self) -> list[Slot]:
+        """After idle seconds without a run: back to the base size (returns the extra).
+
+        Only the kernel's most recently used pool keeps its base size; the others
+        (other limits, used earlier) go to zero until their next run, so a quiet
+        kernel holds a couple of containers, not a couple per limit set it ever used.
+        """
+        if self._busy or time.monotonic() - self._last_take < self.idle:
+            return []
+        self._peak = 0
+        keep = self.size if _latest(self.engine) is self else 0
+        self._retired = keep == 0
+        extra = self._ready[keep:]
+        del self._ready[keep:]
+        return extra
+
+    def _evict_one(self) -> bool:
+        """Take a ready container from a pool of this process used less recently than us."""
+        with _lock:
+            others = [p for k, p in _pools.items() if k[0] == self.engine and p is not self]
+        for pool in sorted(others, key=lambda p: p._last_take):
+            if pool._last_take >= self._last_take:
+                break
+            with pool._cond:
+                slot = pool._ready.pop(0) if pool._ready else None
+            if slot is not None:
+                slot.discard()
+                return True
+        return False
+
+    def _over_cap(self) -> bool:
+        """True when one more warm container would pass the engine's cap.
+
+        Over it, a pool of this process used less recently gives up a container
+        first: the limits in use now get the warm ones.
+        """
+        if self.held_elsewhere is None:
+            return False
+        try:
+            others = self.held_elsewhere()
+        except Exception:
+            return False  # the engine's count is advice; the run itself reports a fault
+        total = others + warm_containers(self.engine)
+        while total >= self.cap:
+            if not self._evict_one():
+                return True
+            total -= 1
+        return False
 
     def _fill(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and self._idle():
-                    self._cond.wait()
+                while not self._closed:
+                    extra = self._shrink()
+                    if extra:
+                        for old in extra:
+                            old.discard()
+                        continue
+                    if not self._idle():
+                        break
+                    self._cond.wait(timeout=max(1.0, self.idle / 4))
                 if self._closed:
                     return
                 self._creating += 1
             slot: Slot | None = None
+            over = self._over_cap()
             try:
-                slot = self.factory()
+                slot = None if over else self.factory(True)
             except Exception:
                 with self._cond:
                     self._failed = True  # retry on the next take(), not in a hot loop
@@ -195,6 +308,8 @@ class Pool:
                         slot.discard(now=True)
                     else:
                         self._ready.append(slot)
+                elif over:
+                    self._cond.wait(timeout=2.0)  # another kernel's run may end meanwhile
 
     def close(self) -> None:
         with self._cond:
@@ -204,20 +319,40 @@ class Pool:
         threads = [threading.Thread(target=s.discard, kwargs={"now": True}) for s in ready]
         for t in threads:
             t.start()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)  # a create in flight is discarded on arrival
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=30)  # a create in flight is discarded on arrival
         for t in threads:
             t.join()
 
 
-def get_pool(key: tuple[Any, ...], factory: Callable[[], Slot], size: int) -> Pool:
-    """The shared pool for key, created on first use."""
+def _latest(engine: str) -> Pool | None:
+    """This process's most recently used pool on one engine."""
+    with _lock:
+        pools = [p for k, p in _pools.items() if k[0] == engine]
+    return max(pools, key=lambda p: p._last_take, default=None)
+
+
+def warm_containers(engine: str) -> int:
+    """Warm containers this process's pools hold on one engine (base URL)."""
+    with _lock:
+        pools = [p for k, p in _pools.items() if k[0] == engine]
+    return sum(p.warm() for p in pools)
+
+
+def get_pool(key: tuple[Any, ...], factory: Callable[[bool], Slot], size: int,
+             held_elsewhere: Callable[[], int] | None = None) -> Pool:
+    """The shared pool for key (key[0] is the engine's base URL), created on first use.
+
+    factory(ahead) makes one container; ahead is False for a run already waiting.
+    """
     with _lock:
         pool = _pools.get(key)
         if pool is None:
             if not _pools:
                 atexit.register(shutdown_all)
-            pool = _pools[key] = Pool(factory, size)
+            pool = _pools[key] = Pool(factory, size, engine=str(key[0]),
+                                      held_elsewhere=held_elsewhere)
         return pool
 
 

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from .base import Session
 
 WIDGET_MIME = rich.WIDGET_MIME
+#: the newest view per ``%%generate`` cell id (a re-run releases the one before)
+_shown: dict[str, WidgetView] = {}
 HIDE, SHOW = "none", ""
 NO_EXTENSION = "JupyterLab extension not active: the code is ready to copy below."
 AS_GENERATED = ("Ran the generated code as generated (without the JupyterLab extension, "
@@ -141,6 +143,23 @@ class WidgetView:
         for part in (self.nav, self.code, self.checklist, self.run_panel, self.figures,
                      self.actions, self.fallback, self.stop):
             part.layout.display = HIDE
+        if source_cell is not None:  # this cell ran again: its old widget is gone from view
+            old = _shown.get(source_cell)
+            _shown[source_cell] = self
+            if old is not None and old is not self:
+                old.release()
+
+    def release(self) -> None:
+        """Close this view's widgets and drop its generation and text.
+
+        Called when its cell runs again: the front end replaced the old output, but the
+        kernel would otherwise keep every old widget (ipywidgets keeps each one until it
+        is closed) with its code, run output and figures for the kernel's life.
+        """
+        self.gen, self.attempts, self._meta, self._saved = None, [], {}, []
+        self._text = self._thinking = ""
+        self._figures = []
+        _close_tree(self.box)
 
     # -- the view protocol ---------------------------------------------------------
     def start(self, model: str) -> None:
@@ -195,10 +214,13 @@ class WidgetView:
     def fail(self, message: str) -> None:
         self._flush()
         self.stop.layout.display = HIDE
-        self._status(f'<span style="color:#cf222e">✗ {h.esc(message)}</span>')
-        if self.gen is not None:  # a failed Regenerate: the old result stays usable
+        if self.gen is not None:  # a failed Regenerate: no cell error, so say it here
+            self._status(f'<span style="color:#cf222e">✗ {h.esc(message)}</span>')
             self.actions.layout.display = SHOW
             return
+        # The cell's own error line says it, once: the widget keeps only what streamed.
+        self._status("")
+        self.stream.layout.display = SHOW if self._text.strip() else HIDE
         # The cell's error line is what lasts: the widget keeps no text of its own, and an
         # empty saved result carries the style that hides the widget once its model is gone.
         self._handle_update(None, None)
@@ -463,3 +485,13 @@ class WidgetView:
 
 
 __all__ = ["NO_EXTENSION", "WidgetView", "watch_clicks"]
+
+
+def _close_tree(widget: Any) -> None:
+    """Close a widget, its children and their layout and style models."""
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, w.Widget):
+            part.close()
+    widget.close()

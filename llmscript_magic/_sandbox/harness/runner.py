@@ -113,6 +113,29 @@ def _parse_status(buf: bytearray, info: dict[str, Any]) -> None:
                 info["tampered"] = True
 
 
+def spawn(cmd: list[str], *, env: dict[str, str], cwd: str | None,
+          preexec_fn: Callable[[], None] | None = None,
+          stdin: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[bytes], int]:
+    """Start cmd in its own process group with a status pipe; (process, status read end).
+
+    cmd may hold "{fd}" where the status pipe's number goes.
+    """
+    status_r, status_w = os.pipe()
+    cmd = [str(status_w) if part == "{fd}" else part for part in cmd]
+    try:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, pass_fds=(status_w,), start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        os.close(status_w)
+    return proc, status_r
+
+
 def supervise(cmd: list[str], *, env: dict[str, str], cwd: str | None, timeout: float,
               output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
               preexec_fn: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -122,16 +145,23 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str | None, timeout: 
     output passes output_bytes, and after the main process exits (so nothing
     is left behind). cmd may hold "{fd}" where the status pipe's number goes.
     """
-    status_r, status_w = os.pipe()
-    cmd = [str(status_w) if part == "{fd}" else part for part in cmd]
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, pass_fds=(status_w,), start_new_session=True,
-        preexec_fn=preexec_fn,
-    )
-    os.close(status_w)
+    proc, status_r = spawn(cmd, env=env, cwd=cwd, preexec_fn=preexec_fn)
+    return relay(proc, status_r, timeout=timeout, output_bytes=output_bytes, emit=emit,
+                 grace=grace)
+
+
+def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
+          output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
+          cleanup: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Supervise a started process from now on: the wall clock starts at this call.
+
+    A warm interpreter is spawned long before its job, so the clock and the
+    output cap count from the go-signal, not from the spawn. ``cleanup`` runs
+    once the main process has exited (the container's root runner kills every
+    process of the sandbox there, escaped process groups included).
+    """
     assert proc.stdout is not None and proc.stderr is not None
+    start = time.monotonic()
     streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e", status_r: b"s"}
     status_buf = bytearray()
     info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None,
@@ -150,6 +180,8 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str | None, timeout: 
         if proc.poll() is not None and exited_at is None:
             exited_at = now
             kill()  # leftovers in the group go with the script
+            if cleanup is not None:
+                cleanup()
         if exited_at is not None and now - exited_at > 0.3:
             break  # something that left the group still holds a pipe
         if exited_at is None and now - start > timeout and killed_at is None:
@@ -297,27 +329,116 @@ def _chunks(stream: IO[bytes], size: int) -> Any:
         yield chunk
 
 
+def _kill_the_rest() -> None:
+    """As the container's root pid 1: SIGKILL every other process in the sandbox.
+
+    kill(-1) reaches every process of the PID namespace but pid 1 itself, so a
+    script's double-forked, setsid children cannot keep running (or keep
+    changing files) while the report is made. A no-op elsewhere: the local
+    backend's PID namespace ends with the script.
+    """
+    if os.getpid() == 1 and os.getuid() == 0:
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
+
+
+def _start_warm(wrapper: str, config: dict[str, Any]) -> tuple[Any, int, int] | None:
+    """Start the script's interpreter now, as the script's uid: (process, status fd, go fd).
+
+    It imports ``config["preimport"]`` and then blocks on its stdin (the go
+    pipe) until the job's path arrives, so the job pays for neither an exec
+    nor those imports. None when there is nothing to start it with.
+    """
+    env = config.get("env")
+    if not isinstance(env, dict):
+        return None
+    modules = ",".join(str(m) for m in config.get("preimport") or [])
+    go_r, go_w = os.pipe()
+    try:
+        proc, status_r = spawn(["python3", "-B", "-I", wrapper, "--warm", modules, "{fd}"],
+                               env=env, cwd=None, preexec_fn=_enter_work, stdin=go_r)
+    except OSError:
+        os.close(go_w)
+        return None
+    finally:
+        os.close(go_r)
+    return proc, status_r, go_w
+
+
+READY = frame(b"w", b"")
+# A warm interpreter still importing after this long is given up for a fresh one: the
+# host allows the run its time limit plus a few seconds from the hand-over.
+READY_SECONDS = 1.5
+
+
+def _wait_ready(warm: tuple[Any, int, int], seconds: float = READY_SECONDS) -> bool:
+    """Wait until the warm interpreter has imported what it was asked to (its ``w`` frame).
+
+    False when it died (e.g. the memory cap took it while importing) or
+    wrote anything else first: then the job gets a fresh interpreter.
+    """
+    proc, status_r, _ = warm
+    got = b""
+    deadline = time.monotonic() + seconds
+    poller = select.poll()
+    poller.register(status_r, select.POLLIN)
+    while len(got) < len(READY):
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(int(left * 1000)):
+            return False
+        data = os.read(status_r, len(READY) - len(got))
+        if not data:
+            return False
+        got += data
+    return got == READY and proc.poll() is None
+
+
+def _discard(warm: tuple[Any, int, int] | None) -> None:
+    if warm is None:
+        return
+    proc, status_r, go_w = warm
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for fd in (status_r, go_w):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def main() -> None:
-    """Container entry point: prepare, wait for the job, run once, report, wait for EOF."""
+    """Container entry point: prepare, wait for the job, run once, report, wait for EOF.
+
+    argv: WRAPPER_SOURCE MPL_CACHE [CONFIG_JSON]. CONFIG (``{"env": ...,
+    "preimport": [...]}``) asks for a warm interpreter started before the job
+    (see ``_start_warm``); a job whose environment differs from it, or one
+    that finds it dead (e.g. killed by the memory cap while importing), runs
+    in a fresh interpreter instead. One job per container either way.
+    """
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
+    config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     tmp = "/tmp/.llmscript"  # the harness's files: the script may read, never change them
     os.makedirs(tmp, mode=0o755, exist_ok=True)
     wrapper = os.path.join(tmp, "wrapper.py")
     with open(wrapper, "w") as fh:
         fh.write(wrapper_src)
     as_script_user(_copy_tree, mpl_cache, "/tmp/.config/matplotlib")  # the script's to write
+    warm = _start_warm(wrapper, config)
     out = sys.stdout.buffer
     stdin = sys.stdin.buffer
     try:
         job = json.loads(_read_exact(stdin, HEADER.unpack(_read_exact(stdin, 4))[0]))
         for name, source in (job.get("harness") or {}).items():
-            if name in ("codec.py", "wrapper.py"):  # the harness's own modules, by name
+            if name == "codec.py":  # the harness's own module, by name (the warm
                 with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
-                    fh.write(source)
+                    fh.write(source)  # interpreter already runs this container's wrapper)
         inputs = [(str(i["name"]), str(i["format"]), _chunks(stdin, int(i["size"])))
                   for i in job.get("inputs") or []]
         spec = write_job(tmp, job, inputs)
     except (EOFError, ValueError):
+        _discard(warm)
         return  # the pool was shut down before this container was used
     before = as_script_user(snapshot, "/work")
     oom_before = _oom_kills()
@@ -328,14 +449,19 @@ def main() -> None:
         out.write(frame(kind, data))
         out.flush()
 
-    cmd = ["timeout", "-k", f"{grace:g}", f"{timeout:g}", "python3", "-B", "-I",
-           wrapper, spec, "{fd}"]
-    info = supervise(cmd, env=job["env"], cwd=None, timeout=timeout + 0.5,
-                     output_bytes=int(job["output_bytes"]), emit=emit, grace=grace,
-                     preexec_fn=_enter_work)
-    rc = info["returncode"]
-    if rc in (124, 137) and info["elapsed"] >= timeout - 0.05:
-        info["timed_out"] = True
+    if warm is not None and (job["env"] != config.get("env") or not _wait_ready(warm)):
+        _discard(warm)
+        warm = None
+    if warm is not None:
+        proc, status_r, go_w = warm
+        with contextlib.suppress(OSError):  # died just now: the relay reports how
+            os.write(go_w, spec.encode() + b"\n")  # the go-signal: the job's path
+        os.close(go_w)
+    else:
+        proc, status_r = spawn(["python3", "-B", "-I", wrapper, spec, "{fd}"], env=job["env"],
+                               cwd=None, preexec_fn=_enter_work)
+    info = relay(proc, status_r, timeout=timeout, output_bytes=int(job["output_bytes"]),
+                 emit=emit, grace=grace, cleanup=_kill_the_rest)
     for png in info.pop("figures"):
         emit(b"f", png)
     for value in info.pop("values"):

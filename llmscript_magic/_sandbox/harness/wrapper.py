@@ -1,9 +1,14 @@
 """Runs the user's script as __main__ with its inputs bound, then reports on it.
 
 Executed as a standalone file by the sandbox's own Python (stdlib only):
-``python3 -B -I wrapper.py JOB STATUS_FD``. JOB is a JSON file written by the
-runner: ``{"script": path, "inputs": [{"name", "format", "path"}], "outputs":
-[names], "check": expr or null, "parquet": bool}``. In order, the wrapper
+``python3 -B -I wrapper.py JOB STATUS_FD``, or, started warm before the job
+exists, ``python3 -B -I wrapper.py --warm MODULES STATUS_FD``: it imports
+MODULES (comma-separated), hides them (see ``_Stash``), then reads JOB's path
+from stdin (the runner's go-signal) and carries on in this process.
+
+JOB is a JSON file written by the runner: ``{"script": path, "inputs":
+[{"name", "format", "path"}], "outputs": [names], "check": expr or null,
+"parquet": bool}``. In order, the wrapper
 binds the inputs into the script's globals (decoded by ``codec.py`` beside
 it), runs the script unchanged, and, if it did not fail, encodes the
 ``outputs`` names from its globals and evaluates ``check`` there.
@@ -17,6 +22,7 @@ imported it.
 """
 
 import contextlib
+import importlib.abc
 import importlib.util
 import json
 import os
@@ -140,8 +146,87 @@ def _run_script(script: str, module: types.ModuleType, fd: int) -> int:
     return 0
 
 
+class _Stash:
+    """Pre-imported modules, out of ``sys.modules`` until the script imports them.
+
+    A warm interpreter imports the image's heavy libraries before the job, but
+    the script must see the same ``sys.modules`` as in a fresh interpreter
+    (``'matplotlib' in sys.modules`` is how code, ours included, tells whether
+    it plotted). The first import of a stashed name puts back its whole
+    top-level package at once, as the very objects already loaded.
+    """
+
+    def __init__(self, modules: dict[str, Any]) -> None:
+        self.groups: dict[str, dict[str, Any]] = {}
+        for name, module in modules.items():
+            self.groups.setdefault(name.partition(".")[0], {})[name] = module
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        group = self.groups.pop(name.partition(".")[0], None)
+        if group is None:
+            return None
+        module = group.pop(name, None)
+        sys.modules.update(group)  # not name itself: importlib would then load it again
+        if not self.groups and self in sys.meta_path:
+            sys.meta_path.remove(self)
+        if module is None:
+            return None  # a submodule never loaded: the normal finders take it
+        return importlib.util.spec_from_loader(name, _Loaded(module))
+
+
+class _Loaded(importlib.abc.Loader):
+    """A loader for a module that is already loaded: hands back the same object."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self.spec = getattr(module, "__spec__", None)
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        return self.module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        if self.spec is not None:
+            module.__spec__ = self.spec  # importlib set ours: put the real one back
+
+
+def _warm_up(modules: str, fd: int) -> str:
+    """Import the heavy modules, hide them, say so (a ``w`` frame), then wait for the job.
+
+    The runner starts the script's clock only after the ``w`` frame, so the
+    imports never eat into the script's time limit.
+    """
+    import warnings
+
+    before = set(sys.modules)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in filter(None, modules.split(",")):
+            try:
+                importlib.import_module(name)
+            except Exception:  # a missing library is the script's to meet
+                continue
+    loaded = {n: m for n, m in sys.modules.items() if n not in before}
+    for name in loaded:
+        del sys.modules[name]
+    if loaded:
+        sys.meta_path.insert(0, _Stash(loaded))
+    _send(fd, b"w", b"")
+    path = sys.stdin.buffer.readline().decode("utf-8").strip()
+    if not path:
+        os._exit(0)  # the container was discarded before its job came
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # the script's stdin is empty, as in a fresh interpreter
+    os.close(devnull)
+    return path
+
+
 def main() -> None:
-    with open(sys.argv[1], encoding="utf-8") as fh:
+    if sys.argv[1] == "--warm":
+        job_path = _warm_up(sys.argv[2], int(sys.argv[3]))
+        del sys.argv[1]
+    else:
+        job_path = sys.argv[1]
+    with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
     fd = int(sys.argv[2])
     os.set_inheritable(fd, False)

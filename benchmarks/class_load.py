@@ -1,0 +1,147 @@
+"""A class on one server: many kernel-like processes running small pandas scripts (issue 16).
+
+Run: python benchmarks/class_load.py [--kernels 20] [--runs 5] [--deadline 600]
+
+Each "kernel" is its own Python process with its own warm pool (as a Jupyter
+kernel is); it runs a small pandas script ``--runs`` times through
+``llmscript_magic.run``-style shared sandbox calls and exits. All kernels start at
+once against the one engine. The benchmark checks that every run succeeded and
+that nothing the kernels made is left on the engine, and compares the class's
+wall time with perfect use of the cores:
+
+    perfect = kernels x (machine CPU seconds one kernel alone uses) / cores
+
+measured in the same run (one kernel alone first, CPU from /proc/stat, so the
+engine's, containerd's and runsc's work counts as well as the kernel's).
+Target: class wall time <= 1.3 x perfect. Counts and time are bounded: at most
+40 kernels x 20 runs, and every process is killed at ``--deadline`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+SCRIPT = ("import pandas as pd\n"
+          "df = pd.DataFrame({'region': ['n', 's', 'n', 'e'] * 50, 'amount': range(200)})\n"
+          "print(int(df.groupby('region').amount.sum().sum()))\n")
+EXPECT = f"{sum(range(200))}\n"
+
+
+def child(runs: int) -> None:
+    """One kernel: `runs` runs on the process's shared sandbox, then a JSON line."""
+    from llmscript_magic._sandbox import run
+    from llmscript_magic._sandbox.image import owner_id
+
+    durations, failures = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        r = run(SCRIPT)
+        durations.append(time.perf_counter() - start)
+        if r.status != "ok" or r.stdout != EXPECT:
+            failures.append(f"{r.status}: {r.reason}")
+    print(json.dumps({"owner": owner_id(), "durations": durations, "failures": failures}),
+          flush=True)
+
+
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every process)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def kernels(count: int, runs: int, deadline: float) -> tuple[float, list[dict[str, Any]]]:
+    """Start `count` kernels at once; (wall seconds until the last ended, their reports)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--runs", str(runs)]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(count)]
+    reports = []
+    for proc in procs:
+        left = max(1.0, deadline - (time.perf_counter() - start))
+        try:
+            out, err = proc.communicate(timeout=left)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise SystemExit(f"the class did not finish within {deadline:g} s") from None
+        lines = out.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            reports.append({"owner": "", "durations": [],
+                            "failures": [f"kernel exited {proc.returncode}: {err[-300:]}"]})
+        else:
+            reports.append(json.loads(lines[-1]))
+    return time.perf_counter() - start, reports
+
+
+def leftovers(owners: set[str]) -> list[str]:
+    """Containers and volumes on the engine that one of these kernels made."""
+    from llmscript_magic._sandbox.docker import connect
+    from llmscript_magic._sandbox.image import LABEL, OWNER_LABEL
+
+    client = connect()
+    found = [c["Id"][:12] for c in client.api.containers(all=True, filters={"label": LABEL})
+             if (c.get("Labels") or {}).get(OWNER_LABEL) in owners]
+    found += [v.name[:12] for v in client.volumes.list(filters={"label": LABEL})
+              if (v.attrs.get("Labels") or {}).get(OWNER_LABEL) in owners]
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kernels", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--deadline", type=float, default=600.0)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    runs = max(1, min(args.runs, 20))
+    if args.child:
+        child(runs)
+        return
+    count, deadline = max(1, min(args.kernels, 40)), max(10.0, min(args.deadline, 1800.0))
+    cores = os.cpu_count() or 1
+
+    cpu0 = busy_seconds()
+    alone_wall, alone = kernels(1, runs, deadline)
+    alone_cpu = busy_seconds() - cpu0
+    perfect = count * alone_cpu / cores
+
+    time.sleep(2.0)
+    cpu0 = busy_seconds()
+    wall, reports = kernels(count, runs, deadline)
+    class_cpu = busy_seconds() - cpu0
+    owners = {r["owner"] for r in reports + alone if r["owner"]}
+    end = time.monotonic() + 20
+    left = leftovers(owners)
+    while left and time.monotonic() < end:
+        time.sleep(0.5)
+        left = leftovers(owners)
+
+    durations = sorted(d for r in reports for d in r["durations"])
+    failures = [f for r in reports for f in r["failures"]]
+    done = len(durations) - len(failures)
+    p95 = durations[int(0.95 * (len(durations) - 1))] if durations else float("nan")
+    print(f"one kernel alone: {runs} runs in {alone_wall:.1f} s, {alone_cpu:.1f} CPU s "
+          f"({alone_cpu / runs:.2f} CPU s per run)")
+    print(f"class: {count} kernels x {runs} runs = {done}/{count * runs} ok in {wall:.1f} s "
+          f"({class_cpu:.1f} CPU s); per run median "
+          f"{statistics.median(durations) if durations else float('nan'):.2f} s, p95 {p95:.2f} s")
+    print(f"perfect use of {cores} cores = {count} x {alone_cpu:.1f} / {cores} = {perfect:.1f} s;"
+          f" class / perfect = {wall / perfect:.2f}  (target <= 1.3)")
+    print(f"left behind on the engine: {len(left)} {left[:5]}")
+    for failure in failures[:5]:
+        print("failure:", failure)
+    sys.exit(0 if not failures and not left and done == count * runs
+             and wall <= 1.3 * perfect else 1)
+
+
+if __name__ == "__main__":
+    main()
