@@ -459,3 +459,16 @@ def test_widget_headline_shows_the_context_sent(ip: InteractiveShell,
     view.start(gen.model)
     view.finish(gen, {})
     assert "context: df (pandas.DataFrame):" in view.status.value
+
+
+def test_a_reply_without_code_stays_readable_in_full(
+        ip: InteractiveShell, wv: dict[str, Any], fake: Any) -> None:
+    """A question back is shown whole in the widget, not only its end in the error line."""
+    question = ("I can do that, but first: " + "which columns matter? " * 40
+                + "Should missing values count as zero?")
+    fake.enqueue(question)
+    result = gen_cell(ip, "--model fake:fake --no-insert")
+    assert not result.success
+    code = wv["view"].code.value
+    assert "the model's whole reply" in code and "I can do that, but first" in code
+    assert "Should missing values count as zero?" in code

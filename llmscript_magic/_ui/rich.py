@@ -69,7 +69,7 @@ def result_html(gen: Generation, prices: dict[str, tuple[float, float]] | None =
     if a is None:
         body.append(f"<div>{h.esc(gen.error or 'No code was generated.')}</div>")
     else:
-        body.append(h.code_html(a.code))
+        body.append(h.code_html(a.code, a.reply))
         body.append(h.checklist_html(a.report))
         if a.run is not None:
             body.append(h.run_html(a.run, saved, links=False, limit=SAVED_BYTES))

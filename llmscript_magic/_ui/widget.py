@@ -250,7 +250,7 @@ class WidgetView:
                                                self._kinds.get(self.index, ""))
         self.prev.disabled = self.index == 0
         self.next.disabled = self.index == len(self.attempts) - 1
-        self.code.value = h.code_html(a.code)
+        self.code.value = h.code_html(a.code, a.reply)
         self.checklist.value = h.checklist_html(a.report)
         saved = self._saved if self.index == len(self.attempts) - 1 else ()
         self.run_panel.value = h.run_html(a.run, saved) if a.run is not None else ""

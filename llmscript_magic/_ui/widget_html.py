@@ -67,10 +67,20 @@ def stream_html(text: str) -> str:
     return f'{note}<pre class="llmscript-stream" style="{PRE}">{esc(shown)}</pre>'
 
 
-def code_html(code: str | None) -> str:
-    """Highlighted code (inline styles: no stylesheet needed, survives nbconvert)."""
+def code_html(code: str | None, reply: str = "") -> str:
+    """Highlighted code (inline styles: no stylesheet needed, survives nbconvert).
+
+    Without code, the whole reply is shown instead (a question back, a refusal): the
+    user should read what the model said, not only the end of it quoted in the error.
+    """
     if code is None:
-        return "<div><i>No code was extracted from the reply.</i></div>"
+        if not reply.strip():
+            return "<div><i>No code was extracted from the reply.</i></div>"
+        shown, cut = cap(reply)
+        note = f"<div><i>… {human(cut)} more not shown</i></div>" if cut else ""
+        return ("<div><i>No code was extracted; the model's whole reply:</i></div>"
+                f'<pre class="llmscript-reply" style="white-space:pre-wrap">{esc(shown)}</pre>'
+                + note)
     from pygments import highlight
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import PythonLexer
