@@ -56,7 +56,7 @@ def one_kernel(env: dict[str, str], think: float) -> list[float]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--kernels", type=int, default=3)
-    parser.add_argument("--think", type=float, default=2.0,
+    parser.add_argument("--think", type=float, default=5.0,
                         help="seconds between cells (the user typing the next one)")
     args = parser.parse_args()
     results: dict[str, list[list[float]]] = {"on": [], "off": []}

@@ -74,9 +74,9 @@ def test_follow_up_finds_its_cell_after_many_other_generations(
 def test_rerun_releases_the_old_widget(ip: InteractiveShell, fake: FakeProvider,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import comm
+    from test_widgets import RecordingComm
 
     from llmscript_magic._ui.widget import WidgetView
-    from test_widgets import RecordingComm
 
     monkeypatch.setattr(comm, "create_comm", RecordingComm)
     gm = ip.magics_manager.registry["GenerateMagics"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError
-from .context import fence_nonce
+from .context import fence_nonce, prose_lines
 
 MAX_ERRORS = 50  # errors kept per kernel (the oldest go first)
 CODE_CHARS = 4000  # a cell's code, as kept and as sent
@@ -263,7 +263,6 @@ def raised_list(log: ErrorLog) -> str:
 
 # -- references in a spec -------------------------------------------------------------
 _REF = re.compile(r"\{(In|Out|Err)\[(-?\d+)\]\}")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
 @dataclass(frozen=True)
@@ -301,17 +300,7 @@ def absolute(n: int, current: int, what: str) -> int:
 def refs_in_spec(spec: str, current: int) -> list[CellRef]:
     """``{In[n]}``/``{Out[n]}``/``{Err[n]}`` outside code fences, in order, made absolute."""
     found: list[CellRef] = []
-    fence = ""
-    for line in spec.splitlines():
-        m = _FENCE.match(line)
-        if fence:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
-                    and not line.strip().lstrip(fence[0]):
-                fence = ""
-            continue
-        if m:
-            fence = m.group(1)
-            continue
+    for line in prose_lines(spec):
         for kind, n in _REF.findall(line):
             ref = CellRef(kind, absolute(int(n), current, f"{{{kind}[{n}]}}"))
             if ref not in found:

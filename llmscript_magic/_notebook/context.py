@@ -19,7 +19,7 @@ import itertools
 import re
 import reprlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -293,9 +293,8 @@ _REF = re.compile(r"(?<!\{)\{([^\W\d]\w*)\}(?!\})")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
-def names_in_spec(spec: str, namespace: Mapping[str, Any]) -> list[str]:
-    """``{name}`` references to defined variables, outside code fences, in order."""
-    found: list[str] = []
+def prose_lines(spec: str) -> Iterator[str]:
+    """The spec's lines outside fenced code blocks: where ``{...}`` references count."""
     fence = ""
     for line in spec.splitlines():
         m = _FENCE.match(line)
@@ -307,6 +306,13 @@ def names_in_spec(spec: str, namespace: Mapping[str, Any]) -> list[str]:
         if m:
             fence = m.group(1)
             continue
+        yield line
+
+
+def names_in_spec(spec: str, namespace: Mapping[str, Any]) -> list[str]:
+    """``{name}`` references to defined variables, outside code fences, in order."""
+    found: list[str] = []
+    for line in prose_lines(spec):
         for name in _REF.findall(line):
             if name in namespace and name not in found:
                 found.append(name)

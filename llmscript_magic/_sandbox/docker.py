@@ -254,7 +254,9 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     except BaseException:
         remove(client, cid)
         raise
-    return Slot(client, cid, sock, raw if raw is not sock else None)
+    # Over TLS (an https:// engine) raw is the SSL socket itself; the HTTP response
+    # docker-py hangs on it still holds a reference, so it is closed with the socket.
+    return Slot(client, cid, sock, raw if raw is not sock else getattr(raw, "_response", None))
 
 
 class _Stream:

@@ -1,14 +1,18 @@
 """Supervisor shared by both backends: starts the script, relays capped output.
 
 In Docker this file is the container's main process (``python3 -I -S -c
-SOURCE WRAPPER MPL_CACHE``): it prepares everything, then blocks on stdin for
-the job (a JSON header, then the input values' bytes), so a pooled container
-answers in milliseconds. Everything it sends the host is framed (1 type byte,
-4-byte length, payload) on stdout: ``o``/``e`` output chunks, ``f`` PNG
-figures, ``v`` values of ``--output`` variables, ``r`` the result (exit,
-limits, changed files, check verdict, outputs that cannot come back). The
-local backend imports ``supervise``/``snapshot``/``changed_files`` directly.
-Standard library only: the image has nothing else that we control.
+SOURCE WRAPPER MPL_CACHE CONFIG``): it prepares everything, starts the
+script's interpreter ahead (as the script's uid, with the image's heavy
+libraries imported; see ``main``), then blocks on stdin for the job (a JSON
+header, then the input values' bytes), so a pooled container answers in
+milliseconds. No ``timeout`` or ``python3`` is started per run: this
+supervisor enforces the wall clock (SIGTERM, then SIGKILL after the grace).
+Everything it sends the host is framed (1 type byte, 4-byte length,
+payload) on stdout: ``o``/``e`` output chunks, ``f`` PNG figures, ``v``
+values of ``--output`` variables, ``r`` the result (exit, limits, changed
+files, check verdict, outputs that cannot come back). The local backend
+imports ``supervise``/``snapshot``/``changed_files`` directly. Standard
+library only: the image has nothing else that we control.
 
 Two uids when the engine starts this runner as root (with only the SETUID,
 SETGID and KILL capabilities): the script then runs as ``SCRIPT_UID``, so it
