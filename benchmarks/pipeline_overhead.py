@@ -120,7 +120,7 @@ def main() -> int:
                 spent["reply"] += time.perf_counter() - t
 
         sandbox.run = timed_run  # type: ignore[method-assign]
-        pipeline._stream = timed_stream  # type: ignore[assignment]
+        pipeline._stream = timed_stream
         for p in todo[:WARMUP]:
             generate(spec(p), opts)
             time.sleep(args.pause)

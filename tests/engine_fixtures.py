@@ -188,6 +188,8 @@ def _start_sshd(root: Path, port: int, user: str, sock: str) -> subprocess.Popen
         f"PidFile {root}/sshd.pid\nAuthorizedKeysFile {root}/authorized_keys\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         f"StrictModes no\nAllowUsers {user}\nAllowTcpForwarding no\nX11Forwarding no\n"
+        # every API connection and every warm container's attach stream is one session
+        "MaxSessions 64\n"
         f"SetEnv DOCKER_HOST=unix://{sock}\n")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # its privilege-separation dir
     with open(root / "sshd.log", "ab") as log:
@@ -259,6 +261,16 @@ def two_door_engine_fixture(docker_client: Any) -> Iterator[TwoDoorEngine]:
             engine.stop()
 
 
+def _accepts(path: Path) -> bool:
+    """True once something listens on the unix socket at path."""
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class PodmanEngine:
     url: str
@@ -302,19 +314,15 @@ def podman_engine_fixture(docker_client: Any) -> Iterator[PodmanEngine]:
         log.close()
         try:
             deadline = time.monotonic() + 60
-            client = None
-            while time.monotonic() < deadline:
-                with contextlib.suppress(Exception):
-                    client = docker.DockerClient(base_url=url, timeout=600)
-                    client.ping()
-                    break
-                client = None
-                time.sleep(0.5)
-            if client is None:
+            while time.monotonic() < deadline and not _accepts(sock):
+                time.sleep(0.3)
+            if not _accepts(sock):
                 text = (Path(account.pw_dir) / "podman-service.log").read_text()[-1500:]
                 raise AssertionError(f"podman system service did not come up: {text}")
+            client = docker.DockerClient(base_url=url, timeout=600)
             push_image(DEFAULT_IMAGE, url, log=lambda line: None)
             yield PodmanEngine(url, client, user)
+            client.close()
         finally:
             shutdown()
             with contextlib.suppress(ProcessLookupError):

@@ -91,7 +91,8 @@ def engine_sandbox(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     return get_sandbox("docker", isolation="container")
 
 
-#: hostile cases that hold on every engine: none depends on a cgroup limit
+#: hostile cases that hold on every engine: none depends on a cgroup limit or a ulimit
+#: (rootless Podman drops both; test_podman_says_which_limits_it_cannot_enforce)
 HOSTILE: list[Callable[[Any], None]] = [
     suite.test_runs_as_nobody_without_capabilities,
     suite.test_cpu_spin_times_out_on_time,
@@ -102,8 +103,6 @@ HOSTILE: list[Callable[[Any], None]] = [
     suite.test_writing_etc_fails,
     suite.test_setuid_root_fails,
     suite.test_proc_kcore_gives_nothing,
-    suite.test_single_file_size_limit,
-    suite.test_filling_the_disk_is_bounded,
     suite.test_symlinks_in_output_are_not_followed,
     suite.test_every_denied_syscall_fails_inside,
     suite.test_input_files_in_and_output_files_out,
@@ -185,9 +184,13 @@ def test_podman_says_which_limits_it_cannot_enforce(podman_engine: PodmanEngine,
     sandbox = get_sandbox("docker", isolation="container")
     hog = sandbox.run("x = bytearray(600 * 2**20)\nprint(len(x) // 2**20)",
                       limits=Limits(timeout=30, memory_mb=256))
-    assert hog.warning is not None and "memory, CPU and process-count limits are NOT " \
-        "enforced: rootless Podman" in hog.warning and "cgroups v1" in hog.warning
+    assert hog.warning is not None and hog.warning.startswith(
+        "memory, CPU and process-count and file-size and work-dir-size limits are NOT "
+        "enforced: rootless Podman") and "cgroups v1" in hog.warning
     assert hog.status == "ok" and hog.stdout == "600\n"  # exactly what the warning says
+    big = sandbox.run("open('big', 'wb').write(b'x' * 3 * 2**20)\nprint('wrote')",
+                      limits=Limits(timeout=20, file_bytes=2**20, disk_mb=16))
+    assert (big.status, big.stdout, big.warning) == ("ok", "wrote\n", hog.warning)
     ok = sandbox.run("print(6 * 7)")
     assert (ok.status, ok.stdout, ok.warning) == ("ok", "42\n", hog.warning)
     _, out, _ = run_cli(["doctor"])
@@ -206,3 +209,32 @@ def test_podman_pool_leaves_nothing_behind(podman_engine: PodmanEngine,
     while client.containers.list(all=True, filters={"label": "llmscript.sandbox=1"}):
         assert time.monotonic() < deadline, "containers left on Podman"
         time.sleep(0.3)
+
+
+def test_generate_run_and_run_api_use_podman(podman_engine: PodmanEngine, ip: Any,
+                                             anthropic_standin: Any,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import llmscript_magic
+
+    _use(monkeypatch, DOCKER_HOST=podman_engine.url)
+    r = llmscript_magic.run("import os\nprint(os.getuid(), 6 * 7)")
+    assert (r.status, r.stdout) == ("ok", "65534 42\n")
+    assert r.warning and "NOT enforced" in r.warning
+    anthropic_standin.enqueue("```python\nprint(sum(range(5)))\n```")
+    res = ip.run_cell("%%generate --run\nPrint the sum of 0..4.")
+    assert res.success, res.error_in_exec
+    assert "10" in capsys.readouterr().out
+    assert ip.rl_next_input == "print(sum(range(5)))"
+
+
+def test_push_errors_are_one_line_with_the_fix(tls_engine: TwoDoorEngine,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _use_tls(monkeypatch, tls_engine)
+    code, out, err = run_cli(["sandbox", "push", "--image", "llmscript-nope:0"])
+    assert (code, out) == (2, "")
+    assert err == ("llmscript: llmscript-nope:0 is not on unix:///var/run/docker.sock: build it "
+                   "there with `llmscript sandbox build`\n")
+    code, _, err = run_cli(["sandbox", "push", "--engine", "unix:///var/run/docker.sock"])
+    assert code == 2 and err.startswith("llmscript: push source and target are the same engine")
+    assert err.count("\n") == 1

@@ -137,8 +137,9 @@ def test_exponential_fork_bomb_ends_on_time(isolated_sandbox: Any) -> None:
     start = time.monotonic()
     r = isolated_sandbox.run(code, limits=Limits(timeout=4))
     assert time.monotonic() - start < 4 + GRACE
-    # gVisor's processes cost more memory, so there the memory cap may stop it first
-    assert r.status == "timeout" or (r.isolation, r.status) == ("gvisor", "memory"), r.reason
+    # Each forked copy of the interpreter (with the image's libraries pre-imported, and
+    # under gVisor its processes cost more) takes memory, so the memory cap may stop it first
+    assert r.status in ("timeout", "memory"), r.reason
     assert isolated_sandbox.run("print('still fine')").stdout == "still fine\n"
 
 
@@ -682,8 +683,9 @@ def test_the_engine_cap_bounds_warm_containers(docker_client: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """LLMSCRIPT_MAX_WARM bounds the engine's sandbox containers; runs still get one."""
     from llmscript_magic._sandbox.docker import DockerSandbox
-    from llmscript_magic._sandbox.pool import warm_containers
+    from llmscript_magic._sandbox.pool import close_pools, warm_containers
 
+    close_pools(docker_client.api.base_url)  # earlier tests' pools were made under no cap
     monkeypatch.setenv("LLMSCRIPT_MAX_WARM", "2")
     sandbox = DockerSandbox(isolation="container")
     first, second = Limits(timeout=10, pids=85), Limits(timeout=10, pids=84)  # two pools

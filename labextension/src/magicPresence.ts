@@ -5,7 +5,8 @@
  * reply that is not our own check (a `%load_ext` may have run, or a cell may
  * have raised), and after a restart. At most one check is in flight; replies
  * that arrive meanwhile ask for one more check when it is done, so "Run all"
- * costs two checks, not one per cell.
+ * costs a few checks, not one per cell. A check that ipykernel aborts (it
+ * aborts every queued request after a cell raises) is asked again shortly.
  */
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import {

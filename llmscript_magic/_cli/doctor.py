@@ -6,23 +6,31 @@ from collections.abc import Callable
 
 
 def _engine() -> tuple[bool, str]:
-    """Reachable, of which kind, and whether it enforces every limit (never silently not)."""
+    """Reachable, and of which kind: Docker or Podman, rootful or rootless, where."""
     import os
 
-    from .._sandbox.engine import connect, engine_facts, engine_warning
+    from .._sandbox.engine import connect, engine_facts
 
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = connect(timeout=5)
-        facts = engine_facts(client)
-        warning = engine_warning(client)
+        facts = engine_facts(connect(timeout=5))
     except Exception as err:  # any failure means: not usable; ours already say the fix
-        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        return False, first
+        return False, (str(err).splitlines() or [type(err).__name__])[0][:300]
     kind = f"{'rootless ' if facts['rootless'] else ''}{facts['name']} {facts['version']}"
-    if warning:
-        return False, f"{kind} engine at {where}: {warning}"
     return True, f"{kind} engine reachable at {where}"
+
+
+def _engine_limits() -> tuple[bool, str]:
+    """Runs still work where a limit is not enforced, but never silently: a warning line."""
+    from .._sandbox.engine import connect, engine_warning
+
+    try:
+        warning = engine_warning(connect(timeout=5))
+    except Exception:
+        return False, "limits: cannot tell while the engine is down"
+    if warning:
+        return False, f"limits: {warning}"
+    return True, "limits: the engine enforces every sandbox limit"
 
 
 def _image() -> tuple[bool, str]:
@@ -103,7 +111,8 @@ def _extension() -> tuple[bool, str]:
 
 #: (check, required): a missing key is only a warning, since replay needs none
 CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
-    (_engine, True), (_image, True), (_isolation, False), (_local_sandbox, False),
+    (_engine, True), (_engine_limits, False), (_image, True), (_isolation, False),
+    (_local_sandbox, False),
     (_keys, False), (_providers, False), (_extension, True),
 ]
 

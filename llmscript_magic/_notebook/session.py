@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,9 +37,9 @@ KEEP_GENERATIONS = 20
 _FOLLOW_UP = re.compile(r"\s*(now|then|also|next|and now|instead)\b", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UsageRow:
-    """One line of ``%llmscript usage``."""
+    """One line of ``%llmscript usage`` (slots: a kernel keeps one per generation)."""
 
     cell: str
     model: str
@@ -236,7 +237,7 @@ class NotebookSession:
         cost = generation_cost(gen, self.prices)
         self.cost += cost or 0.0
         status = "ok" if gen.ok else "no code" if gen.code is None else "checks failed"
-        self.log.append(UsageRow(self.cell_label(cell_id), gen.model, gen.usage, cost,
+        self.log.append(UsageRow(self.cell_label(cell_id), sys.intern(gen.model), gen.usage, cost,
                                  gen.source, status))
         self._last_turns = _turns_of(gen)
         if cell_id := cell_id or self.cell_id():

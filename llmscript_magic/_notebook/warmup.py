@@ -57,13 +57,18 @@ def warm(shell: Any) -> None:
     if magics is None:
         return
     opts = apply_policy(merge(CellOptions, magics, argparse.Namespace()))
-    if opts.widgets:
-        from .._ui import widget  # noqa: F401 - ipywidgets, for the first cell's view
-        from .._ui.widget_html import code_html
+    steps = [*([_view] if opts.widgets else []), _client, generate.warm_sandbox]
+    for step in steps:  # one failing (no key, no Docker) does not stop the others
+        with contextlib.suppress(Exception):
+            step(opts)
 
-        code_html("x = 1")  # builds the highlighter's lexer (about 0.2 s the first time)
-    _client(opts)
-    generate.warm_sandbox(opts)
+
+def _view(opts: Any) -> None:
+    """ipywidgets and the code highlighter, for the first cell's widget."""
+    from .._ui import widget  # noqa: F401 - the import is the point
+    from .._ui.widget_html import code_html
+
+    code_html("x = 1")  # builds the highlighter's lexer (about 0.2 s the first time)
 
 
 def _client(opts: Any) -> None:

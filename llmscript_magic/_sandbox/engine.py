@@ -94,21 +94,22 @@ def connect(timeout: int = 60, url: str | None = None) -> Any:
     ssh:// goes through paramiko (docker[ssh]): its channel honours the read
     timeouts the backend sets on the attach socket; the ssh binary's pipe would not.
     """
-
     env = _environment(url)
     where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     key = (where, env.get("DOCKER_TLS_VERIFY") or "", env.get("DOCKER_CERT_PATH") or "",
+           os.path.expanduser("~") if where.startswith("ssh://") else "",  # ~/.ssh decides
            str(timeout))
     with _clients_lock:
         client = _clients.get(key)
     try:
         if client is None:
             client = _client(env, timeout)
+    except SandboxUnavailableError:
+        raise
     except Exception as exc:  # ssh:// connects here: paramiko's errors are no DockerException
         raise unreachable(exc, where) from None
-    problem = plain_tcp_problem(client, where)
+    problem = plain_tcp_problem(client, where)  # again: a cached client, opt-in since withdrawn
     if problem is not None:
-        client.close()
         raise SandboxUnavailableError(problem)
     try:
         client.ping()
@@ -140,6 +141,10 @@ def _client(env: dict[str, str], timeout: int) -> Any:
                                  **kwargs_from_env(environment=env))
     if str(client.api.base_url).startswith("https://"):
         client.api.trust_env = False
+    problem = plain_tcp_problem(client, env.get("DOCKER_HOST") or "")
+    if problem is not None:  # refused before a single byte goes to it
+        client.close()
+        raise SandboxUnavailableError(problem)
     if not pinned:
         client.api._version = client.api._retrieve_server_version()
     return client
@@ -153,8 +158,10 @@ def unreachable(exc: Exception, where: str | None = None) -> SandboxUnavailableE
     if "paramiko" in why:
         fix = "install the ssh extra with `pip install 'docker[ssh]'`"
     elif where.startswith("ssh://"):
-        fix = ("check that `ssh " + where[len("ssh://"):] + " docker version` works without a "
-               "password prompt (key in ssh-agent or ~/.ssh/config, host in known_hosts)")
+        login, _, port = where[len("ssh://"):].partition(":")
+        ssh = f"ssh -p {port} {login}" if port else f"ssh {login}"
+        fix = (f"check that `{ssh} docker version` works without a password prompt "
+               "(key in ssh-agent or ~/.ssh/config, host in known_hosts)")
     elif "certificate" in why.lower() or "ssl" in why.lower() or "tls" in why.lower():
         fix = "check DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem for this engine)"
     return SandboxUnavailableError(f"Docker engine not reachable ({where}: {why}): {fix}")
@@ -257,16 +264,24 @@ def limits_problem(client: Any) -> str | None:
     A rootless engine on cgroups v1 has no cgroup it may write to, so memory,
     CPU and pids caps are accepted and then dropped (Podman prints "Resource
     limits are not supported and ignored on cgroups V1 rootless systems").
-    The wall clock, output cap, file-size and open-files ulimits, the read-only
-    root, no network and no capabilities still hold.
+    Rootless Podman 4.3's compatible API also drops the ulimits (a script's
+    RLIMIT_FSIZE reads unlimited) and makes the tmpfs work volume a plain
+    directory on the engine's disk (seen in /proc/self/mountinfo), so the
+    file-size and work-dir caps go too. The wall clock, the output cap, /tmp's
+    size, the read-only root, no network and no capabilities still hold.
     """
     facts = engine_facts(client)
+    lost = []
     if facts["rootless"] and facts["cgroup"] == "1":
-        return (f"memory, CPU and process-count limits are NOT enforced: rootless "
-                f"{facts['name']} {facts['version']} on cgroups v1 ignores them (a script can "
-                "exhaust this machine's memory); use a rootful engine or a cgroups v2 host "
-                "(systemd.unified_cgroup_hierarchy=1) for those limits")
-    return None
+        lost.append("memory, CPU and process-count")
+    if facts["rootless"] and facts["name"] == "Podman":
+        lost.append("file-size and work-dir-size")
+    if not lost:
+        return None
+    return (f"{' and '.join(lost)} limits are NOT enforced: rootless {facts['name']} "
+            f"{facts['version']}{' on cgroups v1' if facts['cgroup'] == '1' else ''} ignores "
+            "them (a script can exhaust this machine's memory or disk); use a rootful engine"
+            f"{' on a cgroups v2 host' if facts['cgroup'] == '1' else ''} for those limits")
 
 
 def push_image(name: str, target: str | None = None, source: str | None = None, *,

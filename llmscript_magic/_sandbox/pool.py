@@ -132,7 +132,9 @@ def _env_number(name: str, default: float) -> float:
     return value if value >= 0 else default
 
 
-#: Warm containers one engine may hold for all kernels together (LLMSCRIPT_MAX_WARM).
+#: Sandbox containers one engine may hold before pools stop making more ahead of demand
+#: (LLMSCRIPT_MAX_WARM): this process's warm ones plus every other kernel's (warm or
+#: running: the engine's list cannot tell them apart). Runs still get one past it.
 MAX_WARM = 8
 #: Seconds without a run after which a pool shrinks back to its base size.
 IDLE_SECONDS = 30.0
