@@ -60,8 +60,8 @@ def pooled(level: str, code: str, expect: str, preimport: bool) -> Callable[[], 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--pause", type=float, default=1.0,
-                        help="seconds between pooled runs (default 1.0)")
+    parser.add_argument("--pause", type=float, default=2.0,
+                        help="seconds between pooled runs (default 2.0)")
     parser.add_argument("--no-preimport", action="store_true",
                         help="measure only the old way: no libraries imported ahead")
     args = parser.parse_args()

@@ -103,7 +103,13 @@ def engine_root(prefix: str) -> Iterator[str]:
     try:
         yield root
     finally:
-        subprocess.run(["umount", "-R", root], capture_output=True)
+        for _ in range(20):  # a just-stopped sshd or containerd may still hold it a moment
+            subprocess.run(["umount", "-R", root], capture_output=True)
+            if subprocess.run(["mountpoint", "-q", root]).returncode != 0:
+                break
+            time.sleep(0.5)
+        else:
+            subprocess.run(["umount", "-R", "--lazy", root], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

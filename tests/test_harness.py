@@ -214,7 +214,7 @@ def test_a_warm_interpreter_hides_its_imports_and_shares_nothing(
             "print(warm, seen, pd.__spec__.name, hasattr(pd, 'left_behind'))\n"
             "pd.left_behind = True\n")
     limits = Limits(timeout=60, memory_mb=512)  # a pool of its own
-    isolated_sandbox.run("pass", limits=limits)
+    isolated_sandbox.run(code, limits=limits)  # a script that imports them: pools pre-import
     runs = []
     for _ in range(2):
         time.sleep(4)  # the pool refills: containers made ahead pre-import
@@ -223,3 +223,17 @@ def test_a_warm_interpreter_hides_its_imports_and_shares_nothing(
     assert runs[0].status == "ok", runs[0].stderr
     assert [r.stdout for r in runs] == ["True [] pandas False\n"] * 2
     assert "reloaded" not in runs[0].stderr + runs[1].stderr
+
+
+@pytest.mark.docker
+def test_scripts_that_never_import_them_get_containers_without_them(
+        docker_sandbox: Any) -> None:
+    """Pre-importing for scripts that never use the libraries would only cost CPU."""
+    code = "import sys\nprint(type(sys.meta_path[0]).__name__ == '_Stash')\n"
+    limits = Limits(timeout=60, memory_mb=480)  # a pool of its own
+    outputs = []
+    for _ in range(2):
+        outputs.append(docker_sandbox.run(code, limits=limits).stdout)
+        time.sleep(4)  # the pool refills while the scripts seen import none of them
+
+    assert outputs[1] == "False\n"

@@ -325,6 +325,7 @@ def test_available_modules_lists_the_image(docker_client: Any) -> None:
 @pytest.mark.docker
 def test_unreachable_engine_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")
+    monkeypatch.setenv("LLMSCRIPT_ALLOW_PLAIN_TCP", "1")  # past the plain-TCP refusal
     with pytest.raises(SandboxUnavailableError) as err:
         get_sandbox("docker")
     msg = str(err.value)

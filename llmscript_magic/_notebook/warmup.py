@@ -23,7 +23,7 @@ from typing import Any
 ENV = "LLMSCRIPT_WARMUP"
 
 #: seconds to wait first, so the ``%load_ext`` cell finishes before this competes for the GIL
-DELAY = 0.3
+DELAY = 1.0
 
 #: the SDK client a built-in provider builds in ``stream()``: module, class, base-URL variable
 _SDKS = {"anthropic": ("anthropic", "Anthropic", "ANTHROPIC_BASE_URL"),

@@ -38,10 +38,12 @@ is closed to uid 65534, and gVisor enforces the same rules in its own kernel.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Mapping, Sequence
@@ -170,6 +172,19 @@ def _prune_volumes(client: Any) -> bool:
         with contextlib.suppress(docker.errors.APIError):
             volume.remove()
     return True
+
+
+#: How many recent scripts of a pool decide whether its next containers pre-import.
+HEAVY_WINDOW = 8
+_recent_heavy: dict[tuple[Any, ...], collections.deque[bool]] = {}
+_HEAVY_IMPORT = re.compile(
+    r"^\s*(?:import|from)\s+(?:[\w.]+\s*,\s*)*(?:numpy|pandas|matplotlib)\b|"
+    r"__import__|import_module", re.MULTILINE)
+
+
+def uses_preimported(code: str) -> bool:
+    """Whether a script (likely) imports what the warm interpreter imports ahead."""
+    return bool(_HEAVY_IMPORT.search(code))
 
 
 def preimport_wanted() -> bool:
@@ -316,13 +331,20 @@ class DockerSandbox(Sandbox):
         except Exception as exc:  # requests' errors too: the engine went away meanwhile
             raise unreachable(exc) from None
 
+    def _key(self, limits: Limits) -> tuple[Any, ...]:
+        return (self.client.api.base_url, self.image_id, self.runtime, limits.container_key(),
+                self.preimport)
+
     def _pool(self, limits: Limits) -> Pool:
-        key = (self.client.api.base_url, self.image_id, self.runtime, limits.container_key(),
-               self.preimport)
+        key = self._key(limits)
+        recent = _recent_heavy.setdefault(key, collections.deque(maxlen=HEAVY_WINDOW))
 
         def factory(ahead: bool) -> Slot:
+            # Ahead of demand, import the libraries only while recent scripts used them
+            # (or before any ran): for scripts that never do, it is CPU spent for nothing.
+            heavy = not recent or any(recent)
             return _factory(self.client, self.image, limits, self.runtime,
-                            preimport=ahead and self.preimport)
+                            preimport=ahead and self.preimport and heavy)
 
         return get_pool(key, factory, self.pool_size,
                         held_elsewhere=functools.partial(_held_elsewhere, self.client))
@@ -336,6 +358,7 @@ class DockerSandbox(Sandbox):
         job = harness_job(code, inputs, outputs, check)
         start, wall_start = time.monotonic(), time.time()
         pool = self._pool(limits)
+        _recent_heavy[self._key(limits)].append(uses_preimported(code))
         for attempt in (1, 2, 3):
             slot = self._take(pool)
             done = False

@@ -43,8 +43,13 @@ def capped(text: str, limit: int | None) -> str:
 def run_text(run: RunResult, saved: Sequence[Mapping[str, Any]] = (),
              limit: int | None = None) -> str:
     """The run in plain text; ``limit`` caps each stream (bytes) for what a notebook keeps."""
-    lines = [f"Run ({run.backend}): {STATUS_WORD.get(run.status, run.status)}, "
+    isolation = f", {run.isolation}" if getattr(run, "isolation", "") else ""
+    lines = [f"Run ({run.backend}{isolation}): {STATUS_WORD.get(run.status, run.status)}, "
              f"exit {run.exit_code}, {run.duration:.2f}s"]
+    if run.reason and run.status != "ok":
+        lines.append(run.reason)
+    if run.warning:  # a weaker backend or limits the engine cannot enforce: never silent
+        lines.append(f"Warning: {run.warning}")
     if run.stdout:
         lines += ["--- stdout ---", capped(run.stdout.rstrip("\n"), limit)]
     if run.stderr:
