@@ -84,7 +84,8 @@ def test_failing_cell_gives_nonzero_exit(tmp_path: Path) -> None:
 
 
 def test_doctor_with_the_engine_stopped() -> None:
-    proc = llmscript("doctor", env={"DOCKER_HOST": f"tcp://127.0.0.1:{closed_port()}"})
+    proc = llmscript("doctor", env={"DOCKER_HOST": f"tcp://127.0.0.1:{closed_port()}",
+                                    "LLMSCRIPT_ALLOW_PLAIN_TCP": "1"})
     assert proc.returncode == 1
     assert "✗ Docker engine not reachable" in proc.stdout
     assert "or use --sandbox local" in proc.stdout and "scripts/" not in proc.stdout
