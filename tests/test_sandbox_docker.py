@@ -180,7 +180,9 @@ def test_endless_stdout_is_capped_with_marker(isolated_sandbox: Any) -> None:
     assert r.status == "output_capped" and r.truncated
     assert r.stdout.endswith(f"[... output truncated at {cap} bytes ...]\n")
     assert cap <= len(r.stdout) + len(r.stderr) < cap + 200
-    assert peak < 12 * cap  # the host read a stream, never the whole flood
+    # the host read a stream, never the whole flood (which runs to hundreds of MiB); the
+    # bound leaves room for what the pool's other threads allocate meanwhile
+    assert peak < 16 * cap
     assert r.duration < 10
 
 
@@ -617,28 +619,25 @@ def test_prune_removes_only_containers_whose_owner_is_gone(docker_client: Any,
                                                            docker_sandbox: Any) -> None:
     import socket as socket_module
 
-    from llmscript_magic._sandbox.image import LABEL, OWNER_LABEL, prune
+    import docker
 
-    assert docker_sandbox.run("print(1)", limits=Limits(pids=88)).stdout == "1\n"
+    from llmscript_magic._sandbox.image import LABEL, OWNER_LABEL, owner_id, prune
+
     dead_owner = f"{socket_module.gethostname()}:999999999:1"
-    orphan = docker_client.containers.create(
-        "llmscript-sandbox:1", ["sleep", "600"], labels={LABEL: "1", OWNER_LABEL: dead_owner},
-        network_mode="none")
+    made = {name: docker_client.containers.create(
+        "llmscript-sandbox:1", ["sleep", "600"], labels={LABEL: "1", OWNER_LABEL: owner},
+        network_mode="none") for name, owner in (("orphan", dead_owner), ("ours", owner_id()))}
     try:
-        deadline = time.monotonic() + 20
-        while not _mine_with_pids(docker_client, 88) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        live = {c.id for c in _mine_with_pids(docker_client, 88)}
-        assert live, "no warm container to protect"
         assert prune() >= 1
-        import docker
-
         with pytest.raises(docker.errors.NotFound):
-            docker_client.containers.get(orphan.id)
-        assert live <= {c.id for c in _mine_with_pids(docker_client, 88)}  # a live owner's stay
+            docker_client.containers.get(made["orphan"].id)
+        docker_client.containers.get(made["ours"].id)  # a live owner's container stays
+        # and this process's own pool still serves runs
+        assert docker_sandbox.run("print(1)", limits=Limits(pids=88)).stdout == "1\n"
     finally:
-        with contextlib.suppress(Exception):
-            orphan.remove(force=True)
+        for container in made.values():
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
 
 
 # --- a pool that follows demand, under a per-engine cap --------------------------------------
@@ -656,6 +655,7 @@ def test_pool_grows_with_overlapping_runs_and_shrinks_when_quiet(
         docker_client: Any, docker_leftover_check: None,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from llmscript_magic._sandbox.docker import DockerSandbox
+    from llmscript_magic._sandbox.engine import engine_id
     from llmscript_magic._sandbox.pool import warm_containers
 
     monkeypatch.setenv("LLMSCRIPT_POOL_IDLE", "6")
@@ -676,7 +676,7 @@ def test_pool_grows_with_overlapping_runs_and_shrinks_when_quiet(
     while time.monotonic() < deadline and pool.warm() > 2:
         time.sleep(0.2)
     assert pool.warm() <= 2 and pool.target == 2  # quiet again: back to a couple
-    assert warm_containers(docker_client.api.base_url) >= pool.warm()
+    assert warm_containers(engine_id(docker_client)) >= pool.warm()
 
 
 def test_the_engine_cap_bounds_warm_containers(docker_client: Any,
@@ -684,9 +684,10 @@ def test_the_engine_cap_bounds_warm_containers(docker_client: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """LLMSCRIPT_MAX_WARM bounds the engine's sandbox containers; runs still get one."""
     from llmscript_magic._sandbox.docker import DockerSandbox
+    from llmscript_magic._sandbox.engine import engine_id
     from llmscript_magic._sandbox.pool import close_pools, warm_containers
 
-    close_pools(docker_client.api.base_url)  # earlier tests' pools were made under no cap
+    close_pools(engine_id(docker_client))  # earlier tests' pools were made under no cap
     monkeypatch.setenv("LLMSCRIPT_MAX_WARM", "2")
     sandbox = DockerSandbox(isolation="container")
     first, second = Limits(timeout=10, pids=85), Limits(timeout=10, pids=84)  # two pools
@@ -699,4 +700,4 @@ def test_the_engine_cap_bounds_warm_containers(docker_client: Any,
         time.sleep(0.1)
     assert seen <= 2  # not 2 per pool
     assert sandbox.run("print(3)", limits=first).stdout == "3\n"
-    assert warm_containers(docker_client.api.base_url) >= 0
+    assert warm_containers(engine_id(docker_client)) >= 0

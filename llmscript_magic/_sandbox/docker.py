@@ -56,6 +56,7 @@ from .engine import (  # engine_warning, seccomp_option: engine differences (Pod
     RUNSC,
     _why,
     connect,
+    engine_id,
     engine_warning,
     gvisor_problem,
     seccomp_option,
@@ -332,7 +333,7 @@ class DockerSandbox(Sandbox):
             raise unreachable(exc) from None
 
     def _key(self, limits: Limits) -> tuple[Any, ...]:
-        return (self.client.api.base_url, self.image_id, self.runtime, limits.container_key(),
+        return (engine_id(self.client), self.image_id, self.runtime, limits.container_key(),
                 self.preimport)
 
     def _pool(self, limits: Limits) -> Pool:
@@ -398,7 +399,7 @@ class DockerSandbox(Sandbox):
 
     def close(self) -> None:
         """Remove this engine's warm containers and close the engine client."""
-        close_pools(self.client.api.base_url)
+        close_pools(engine_id(self.client))
         with contextlib.suppress(Exception):
             self.client.close()
 
@@ -430,10 +431,10 @@ class DockerSandbox(Sandbox):
     def _drop_stale(self, pool: Pool) -> None:
         """After a lost container: drop the other dead warm ones and our orphaned volumes."""
         pool.drop_dead()
-        _prune_due.add(self.client.api.base_url)
+        _prune_due.add(engine_id(self.client))
         self._prune_volumes()
         # The engine may still be removing the lost containers: once more at the end.
-        on_close(self.client.api.base_url, functools.partial(_prune_volumes, self.client))
+        on_close(engine_id(self.client), functools.partial(_prune_volumes, self.client))
 
     def _prune_volumes(self) -> None:
         """Remove our unused work volumes (an engine restart leaves its containers' behind).
@@ -441,7 +442,7 @@ class DockerSandbox(Sandbox):
         Due after a container was lost; retried after each run until the engine
         answers, since it may be down when the loss is noticed.
         """
-        url = self.client.api.base_url
+        url = engine_id(self.client)
         if url in _prune_due and _prune_volumes(self.client):
             _prune_due.discard(url)
 

@@ -118,9 +118,20 @@ def connect(timeout: int = 60, url: str | None = None) -> Any:
             _clients.pop(key, None)
         client.close()
         raise unreachable(exc, where) from None
+    client.llmscript_where = where  # see engine_id
     with _clients_lock:
         client = _clients.setdefault(key, client)
     return client
+
+
+def engine_id(client: Any) -> str:
+    """Which engine a client talks to, for keying pools and cached facts.
+
+    Not ``client.api.base_url``: the docker SDK gives every unix socket the same
+    one (``http+docker://localhost``), so Docker's and Podman's sockets would share
+    pools and facts.
+    """
+    return str(getattr(client, "llmscript_where", None) or client.api.base_url)
 
 
 def _client(env: dict[str, str], timeout: int) -> Any:
@@ -173,7 +184,7 @@ _runtimes_lock = threading.Lock()
 
 def runtimes(client: Any) -> dict[str, Any]:
     """The engine's registered runtimes (``docker info``), asked once per engine."""
-    url = client.api.base_url
+    url = engine_id(client)
     with _runtimes_lock:
         known = _runtimes.get(url)
     if known is not None:
@@ -234,7 +245,7 @@ def engine_facts(client: Any) -> dict[str, Any]:
     Podman's Docker-compatible API answers the same calls as Docker's; what
     differs is what it can enforce, which these facts decide.
     """
-    url = client.api.base_url
+    url = engine_id(client)
     with _facts_lock:
         known = _facts.get(url)
     if known is not None:
