@@ -417,8 +417,10 @@ class DockerSandbox(Sandbox):
         the auto-removed container can no longer be inspected; the event stays.
         """
         try:
+            # the event can trail the sandbox's death under load: wait a little for it
+            # (only this failure path pays)
             events = self.client.api.events(
-                since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                since=int(since) - 1, until=int(time.time()) + 3, decode=True,
                 filters={"container": cid, "event": "oom"})
             oom = sum(1 for _ in events) > 0  # read to the end: the stream then closes
         except Exception:
