@@ -261,3 +261,39 @@ def chromium() -> Iterator[Any]:
 def screenshot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+# -- fixtures shared by the browser test files (each defines its own ``standin``, with
+# -- its scripted replies; conftest registers this module as a plugin) ------------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
+    server = start_server(tmp_path_factory.mktemp("lab"), standin)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
+    require_browser_stack("notebook")
+    server = start_server(tmp_path_factory.mktemp("nb7"), standin, app="notebook")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser_stack()
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    screenshot(pg, f"{request.node.name}-end")
+    context.close()
+    assert not [e for e in errors if "llmscript" in e], errors

@@ -13,7 +13,8 @@ from IPython.core.interactiveshell import InteractiveShell
 if TYPE_CHECKING:
     from llmscript_magic.testing import FakeProvider
 
-pytest_plugins = ["standins", "sandbox_fixtures"]  # fixtures shared by the test files
+# fixtures shared by the test files
+pytest_plugins = ["standins", "sandbox_fixtures", "browser_helpers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,10 +20,8 @@ from browser_helpers import (
     ROOT,
     LabServer,
     StandIn,
-    chromium,
     require_browser_stack,
     screenshot,
-    start_server,
 )
 
 TIMEOUT_MS = 60_000
@@ -77,40 +75,6 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
     server = StandIn(tmp_path_factory.mktemp("standin"), REPLIES)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
-    server = start_server(tmp_path_factory.mktemp("lab"), standin)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def notebook7(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
-    require_browser_stack("notebook")
-    server = start_server(tmp_path_factory.mktemp("nb7"), standin, app="notebook")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser_stack()
-    with chromium() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    screenshot(pg, f"{request.node.name}-end")
-    context.close()
-    assert not [e for e in errors if "llmscript" in e], errors
 
 
 def code_cell(cell_id: str, source: str) -> dict[str, Any]:

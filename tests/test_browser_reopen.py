@@ -23,10 +23,8 @@ from browser_helpers import (
     ROOT,
     LabServer,
     StandIn,
-    chromium,
     require_browser_stack,
     screenshot,
-    start_server,
 )
 
 pytestmark = pytest.mark.browser
@@ -56,27 +54,6 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
     server = StandIn(tmp_path_factory.mktemp("reopen-standin"), REPLIES)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
-    server = start_server(tmp_path_factory.mktemp("reopen-lab"), standin)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def notebook7(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
-    require_browser_stack("notebook")
-    server = start_server(tmp_path_factory.mktemp("reopen-nb7"), standin, app="notebook")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as b:
-        yield b
 
 
 def new_page(browser: Any) -> Any:

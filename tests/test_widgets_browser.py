@@ -19,7 +19,6 @@ from browser_helpers import (
     chromium,
     require_browser_stack,
     screenshot,
-    start_server,
 )
 
 pytestmark = pytest.mark.browser
@@ -42,13 +41,6 @@ CELL_SOURCES_JS = """() => Array.from(window.jupyterapp.shell.currentWidget.cont
 def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
     require_browser_stack()
     server = StandIn(tmp_path_factory.mktemp("widget-standin"), REPLIES)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, standin: StandIn) -> Iterator[LabServer]:
-    server = start_server(tmp_path_factory.mktemp("widget-lab"), standin)
     yield server
     server.stop()
 
