@@ -8,7 +8,9 @@ process, answering at once with the canonical solution plus the problem's own te
 Printed side by side, measured in this one run:
 
 - the whole-pipeline median per problem against a cold hardened ``docker run`` of the
-  same script (target <= 0.25x; that ratio is mostly the sandbox's round trip);
+  same script, at each isolation level like for like (the pipeline under gVisor against
+  a cold gVisor container, under plain containers against a cold runc one; target
+  <= 0.25x each; that ratio is mostly the sandbox's round trip);
 - the pipeline overhead per generation: the whole time minus the time spent inside
   ``Sandbox.run`` (the script's run, container hand-over included) and minus the reply's
   streaming (the "model's own time": SDK, loopback HTTP and the stand-in) (target <= 15 ms);
@@ -16,6 +18,7 @@ Printed side by side, measured in this one run:
   answers at once.
 
     python benchmarks/pipeline_overhead.py [--limit N] [--pause 0.3] [--profile]
+        [--isolation gvisor,container]
 
 ``--pause`` waits between problems, as between two notebook cells, so the pool refills
 as it would; ``--profile`` prints where the overhead goes (cProfile, sandbox excluded).
@@ -60,21 +63,22 @@ def spec(p: dict[str, Any]) -> str:
     return f"Write the Python function {p['entry_point']} described here:\n\n{p['prompt']}"
 
 
-def cold_runs(scripts: list[str]) -> list[float]:
+def cold_runs(scripts: list[str], isolation: str) -> list[float]:
     """A fresh hardened container per script (create, start, wait, remove), as without a pool."""
     from llmscript_magic._sandbox import DEFAULT_IMAGE, Limits
     from llmscript_magic._sandbox.docker import _host_config
-    from llmscript_magic._sandbox.engine import connect
+    from llmscript_magic._sandbox.engine import RUNSC, connect
     from llmscript_magic._sandbox.image import LABEL
 
     client, limits, times = connect(), Limits(), []
+    runtime = RUNSC if isolation == "gvisor" else None
     for code in scripts:
         start = time.perf_counter()
         c = client.api.create_container(
             DEFAULT_IMAGE, command=["python3", "-c", code], user="65534:65534",
             environment={}, labels={LABEL: "1"}, use_config_proxy=False,
-            host_config=_host_config(client, limits) | {"AutoRemove": False,
-                                                       "LogConfig": {"Type": "json-file"}})
+            host_config=_host_config(client, limits, runtime) | {
+                "AutoRemove": False, "LogConfig": {"Type": "json-file"}})
         client.api.start(c)
         status = client.api.wait(c)["StatusCode"]
         client.api.remove_container(c, force=True, v=True)
@@ -83,24 +87,17 @@ def cold_runs(scripts: list[str]) -> list[float]:
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--limit", type=int, default=0, help="only the first N problems")
-    parser.add_argument("--pause", type=float, default=0.3, help="seconds between problems")
-    parser.add_argument("--cold", type=int, default=20, help="cold docker runs to time")
-    parser.add_argument("--profile", action="store_true")
-    args = parser.parse_args()
-    todo = problems()[:args.limit or None]
-    scripts = [program(p) for p in todo]
+def pipeline_runs(todo: list[dict[str, Any]], scripts: list[str], isolation: str,
+                  pause: float, profile: cProfile.Profile | None) -> dict[str, Any]:
+    """Every problem through generate() at one isolation level: timings and failures."""
     replies = [fenced(s) for s in scripts[:WARMUP] + scripts]
-
     with standin(replies) as env:
         use_env(env)
         import llmscript_magic._pipeline.generate as pipeline
         from llmscript_magic import Options, generate
         from llmscript_magic._sandbox import shared_sandbox, shutdown
 
-        opts = Options(run=True, sandbox="docker", cache=False, retries=0)
+        opts = Options(run=True, sandbox="docker", cache=False, retries=0, isolation=isolation)
         spent = {"sandbox": 0.0, "reply": 0.0}
         sandbox = shared_sandbox("docker", isolation=opts.isolation)
         real_run, real_stream = sandbox.run, pipeline._stream
@@ -121,52 +118,75 @@ def main() -> int:
 
         sandbox.run = timed_run  # type: ignore[method-assign]
         pipeline._stream = timed_stream
-        for p in todo[:WARMUP]:
-            generate(spec(p), opts)
-            time.sleep(args.pause)
+        try:
+            for p in todo[:WARMUP]:
+                generate(spec(p), opts)
+                time.sleep(pause)
+            out: dict[str, Any] = {"whole": [], "overhead": [], "streaming": [],
+                                   "inside": [], "failed": []}
+            for p in todo:
+                spent.update(sandbox=0.0, reply=0.0)
+                if profile:
+                    profile.enable()
+                t = time.perf_counter()
+                gen = generate(spec(p), opts)
+                total = time.perf_counter() - t
+                if profile:
+                    profile.disable()
+                if not (gen.ok and gen.run is not None and gen.run.exit_code == 0
+                        and gen.run.isolation == isolation):
+                    out["failed"].append(p["task_id"])
+                out["whole"].append(total)
+                out["inside"].append(spent["sandbox"])
+                out["streaming"].append(spent["reply"])
+                out["overhead"].append(total - spent["sandbox"] - spent["reply"])
+                time.sleep(pause)
+        finally:
+            del sandbox.run
+            pipeline._stream = real_stream
+            shutdown()
+    return out
 
-        whole, overhead, streaming, inside, failed = [], [], [], [], []
-        profile = cProfile.Profile() if args.profile else None
-        for p in todo:
-            spent.update(sandbox=0.0, reply=0.0)
-            if profile:
-                profile.enable()
-            t = time.perf_counter()
-            gen = generate(spec(p), opts)
-            total = time.perf_counter() - t
-            if profile:
-                profile.disable()
-            if not (gen.ok and gen.run is not None and gen.run.exit_code == 0):
-                failed.append(p["task_id"])
-            whole.append(total)
-            inside.append(spent["sandbox"])
-            streaming.append(spent["reply"])
-            overhead.append(total - spent["sandbox"] - spent["reply"])
-            time.sleep(args.pause)
-        shutdown()
-    cold = cold_runs(scripts[::max(1, len(scripts) // args.cold)][:args.cold])
 
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--limit", type=int, default=0, help="only the first N problems")
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds between problems")
+    parser.add_argument("--cold", type=int, default=20, help="cold docker runs to time")
+    parser.add_argument("--isolation", default="gvisor,container",
+                        help="comma list of isolation levels to measure")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    todo = problems()[:args.limit or None]
+    scripts = [program(p) for p in todo]
+    profile = cProfile.Profile() if args.profile else None
+    rows = []
     n = len(todo)
-    print(f"HumanEval through the whole pipeline: {n - len(failed)}/{n} passed"
-          + (f" (failed: {', '.join(failed[:8])})" if failed else ""))
-    print(f"  whole pipeline, median per problem   {median_ms(whole):7.1f} ms")
-    print(f"    inside Sandbox.run                 {median_ms(inside):7.1f} ms")
-    print(f"    reply streaming (SDK + stand-in)   {median_ms(streaming):7.1f} ms")
-    print(f"    pipeline overhead (the rest)       {median_ms(overhead):7.1f} ms"
-          f"  (p90 {sorted(overhead)[int(0.9 * (n - 1))] * 1000:.1f})")
-    print(f"  cold hardened docker run, median     {median_ms(cold):7.1f} ms  ({len(cold)} runs)")
-    ratio = median_ms(whole) / median_ms(cold)
-    print(f"  whole pipeline / cold docker run = {ratio:.3f}")
+    for isolation in args.isolation.split(","):
+        got = pipeline_runs(todo, scripts, isolation, args.pause, profile)
+        cold = cold_runs(scripts[::max(1, len(scripts) // args.cold)][:args.cold], isolation)
+        whole, overhead, failed = got["whole"], got["overhead"], got["failed"]
+        print(f"HumanEval through the whole pipeline, isolation {isolation}: "
+              f"{n - len(failed)}/{n} passed"
+              + (f" (failed: {', '.join(failed[:8])})" if failed else ""))
+        print(f"  whole pipeline, median per problem   {median_ms(whole):7.1f} ms")
+        print(f"    inside Sandbox.run                 {median_ms(got['inside']):7.1f} ms")
+        print(f"    reply streaming (SDK + stand-in)   {median_ms(got['streaming']):7.1f} ms")
+        print(f"    pipeline overhead (the rest)       {median_ms(overhead):7.1f} ms"
+              f"  (p90 {sorted(overhead)[int(0.9 * (n - 1))] * 1000:.1f})")
+        print(f"  cold hardened docker run ({isolation}), median {median_ms(cold):7.1f} ms "
+              f"({len(cold)} runs)")
+        ratio = median_ms(whole) / median_ms(cold)
+        print(f"  whole pipeline / cold docker run = {ratio:.3f}")
+        rows += [(f"failed problems ({isolation})", float(len(failed)), 0, ""),
+                 (f"pipeline overhead per generation ({isolation})", median_ms(overhead), 15,
+                  "ms"),
+                 (f"whole pipeline / cold docker run ({isolation})", ratio, 0.25, "x")]
     if profile:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)
         print(out.getvalue())
-    status = verdict([
-        ("failed problems", float(len(failed)), 0, ""),
-        ("pipeline overhead per generation (median)", median_ms(overhead), 15, "ms"),
-        ("whole pipeline / cold docker run", ratio, 0.25, "x"),
-    ])
-    return status
+    return verdict(rows)
 
 
 if __name__ == "__main__":

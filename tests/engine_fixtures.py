@@ -246,7 +246,9 @@ def two_door_engine_fixture(docker_client: Any) -> Iterator[TwoDoorEngine]:
         tls = docker.tls.TLSConfig(client_cert=(str(client_dir / "cert.pem"),
                                                 str(client_dir / "key.pem")),
                                    ca_cert=str(client_dir / "ca.pem"), verify=True)
-        sshd = None
+        sshd: subprocess.Popen[bytes] | None = None
+        client: Any = None
+        left: list[str] = []
         try:
             def tls_client() -> Any:
                 made = docker.DockerClient(base_url=f"https://127.0.0.1:{tls_port}", tls=tls,
@@ -261,10 +263,28 @@ def two_door_engine_fixture(docker_client: Any) -> Iterator[TwoDoorEngine]:
                                 f"ssh://{user}@127.0.0.1:{ssh_port}", home, client)
         finally:
             shutdown()  # pools on this engine go before the engine does
+            if client is not None:
+                left = left_behind(client)
             if sshd is not None:
                 sshd.terminate()
                 sshd.wait(timeout=10)
             engine.stop()
+        assert left == [], f"sandbox containers or volumes left on the second dockerd: {left}"
+
+
+def left_behind(client: Any) -> list[str]:
+    """What this process still has on the engine once its pools are shut down.
+
+    The engines here live for the session only, so a leak would vanish with
+    them: it is checked before they stop, as docker_leftover_check does locally.
+    Removal is asynchronous, so it gets a moment.
+    """
+    from sandbox_fixtures import leftovers
+
+    deadline = time.monotonic() + 15
+    while (left := leftovers(client)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 def _accepts(path: Path) -> bool:
@@ -294,6 +314,7 @@ def podman_engine_fixture(docker_client: Any) -> Iterator[PodmanEngine]:
 
     _need("podman", "newuidmap", "useradd")
     user = "llmscript-podman"
+    left: list[str] = []
     with temp_user(user) as account:
         run_dir = Path(f"/run/user/{account.pw_uid}")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -328,6 +349,8 @@ def podman_engine_fixture(docker_client: Any) -> Iterator[PodmanEngine]:
             client = docker.DockerClient(base_url=url, timeout=600)
             push_image(DEFAULT_IMAGE, url, log=lambda line: None)
             yield PodmanEngine(url, client, user)
+            shutdown()
+            left = left_behind(client)
             client.close()
         finally:
             shutdown()
@@ -343,3 +366,4 @@ def podman_engine_fixture(docker_client: Any) -> Iterator[PodmanEngine]:
                             f"XDG_RUNTIME_DIR={run_dir}", "podman", "system", "reset",
                             "--force"], capture_output=True, cwd="/")
             shutil.rmtree(run_dir, ignore_errors=True)
+    assert left == [], f"sandbox containers or volumes left on Podman: {left}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from llmscript_magic._pipeline.checks import expr_check
 from llmscript_magic._sandbox import Limits, get_sandbox
 from llmscript_magic._sandbox.base import Value
 from llmscript_magic._sandbox.harness import codec
@@ -24,6 +25,16 @@ def sandbox(request: pytest.FixtureRequest) -> Any:
     if request.param == "docker":
         return request.getfixturevalue("docker_sandbox")
     return get_sandbox("local")
+
+
+@pytest.fixture(params=["bubblewrap", pytest.param("gvisor", marks=pytest.mark.docker),
+                        pytest.param("container", marks=pytest.mark.docker)])
+def walled(request: pytest.FixtureRequest) -> Any:
+    """The sandbox at every isolation level: for the hostile cases."""
+    if request.param == "bubblewrap":
+        return get_sandbox("local")
+    request.getfixturevalue("docker_sandbox")  # the engine, the image, the leftover check
+    return get_sandbox("docker", isolation=request.param)
 
 
 def _runner_is_root() -> bool:
@@ -57,6 +68,95 @@ def test_a_printed_marker_cannot_pass_a_check(sandbox: Any) -> None:
 
     assert r.status == "ok" and r.check == (False, "")
     assert "@@llmscript-check:[true" in r.stdout  # the user's output is left as printed
+
+
+FORGE = """\
+import json, os, stat, struct
+def forge(kind, body):
+    for fd in map(int, os.listdir('/proc/self/fd')):
+        try:
+            if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.write(fd, kind + struct.pack('>I', len(body)) + body)
+        except OSError:
+            pass
+forge(b'c', json.dumps([True, '']).encode())
+"""
+
+
+@pytest.mark.parametrize("ending", ["", "os._exit(0)\n"], ids=["returns", "exits-at-once"])
+def test_a_forged_verdict_frame_cannot_pass_a_check(walled: Any, ending: str) -> None:
+    """Issue 14: the script writes a well-formed passing verdict on the harness's channel.
+
+    The verdict now comes from an evaluator started after every process of the
+    script is gone; what the script's process sends is never a verdict. (The
+    values the check reads are the script's to report: it could set them anyway.)
+    """
+    r = walled.run(FORGE + ending, check="1 == 2", limits=LIMITS)
+
+    assert r.status == "ok", r.stderr
+    assert r.check == (False, "")
+
+
+def test_a_script_claiming_its_values_cannot_cross_fails_its_check(walled: Any) -> None:
+    """A forged ``opaque`` frame makes the check unevaluable: that must fail, never pass."""
+    forge = FORGE.replace("forge(b'c', json.dumps([True, '']).encode())",
+                          "forge(b'k', b'{\"name\": \"x\", \"opaque\": \"it is secret\"}\\n')")
+    r = walled.run(forge + "x = 1\n", check="x == 2", limits=LIMITS)
+
+    assert r.status == "ok", r.stderr
+    ok, why = r.check
+    assert ok is None and why.startswith("it uses x (it is secret)")
+    assert expr_check("x == 2", r.check).status == "fail"
+
+
+def test_the_script_s_code_cannot_sway_its_check(walled: Any) -> None:
+    """Rebinding builtins or a lying __eq__ used to decide a check run in the script's globals."""
+    code = ("import builtins\nbuiltins.sum = lambda *args: 3\nresult = [1]\n"
+            "class Liar:\n    def __eq__(self, other):\n        return True\nx = Liar()\n")
+    by_sum = walled.run(code, check="sum(result) == 3", limits=LIMITS)
+    by_liar = walled.run(code, check="x == 4", limits=LIMITS)
+
+    assert by_sum.status == "ok", by_sum.stderr
+    assert by_sum.check == (False, "")
+    ok, why = by_liar.check
+    assert ok is None and why.startswith("it uses x (it is a __main__.Liar); ")
+    assert expr_check("x == 4", by_liar.check).status == "fail"  # never a pass
+
+
+def test_a_check_reads_frames_arrays_and_modules_as_data(sandbox: Any) -> None:
+    code = ("import numpy as np\nimport pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})\n"
+            "total = np.float64(6.0)\nshape = df.shape\n")
+    r = sandbox.run(code, check="len(df) == 3 and np.isclose(total, df['a'].sum()) and "
+                    "shape == (3, 1) and all(v > 0 for v in df['a'])", outputs=["df"],
+                    limits=LIMITS)
+
+    assert r.status == "ok", r.stderr
+    assert r.check == (True, "")
+    assert [v.name for v in r.values] == ["df"]  # an output the check reads crosses once
+
+
+def test_a_check_that_calls_the_script_s_function_says_how_to_write_it(sandbox: Any) -> None:
+    code = "def double(n):\n    return 2 * n\nr = double(2)\n"
+    calls = sandbox.run(code, check="double(2) == 4", limits=LIMITS)
+    plain = sandbox.run(code, check="r == 4", limits=LIMITS)
+
+    line = expr_check("double(2) == 4", calls.check).message
+    assert line == ("--check 'double(2) == 4' was not evaluated: it uses double (it is a "
+                    "function); checks run apart from the script, over the values it leaves "
+                    "(numbers, text, lists, dicts, arrays, DataFrames): compute the value in "
+                    "the script (r = f(2)) and check that (--check 'r == 4')")
+    assert plain.check == (True, "")
+
+
+def test_a_check_that_never_ends_is_false_within_the_run_s_time(sandbox: Any) -> None:
+    start = time.monotonic()
+    r = sandbox.run("x = 1\n", check="all(True for _ in iter(int, 1))",
+                    limits=Limits(timeout=3, memory_mb=512))
+
+    assert r.status == "ok"
+    ok, why = r.check
+    assert ok is False and why.startswith("the check did not finish within ")
+    assert time.monotonic() - start < 3 + 4
 
 
 def test_check_sees_globals_files_and_a_clean_exit(sandbox: Any) -> None:
@@ -237,3 +337,28 @@ def test_scripts_that_never_import_them_get_containers_without_them(
         time.sleep(4)  # the pool refills while the scripts seen import none of them
 
     assert outputs[1] == "False\n"
+
+
+def test_names_planted_in_the_local_job_folder_are_not_written_through(
+        tmp_path: Any) -> None:
+    """The local job folder is the script's to write: the evaluator's job goes in a new one."""
+    target = tmp_path / "host.txt"
+    target.write_text("host data\n")
+    code = ("import os\nhere = os.path.dirname(__file__)\n"
+            f"for name in ('verdict.json', 'check-0', 'check-1'):\n"
+            f"    os.symlink({str(target)!r}, os.path.join(here, name))\n"
+            "x = [1, 2]\n")
+    r = get_sandbox("local").run(code, check="x == [1, 2]", limits=LIMITS)
+
+    assert r.status == "ok", r.stderr
+    assert r.check == (True, "")
+    assert target.read_text() == "host data\n"
+
+
+def test_an_output_that_cannot_cross_is_named_by_the_check_that_reads_it() -> None:
+    r = get_sandbox("local").run("def f():\n    pass\n", outputs=["f"], check="f is not None",
+                                 limits=LIMITS)
+
+    assert r.missing == {"f": "it is a function"}
+    ok, why = r.check
+    assert ok is None and why.startswith("it uses f (it is a function); ")

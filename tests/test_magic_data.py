@@ -171,3 +171,22 @@ def test_check_failure_is_repaired_with_the_report(
     repair = text(anthropic_standin.last.body["messages"][-1]["content"])
     assert f"{check} is false" in repair
     assert "{'a': 3}" in ip.rl_next_input
+
+
+@pytest.mark.docker
+def test_a_check_calling_the_script_s_function_fails_once_without_repair(
+        ip: InteractiveShell, anthropic_standin: Any, docker_client: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The check, not the code, needs changing: one line says how, no request is spent on it.
+
+    It fails rather than warns: a hostile script could claim its values cannot cross.
+    """
+    anthropic_standin.enqueue(_fence("def double(n):\n    return 2 * n\n"))
+    res = ip.run_cell('%%generate --run --check "double(2) == 4"\nA function doubling n.')
+    assert res.success
+    out = capsys.readouterr().out
+    assert out.count("was not evaluated: it uses double (it is a function)") == 1
+    assert "compute the value in the script (r = f(2))" in out
+    assert "5 pass, 1 fail" in out  # a failed check, shown as one
+    assert len(anthropic_standin.requests) == 1
+    assert ip.rl_next_input == "def double(n):\n    return 2 * n"

@@ -350,7 +350,13 @@ def test_import_does_not_load_docker() -> None:
 
 
 def _with_pids(client: Any, pids: int) -> list[Any]:
-    """Containers with this pids limit; ones removed while we look are skipped."""
+    """Containers with this pids limit; ones removed while we look are skipped.
+
+    Rootless Podman on cgroups v1 drops the limit (PidsLimit reads 0): there the
+    runner's stand-in for it, RLIMIT_NPROC, is in the container's command.
+    """
+    import json
+
     import docker
 
     found = []
@@ -358,10 +364,14 @@ def _with_pids(client: Any, pids: int) -> list[Any]:
                                     filters={"label": "llmscript.sandbox=1"}):
         try:
             c.reload()
-        except docker.errors.NotFound:
+        except docker.errors.APIError:  # gone meanwhile (Podman may say 500 for it)
             continue
-        if c.attrs["HostConfig"]["PidsLimit"] in (pids, pids * 10 + 256):  # runc, runsc
-            found.append(c)
+        try:  # the runner's config, the command's last argument
+            nproc = json.loads((c.attrs["Config"]["Cmd"] or [""])[-1])["rlimits"].get("nproc")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            nproc = None
+        if c.attrs["HostConfig"]["PidsLimit"] in (pids, pids * 10 + 256) or nproc == pids:
+            found.append(c)  # runc, runsc, or the rlimit
     return found
 
 
@@ -369,14 +379,15 @@ def _with_pids(client: Any, pids: int) -> list[Any]:
 def test_pool_does_not_outlive_the_interpreter(docker_client: Any, ending: str,
                                                pids: int) -> None:
     code = (
-        "import os, signal, sys, time, docker\n"
+        "import os, signal, sys, time\n"
         "from llmscript_magic._sandbox import Limits, get_sandbox\n"
+        "from llmscript_magic._sandbox.engine import connect\n"
         f"r = get_sandbox('docker').run('print(1)', limits=Limits(pids={pids}))\n"
         "assert r.stdout == '1\\n', r\n"
         "time.sleep(3)\n"
         "from typing import Any\n"
         + inspect.getsource(_with_pids) +
-        f"warm = _with_pids(docker.from_env(), {pids})\n"
+        f"warm = _with_pids(connect(), {pids})\n"  # the sandbox's client: TLS, ssh alike
         "print('warm', len(warm), flush=True)\n"
         "if sys.argv[1] == 'sigkill':\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -522,14 +533,24 @@ def test_every_container_gets_our_profile_and_masks(isolated_sandbox: Any,
     warm: list[Any] = []
     while not warm and time.monotonic() < deadline:
         time.sleep(0.2)
-        warm = [c for c in docker_client.containers.list(
-                    filters={"label": f"{OWNER_LABEL}={owner_id()}"})
+        warm = [c for c in _inspect_all(docker_client, f"{OWNER_LABEL}={owner_id()}")
                 if (c.attrs["HostConfig"].get("Runtime") == "runsc") == gvisor]
     assert warm, "the pool holds no container for this isolation level"
     for c in warm:
         opts = c.attrs["HostConfig"]["SecurityOpt"]
         assert "no-new-privileges" in opts and "seccomp=" + seccomp_profile(gvisor) in opts
         assert "/proc/cmdline" in c.attrs["HostConfig"]["MaskedPaths"]
+
+
+def _inspect_all(client: Any, label: str) -> list[Any]:
+    """Inspect each running container with `label`, skipping any the pool removes meanwhile."""
+    import docker.errors
+
+    found = []
+    for sparse in client.containers.list(sparse=True, filters={"label": label}):
+        with contextlib.suppress(docker.errors.APIError):  # gone (Podman may say 500)
+            found.append(client.containers.get(sparse.id))
+    return found
 
 
 def test_unknown_isolation_is_a_configuration_error() -> None:

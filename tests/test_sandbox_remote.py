@@ -164,7 +164,8 @@ def test_docker_host_selects_the_remote_engine(remote_engine: RemoteEngine,
     assert not any(cid.startswith(short_id) for cid in _started(docker_client, since))
     shutdown()
     deadline = time.monotonic() + 15
-    while remote.containers.list(all=True, filters={"label": "llmscript.sandbox=1"}):
+    while remote.containers.list(all=True, sparse=True,  # sparse: no inspect race
+                                 filters={"label": "llmscript.sandbox=1"}):
         assert time.monotonic() < deadline, "containers left on the remote engine"
         time.sleep(0.2)
 

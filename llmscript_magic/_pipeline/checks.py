@@ -1,10 +1,12 @@
 """Run-time validation layers: the sandbox run, ``--output``, ``--check EXPR``, the example.
 
-The sandbox's harness evaluates the check expression after the script, in the
-script's own globals (so it can look at variables and files the script made),
-and takes the ``--output`` variables from those globals; both come back on the
-harness's own channel in the ``RunResult`` (``check``, ``values``, ``missing``),
-never as lines the script could print. This module turns them into checks.
+The sandbox's harness evaluates the check expression after the script, over
+the values it names from the script's globals and in its work dir (so it can
+look at variables and files the script made), in a process the script never
+touched; the ``--output`` variables come from those globals. Both come back on
+the harness's own channel in the ``RunResult`` (``check``, ``values``,
+``missing``), never as lines the script could print. This module turns them
+into checks.
 """
 
 from __future__ import annotations
@@ -65,11 +67,19 @@ def outputs_check(names: Sequence[str], result: RunResult) -> Check:
     return Check("outputs", "pass", "returned " + ", ".join(names), layer="run")
 
 
-def expr_check(expr: str, verdict: tuple[bool, str] | None) -> Check:
+#: the name of a check that could not be evaluated apart from the script (not repairable)
+UNEVALUATED = "check:unevaluated"
+
+
+def expr_check(expr: str, verdict: tuple[bool | None, str] | None) -> Check:
     if verdict is None:
         return Check("check", "fail", f"--check {expr!r} did not run (the script failed first)",
                      layer="check")
     ok, why = verdict
+    if ok is None:  # a failure (the script could force it), but no repair round: the
+        # user's check, not the model's code, needs changing
+        return Check(UNEVALUATED, "fail", f"--check {expr!r} was not evaluated: {why}",
+                     layer="check")
     if ok:
         return Check("check", "pass", f"{expr} is true", layer="check")
     return Check("check", "fail", f"{expr} is false" + (f" ({why})" if why else ""),

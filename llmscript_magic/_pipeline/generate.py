@@ -23,7 +23,7 @@ from .._errors import CancelledError, ExtractionError, ReplayError, SandboxError
 from .._store.cache import DiskCache, entry_to_reply, reply_to_entry, request_key
 from .._store.recordings import Recordings, current_scope, lookup
 from ..providers.base import Message, Provider, Reply, Request, Usage, resolve_model
-from .checks import example_check, expr_check, outputs_check, run_check, tail
+from .checks import UNEVALUATED, example_check, expr_check, outputs_check, run_check, tail
 from .options import Options
 from .prompt import Prompt, build_prompt, repair_message
 from .spec import Spec, parse_spec
@@ -51,7 +51,8 @@ class Attempt:
     @property
     def repairable(self) -> bool:
         """Worth another try: code exists, a layer failed, and the failure was the code's."""
-        return self.code is not None and self.error is None and not self.report.ok
+        return (self.code is not None and self.error is None
+                and any(c.name != UNEVALUATED for c in self.report.failures))
 
 
 @dataclass

@@ -115,8 +115,9 @@ class Options:
         None, "Comma list of modules that may not be imported.", parse=name_set, metavar="A,B")
     strict: bool = option(False, "Risky calls (process spawning, sockets, eval, ...) fail "
                           "validation instead of warning.")
-    check: str | None = option(None, "Python condition checked in the sandbox after the run "
-                               "(in the script's namespace).", config=False, metavar="EXPR")
+    check: str | None = option(None, "Python condition over the script's variables and files, "
+                               "evaluated in the sandbox after the run, apart from the script.",
+                               config=False, metavar="EXPR")
     # -- the sandbox -------------------------------------------------------------------
     run: bool = option(False, "Run the code in the sandbox after validation.")
     sandbox: str = option("docker", "Where --run runs code: docker (hardened container), "

@@ -89,7 +89,9 @@ class RunResult:
     # what the harness reported after the script (it computes these, not the script's stdout)
     values: list[Value] = field(default_factory=list, repr=False)  # the requested outputs
     missing: dict[str, str] = field(default_factory=dict)  # output name -> why it did not come
-    check: tuple[bool, str] | None = None  # the check's (verdict, why); None = did not run
+    # the check's (verdict, why), computed apart from the script; verdict None: it could not
+    # be (it calls the script's own functions); the whole None: it did not run
+    check: tuple[bool | None, str] | None = None
     isolation: str = ""  # what walled the run in: "gvisor", "container" or "bubblewrap"
 
     @property
@@ -127,7 +129,8 @@ class Sandbox(abc.ABC):
         ``inputs`` are bound as variables in the script's globals before it
         starts; after it ends without failing, the ``outputs`` variables come
         back in ``RunResult.values`` (or ``missing``, with why) and ``check``
-        is evaluated in its globals (``RunResult.check``).
+        is evaluated over the values it names, in a process apart from the
+        script's (``RunResult.check``), so nothing the script does can pass it.
         """
 
     def close(self) -> None:  # noqa: B027  (optional hook, not abstract)

@@ -21,19 +21,20 @@ Two uids. The runner is the container's pid 1 and starts as root, but with
 every capability dropped except SETUID, SETGID (to become the script's uid
 65534 in a child, before that child executes anything of the script's) and
 KILL (to stop the script's processes, which are no longer its own). Without
-user namespaces this root is the host's uid 0, which is acceptable because
-it holds nothing root usually means: no CAP_DAC_OVERRIDE/READ_SEARCH (it
-cannot even read the script's 0700 work dir: those steps run as the script's
-uid), no CAP_SYS_ADMIN, SYS_PTRACE, NET_*, MKNOD, CHOWN or FOWNER; the root
-file system is read-only; ``no-new-privileges`` stops any exec from gaining
-privileges (setuid binaries, file capabilities); our seccomp profile denies
-the mount family, namespaces, ptrace, bpf, keyrings, modules and kexec to
-root too; the network is gone; and the runner never runs user code as root:
-it only parses the job (JSON) and writes the harness's files. What the
-second uid buys: the script can neither ptrace nor signal the runner, nor
-open ``/proc/1/fd/*`` to write the runner's report channel, nor change the
-harness's files (root-owned, read-only to it); ``/proc/1`` of a root process
-is closed to uid 65534, and gVisor enforces the same rules in its own kernel.
+user namespaces this root is the host's uid 0, which is acceptable because it
+holds nothing root usually means: no CAP_DAC_OVERRIDE/READ_SEARCH (it reads
+the script's 0755 work dir as anyone may, and what the script closed to others
+as the script's uid, in a child), no CAP_SYS_ADMIN, SYS_PTRACE, NET_*, MKNOD,
+CHOWN or FOWNER; the root file system is read-only; ``no-new-privileges``
+stops any exec from gaining privileges (setuid binaries, file capabilities);
+our seccomp profile denies the mount family, namespaces, ptrace, bpf,
+keyrings, modules and kexec to root too; the network is gone; and the runner
+never runs user code as root: it only parses the job (JSON) and writes the
+harness's files. What the second uid buys: the script can neither ptrace nor
+signal the runner, nor open ``/proc/1/fd/*`` to write the runner's report
+channel, nor change the harness's files (root-owned, read-only to it);
+``/proc/1`` of a root process is closed to uid 65534, and gVisor enforces the
+same rules in its own kernel.
 """
 
 from __future__ import annotations
@@ -52,13 +53,15 @@ from typing import Any
 
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
-from .engine import (  # engine_warning, seccomp_option: engine differences (Podman)
+from .engine import (  # engine_warning, *_option: engine differences (Podman)
     RUNSC,
     _why,
     connect,
     engine_id,
     engine_warning,
+    fallback_rlimits,
     gvisor_problem,
+    mask_option,
     seccomp_option,
     unreachable,
 )
@@ -193,9 +196,8 @@ def preimport_wanted() -> bool:
     return os.environ.get("LLMSCRIPT_PREIMPORT", "1").strip().lower() not in ("0", "no", "false")
 
 
-def _host_config(client: Any, limits: Limits, runtime: str | None = None, *,
-                 runner_caps: bool = True) -> Any:
-    """The hardened host config; runner_caps=False drops every capability (a one-shot run)."""
+def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any:
+    """The hardened host config: the runner keeps RUNNER_CAPS, the script gets none."""
     from docker.types import DriverConfig, Mount, Ulimit
 
     size = f"{limits.disk_mb}m"
@@ -203,16 +205,17 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None, *,
         target=WORK, source=None, type="volume", no_copy=True, labels=_labels(),
         driver_config=DriverConfig("local", {
             "type": "tmpfs", "device": "tmpfs",
-            "o": f"size={size},uid=65534,gid=65534,mode=0700,nosuid,nodev",
+            "o": f"size={size},uid=65534,gid=65534,mode=0755,nosuid,nodev",
         }),
     )
     config = client.api.create_host_config(
         network_mode="none",
         runtime=runtime,
         cap_drop=["ALL"],
-        cap_add=RUNNER_CAPS if runner_caps else None,
+        cap_add=RUNNER_CAPS,
         security_opt=["no-new-privileges",
-                      *filter(None, [seccomp_option(client, seccomp_profile(runtime == RUNSC))])],
+                      *filter(None, [seccomp_option(client, seccomp_profile(runtime == RUNSC)),
+                                     mask_option(client, MASKED_PATHS)])],
         read_only=True,
         mounts=[work],
         tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={size},mode=1777"},
@@ -253,7 +256,7 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     wrapper = (_HARNESS / "wrapper.py").read_text()
     warm = {"env": child_env(limits),
             "preimport": list(PREIMPORT) if preimport and limits.memory_mb >= PREIMPORT_MIN_MB
-            else []}
+            else [], "rlimits": fallback_rlimits(client, limits)}
     created = client.api.create_container(
         image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE,
                         json.dumps(warm)],

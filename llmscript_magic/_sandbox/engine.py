@@ -270,29 +270,50 @@ def engine_facts(client: Any) -> dict[str, Any]:
 
 
 def limits_problem(client: Any) -> str | None:
-    """Which sandbox limits this engine silently ignores (None: it enforces them all).
+    """Which sandbox limits this engine cannot enforce (None: it enforces them all).
 
     A rootless engine on cgroups v1 has no cgroup it may write to, so memory,
     CPU and pids caps are accepted and then dropped (Podman prints "Resource
     limits are not supported and ignored on cgroups V1 rootless systems").
-    Rootless Podman 4.3's compatible API also drops the ulimits (a script's
-    RLIMIT_FSIZE reads unlimited) and makes the tmpfs work volume a plain
-    directory on the engine's disk (seen in /proc/self/mountinfo), so the
-    file-size and work-dir caps go too. The wall clock, the output cap, /tmp's
-    size, the read-only root, no network and no capabilities still hold.
+    Rootless Podman 4.3's compatible API also drops the ulimits and makes the
+    tmpfs work volume a plain directory on the engine's disk (seen in
+    /proc/self/mountinfo). The runner sets what rlimits can stand in for
+    (``fallback_rlimits``): the process count, each process's memory and the
+    file size hold; the total memory, the CPU share and the work dir's size
+    do not. The wall clock, the output cap, /tmp's size, the read-only root,
+    no network and no capabilities still hold.
     """
     facts = engine_facts(client)
     lost = []
     if facts["rootless"] and facts["cgroup"] == "1":
-        lost.append("memory, CPU and process-count")
+        lost.append("total-memory (each process is capped, not their sum) and CPU-share")
     if facts["rootless"] and facts["name"] == "Podman":
-        lost.append("file-size and work-dir-size")
+        lost.append("work-dir-size")
     if not lost:
         return None
     return (f"{' and '.join(lost)} limits are NOT enforced: rootless {facts['name']} "
             f"{facts['version']}{' on cgroups v1' if facts['cgroup'] == '1' else ''} ignores "
-            "them (a script can exhaust this machine's memory or disk); use a rootful engine"
-            f"{' on a cgroups v2 host' if facts['cgroup'] == '1' else ''} for those limits")
+            "them (a script can use more of this machine's memory or disk); use a rootful "
+            f"engine{' on a cgroups v2 host' if facts['cgroup'] == '1' else ''} for those limits")
+
+
+def fallback_rlimits(client: Any, limits: Any) -> dict[str, int]:
+    """The rlimits the runner sets on the script where the engine drops the caps.
+
+    Empty on an engine that enforces its cgroup limits and ulimits (a rootful
+    Docker): RLIMIT_NPROC there would count every process of uid 65534 on the
+    host, not the sandbox's. Under rootless Podman the sandbox's uids map into
+    the engine user's own sub-uid range, so the count stays within its sandboxes.
+    """
+    facts = engine_facts(client)
+    if not facts["rootless"]:
+        return {}
+    out: dict[str, int] = {}
+    if facts["cgroup"] == "1":
+        out.update(nproc=limits.pids, data=limits.memory_mb * 2**20)
+    if facts["name"] == "Podman":
+        out["fsize"] = limits.file_bytes
+    return out
 
 
 def push_image(name: str, target: str | None = None, source: str | None = None, *,
@@ -351,6 +372,18 @@ def push_image(name: str, target: str | None = None, source: str | None = None, 
             "check the engine with `docker info` and push again") from None
     log(f"pushed {name} to {dst_url}: {sent / 2**20:.0f} MB in {time.monotonic() - start:.0f} s")
     return str(pushed.id)
+
+
+def mask_option(client: Any, paths: list[str]) -> str | None:
+    """The security option that masks ``paths`` on this engine (None: HostConfig does it).
+
+    Docker reads ``HostConfig.MaskedPaths``; Podman 4.3's compatible API
+    ignores that field (a script there read the host's ``/proc/cmdline``) and
+    takes the same list as ``mask=PATH:PATH``.
+    """
+    if engine_facts(client)["name"] != "Podman":
+        return None
+    return "mask=" + ":".join(paths)
 
 
 def seccomp_option(client: Any, profile: str) -> str | None:

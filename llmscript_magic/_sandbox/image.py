@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError, SandboxError
+from .pool import already_gone
 
 IMAGE_REPO = "llmscript-sandbox"
 IMAGE_VERSION = "1"
@@ -239,21 +240,17 @@ def prune() -> int:
         try:
             client.api.remove_container(container.id, force=True, v=True)
             removed += 1
-        except docker.errors.NotFound:
-            pass
         except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: its removal is already under way
+            if not already_gone(exc):
                 raise
     for volume in client.volumes.list(filters={"label": f"{LABEL}=1"}):
         if not owner_gone((volume.attrs.get("Labels") or {}).get(OWNER_LABEL)):
             continue
         try:
-            volume.remove()  # not force: a volume still in use stays
+            volume.remove()  # not force: a volume still in use stays (409)
             removed += 1
-        except docker.errors.NotFound:
-            pass
         except docker.errors.APIError as exc:
-            if exc.status_code != 409:
+            if not already_gone(exc):
                 raise
     return removed
 

@@ -25,11 +25,12 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._errors import SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
 from .files import safe_name
-from .harness.runner import changed_files, snapshot, supervise, write_job
+from .harness.runner import changed_files, judge, snapshot, supervise, write_job
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 
 WARNING = ("local sandbox: weaker isolation than Docker (bubblewrap namespaces on your "
@@ -178,6 +179,15 @@ class LocalSandbox(Sandbox):
             info = supervise(cmd, env=env, cwd=str(work), timeout=limits.timeout,
                              output_bytes=limits.output_bytes, emit=emit,
                              preexec_fn=functools.partial(_limit, limits, nproc))
+
+            def evaluate(path: str, seconds: float) -> dict[str, Any]:
+                verdict = [*_bwrap(str(work), [*python_binds, *binds], env), python, "-B",
+                           "-I", "/opt/llmscript/harness/wrapper.py", "--verdict", path, "{fd}"]
+                return supervise(verdict, env=env, cwd=str(work), timeout=seconds,
+                                 output_bytes=2**16, emit=lambda kind, data: None,
+                                 preexec_fn=functools.partial(_limit, limits, nproc))
+
+            judge(info, check, str(harness), limits.timeout, evaluate)
             figures, values = info.pop("figures"), info.pop("values")
             rc = info["returncode"]
             info["returncode"] = 128 - rc if rc < 0 else rc  # -9 -> 137, as in Docker

@@ -77,11 +77,11 @@ def clean_report(body: bytes) -> dict[str, Any]:
         return {"returncode": None, "changed": [], "tampered": True}
 
 
-def _verdict(raw: Any) -> tuple[bool, str] | None:
+def _verdict(raw: Any) -> tuple[bool | None, str] | None:
     if raw is None:
         return None
     ok, why = raw  # a pair, or the report is malformed
-    if not isinstance(ok, bool) or not isinstance(why, str):
+    if not isinstance(ok, (bool, type(None))) or not isinstance(why, str):
         raise TypeError("check verdict")
     return ok, _line(why, 300)
 

@@ -63,16 +63,29 @@ class Slot:
         return not readable
 
 
+def already_gone(exc: Exception) -> bool:
+    """Whether an engine error only says the container or volume is gone (or going).
+
+    Docker answers 404, or 409 while its auto-removal runs; Podman 4.3 at times
+    answers 500 "no such container" ("does not exist in database").
+    """
+    import docker
+
+    if isinstance(exc, docker.errors.NotFound):
+        return True
+    if not isinstance(exc, docker.errors.APIError):
+        return False
+    return exc.status_code == 409 or "no such container" in str(exc.explanation or "").lower()
+
+
 def remove(client: Any, container_id: str) -> None:
     """Force-remove a container and its anonymous volume; already gone is fine."""
     import docker
 
     try:
         client.api.remove_container(container_id, force=True, v=True)
-    except docker.errors.NotFound:
-        pass
     except docker.errors.APIError as exc:
-        if exc.status_code != 409:  # 409: auto-removal already in progress
+        if not already_gone(exc):
             raise
 
 

@@ -18,12 +18,14 @@ Two uids when the engine starts this runner as root (with only the SETUID,
 SETGID and KILL capabilities): the script then runs as ``SCRIPT_UID``, so it
 can neither ptrace nor signal the runner, nor open its stdout through
 ``/proc/1/fd/1`` to forge frames, nor change the harness's files; the steps
-that touch the script's 0700 work dir run in a child with the script's uid.
+that read what the script closed to others in its work dir run in a child
+with the script's uid (``read_work``).
 Started as a non-root user, the runner and the script share that uid (the
 frames it reads are then checked, never trusted).
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -70,9 +72,14 @@ def snapshot(root: str) -> dict[str, str]:
     return out
 
 
+def _raise(err: OSError) -> None:
+    raise err
+
+
 def _walk(root: str) -> list[tuple[str, str]]:
+    """Regular files under root; a folder that cannot be listed raises (see ``read_work``)."""
     files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_raise):
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
         for name in filenames:
             path = os.path.join(dirpath, name)
@@ -107,9 +114,9 @@ def _parse_status(buf: bytearray, info: dict[str, Any]) -> None:
             info["figures"].append(payload)
         elif kind == b"x":
             info["exception"] = payload.decode("utf-8", "replace")[:200]
-        elif kind == b"v" and info["value_bytes"] + len(payload) <= VALUE_CAP:
+        elif kind in (b"v", b"k") and info["value_bytes"] + len(payload) <= VALUE_CAP:
             info["value_bytes"] += len(payload)
-            info["values"].append(payload)
+            info["values" if kind == b"v" else "check_values"].append(payload)
         elif kind in (b"m", b"c"):
             try:
                 info["missing" if kind == b"m" else "check"] = json.loads(payload)
@@ -169,7 +176,7 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
     streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e", status_r: b"s"}
     status_buf = bytearray()
     info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None,
-                            "figures": [], "values": [], "value_bytes": 0}
+                            "figures": [], "values": [], "check_values": [], "value_bytes": 0}
     sent = 0
     status_bytes = 0
     killed_at: float | None = None
@@ -229,6 +236,70 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
     return info
 
 
+def verdict_job(folder: str, check: str, payloads: list[bytes]) -> str:
+    """The check evaluator's job in folder: the check, and each value in a file of its own.
+
+    payloads are the script's ``v`` and ``k`` frames (a JSON header line, then
+    the data), checked here, never trusted: the first frame for a name wins.
+    The files go in a new folder of their own: folder may be one the script
+    could write in (the local backend's), and a name it planted there (a
+    symlink to a host file) must not be opened for writing.
+    """
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="verdict-", dir=folder)
+    os.chmod(folder, 0o755)  # the evaluator runs as the script's uid
+    values: list[dict[str, str]] = []
+    for i, payload in enumerate(payloads):
+        head, sep, data = payload.partition(b"\n")
+        try:
+            meta = json.loads(head) if sep and len(head) < 1024 else None
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or \
+                any(v["name"] == meta["name"] for v in values):
+            continue
+        item = {"name": meta["name"]}
+        for key in ("opaque", "module"):
+            if isinstance(meta.get(key), str):
+                item[key] = meta[key][:200]
+                break
+        else:
+            if not isinstance(meta.get("format"), str):
+                continue
+            item.update(format=meta["format"], path=os.path.join(folder, f"check-{i}"))
+            with open(item["path"], "wb") as fh:
+                fh.write(data)
+        values.append(item)
+    path = os.path.join(folder, "verdict.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"check": check, "values": values}, fh)
+    return path
+
+
+def judge(info: dict[str, Any], check: str | None, folder: str, timeout: float,
+          evaluate: Callable[[str, float], dict[str, Any]]) -> None:
+    """Put the evaluator's verdict in info, in place of anything the script's process sent.
+
+    ``evaluate(job_path, seconds)`` runs ``wrapper.py --verdict`` in a fresh
+    process once every process of the script is gone, and returns its relay
+    info. Only a clean exit gets a verdict. ``[None, why]`` (from the evaluator
+    only): it cannot be evaluated apart from the script, which fails the check too.
+    """
+    info.pop("check", None)  # written by the script's process: never a verdict
+    payloads = info["values"] + info.pop("check_values")
+    if not check or info["returncode"] != 0 or info["timed_out"] or info["capped"]:
+        return
+    budget = max(2.0, timeout - info["elapsed"])
+    evaluated = evaluate(verdict_job(folder, check, payloads), budget)
+    if evaluated.get("check") is not None:
+        info["check"] = evaluated["check"]  # clean_report checks its types
+    elif evaluated.get("timed_out"):
+        info["check"] = [False, f"the check did not finish within {budget:.1f} s"]
+    else:  # killed (out of memory?): a failed check, never one that passes unseen
+        info["check"] = [False, "its evaluator ended without a verdict (out of memory?)"]
+
+
 SCRIPT_UID = 65534  # nobody: the script's uid when the runner starts as root
 
 
@@ -244,8 +315,21 @@ def drop_to_script_user() -> None:
         os.setuid(SCRIPT_UID)
 
 
-def _enter_work() -> None:
-    """preexec for the script: its uid first, then its work dir (0700, its own)."""
+def _enter_work(rlimits: dict[str, int]) -> None:
+    """preexec for the script: its rlimits, its uid, then its work dir (its own).
+
+    ``rlimits`` (``{"nproc": 128, "data": bytes, "fsize": bytes}``) stand in
+    for the caps an engine drops: rootless Podman on cgroups v1 ignores the
+    memory, pids and ulimit settings, so the runner (root in the container's
+    user namespace) sets them on the script's process itself. Set while still
+    root, they hold after the switch to the script's uid, which may only lower them.
+    """
+    import resource
+
+    for name, value in rlimits.items():
+        which = getattr(resource, f"RLIMIT_{name.upper()}", None)
+        if which is not None:
+            resource.setrlimit(which, (int(value), int(value)))
     drop_to_script_user()
     os.chdir("/work")
 
@@ -253,8 +337,8 @@ def _enter_work() -> None:
 def as_script_user(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args) in a child with the script's uid; its JSON-able result comes back.
 
-    A root runner without DAC capabilities cannot read the script's 0700 work
-    dir or make files the script may write, so those steps run as the script.
+    A root runner without DAC capabilities cannot read what the script closed
+    to others or make files the script may write, so those steps run as the script.
     """
     if os.getuid() != 0:
         return fn(*args)
@@ -278,6 +362,21 @@ def as_script_user(fn: Callable[..., Any], *args: Any) -> Any:
     if status != 0:
         raise OSError(f"a step as uid {SCRIPT_UID} failed with status {status}")
     return json.loads(data)
+
+
+def read_work(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) over the work dir, by the runner itself where the script left it readable.
+
+    The work dir is 0755 and the script's files 0644 by default, so the root
+    runner (which has no DAC capability) reads them as anyone may, without a
+    fork: under gVisor a fork of this interpreter costs about 12 ms, twice a
+    run. A file or folder the script closed to others is read by a child with
+    the script's uid instead. Nothing of the script runs any more by then.
+    """
+    try:
+        return fn(*args)
+    except OSError:
+        return as_script_user(fn, *args)
 
 
 def _copy_tree(src: str, dst: str) -> None:
@@ -346,6 +445,11 @@ def _kill_the_rest() -> None:
             os.kill(-1, signal.SIGKILL)
 
 
+def _rlimits(config: dict[str, Any]) -> dict[str, int]:
+    raw = config.get("rlimits")
+    return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
 def _start_warm(wrapper: str, config: dict[str, Any]) -> tuple[Any, int, int] | None:
     """Start the script's interpreter now, as the script's uid: (process, status fd, go fd).
 
@@ -360,7 +464,8 @@ def _start_warm(wrapper: str, config: dict[str, Any]) -> tuple[Any, int, int] | 
     go_r, go_w = os.pipe()
     try:
         proc, status_r = spawn(["python3", "-B", "-I", wrapper, "--warm", modules, "{fd}"],
-                               env=env, cwd=None, preexec_fn=_enter_work, stdin=go_r)
+                               env=env, cwd=None, stdin=go_r,
+                               preexec_fn=functools.partial(_enter_work, _rlimits(config)))
     except OSError:
         os.close(go_w)
         return None
@@ -416,10 +521,11 @@ def main() -> None:
     """Container entry point: prepare, wait for the job, run once, report, wait for EOF.
 
     argv: WRAPPER_SOURCE MPL_CACHE [CONFIG_JSON]. CONFIG (``{"env": ...,
-    "preimport": [...]}``) asks for a warm interpreter started before the job
-    (see ``_start_warm``); a job whose environment differs from it, or one
-    that finds it dead (e.g. killed by the memory cap while importing), runs
-    in a fresh interpreter instead. One job per container either way.
+    "preimport": [...], "rlimits": {...}}``) asks for a warm interpreter started
+    before the job (see ``_start_warm``) and the rlimits of ``_enter_work``; a
+    job whose environment differs from it, or one that finds it dead (e.g.
+    killed by the memory cap while importing), runs in a fresh interpreter
+    instead. One job per container either way.
     """
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
     config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
@@ -444,7 +550,7 @@ def main() -> None:
     except (EOFError, ValueError):
         _discard(warm)
         return  # the pool was shut down before this container was used
-    before = as_script_user(snapshot, "/work")
+    before = read_work(snapshot, "/work")
     oom_before = _oom_kills()
     timeout = float(job["timeout"])
     grace = float(job.get("grace", 1.0))
@@ -463,15 +569,25 @@ def main() -> None:
         os.close(go_w)
     else:
         proc, status_r = spawn(["python3", "-B", "-I", wrapper, spec, "{fd}"], env=job["env"],
-                               cwd=None, preexec_fn=_enter_work)
+                               cwd=None,
+                               preexec_fn=functools.partial(_enter_work, _rlimits(config)))
     info = relay(proc, status_r, timeout=timeout, output_bytes=int(job["output_bytes"]),
                  emit=emit, grace=grace, cleanup=_kill_the_rest)
+    info["oom"] = _oom_kills() > oom_before
+
+    def evaluate(path: str, seconds: float) -> dict[str, Any]:
+        proc, status_r = spawn(["python3", "-B", "-I", wrapper, "--verdict", path, "{fd}"],
+                               env=job["env"], cwd=None,
+                               preexec_fn=functools.partial(_enter_work, _rlimits(config)))
+        return relay(proc, status_r, timeout=seconds, output_bytes=2**16,
+                     emit=lambda kind, data: None, cleanup=_kill_the_rest)
+
+    judge(info, job.get("check"), tmp, timeout, evaluate)
     for png in info.pop("figures"):
         emit(b"f", png)
     for value in info.pop("values"):
         emit(b"v", value)
-    info["oom"] = _oom_kills() > oom_before
-    info["changed"] = as_script_user(changed_files, "/work", before)
+    info["changed"] = read_work(changed_files, "/work", before)
     emit(b"r", json.dumps(info).encode())
     while stdin.read(65536):  # hold the work volume until the host has the files
         pass

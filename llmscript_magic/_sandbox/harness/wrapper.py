@@ -11,14 +11,24 @@ JOB is a JSON file written by the runner: ``{"script": path, "inputs":
 "parquet": bool}``. In order, the wrapper
 binds the inputs into the script's globals (decoded by ``codec.py`` beside
 it), runs the script unchanged, and, if it did not fail, encodes the
-``outputs`` names from its globals and evaluates ``check`` there.
+``outputs`` names and the names the ``check`` uses from its globals.
+
+The check's verdict is not the script's process's to give: anything that
+process says, the script could have written. ``python3 -B -I wrapper.py
+--verdict VJOB STATUS_FD`` evaluates it in a fresh process that the runner
+starts once every process of the script is gone, over the values as data
+(``VJOB``: ``{"check": expr, "values": [{"name", "format", "path"} |
+{"name", "module"} | {"name", "opaque"}]}``). A check that calls what cannot
+cross as data (the script's own functions or classes) is not evaluated, and
+says how to write it instead: nothing of the script runs in the evaluator.
 
 Everything it reports goes to STATUS_FD as frames (1 type byte, 4-byte
 length, payload), never to the user's stdout or work dir: ``v`` a value
-(JSON header line + data), ``m`` the outputs that cannot come back (JSON
-``{name: why}``), ``c`` the check's verdict (JSON ``[ok, why]``), ``f`` PNG
-figures, ``x`` the exception's name. matplotlib is touched only if the script
-imported it.
+(JSON header line + data), ``k`` a value the check uses (the same, or a
+header naming a module or saying why it is ``opaque``), ``m`` the outputs
+that cannot come back (JSON ``{name: why}``), ``c`` (from ``--verdict``) the
+check's verdict (JSON ``[ok, why]``), ``f`` PNG figures, ``x`` the exception's name. matplotlib is
+touched only if the script imported it.
 """
 
 import contextlib
@@ -82,41 +92,132 @@ def _bind_inputs(job: dict[str, Any], namespace: dict[str, Any], codec: Any) -> 
         del data
 
 
+def _encoded(value: Any, codec: Any, parquet: bool, room: int) -> tuple[str, bytes] | str:
+    """(format, data) for a value that may cross, else a phrase saying why not."""
+    try:
+        fmt, data = codec.encode(value, parquet=parquet)
+    except codec.CodecError as err:
+        return str(err)
+    except Exception as err:  # the value's own code failed (e.g. a broken __len__)
+        return f"saving it failed: {type(err).__name__}: {str(err)[:200]}"
+    if len(data) > room:
+        return (f"it takes {len(data) / 2**20:.1f} MiB; at most "
+                f"{VALUE_BYTES // 2**20} MiB of results can come back")
+    return fmt, data
+
+
 def _send_outputs(fd: int, names: list[str], namespace: dict[str, Any], codec: Any,
-                  parquet: bool) -> None:
+                  parquet: bool) -> tuple[int, list[str]]:
+    """Send the ``--output`` values: (bytes of VALUE_BYTES left, the names sent)."""
     missing: dict[str, str] = {}
     room = VALUE_BYTES
     for name in names:
         if name not in namespace:
             missing[name] = UNDEFINED
             continue
-        try:
-            fmt, data = codec.encode(namespace[name], parquet=parquet)
-        except codec.CodecError as err:
-            missing[name] = str(err)
+        got = _encoded(namespace[name], codec, parquet, room)
+        if isinstance(got, str):
+            missing[name] = got
             continue
-        except Exception as err:  # the value's own code failed (e.g. a broken __len__)
-            missing[name] = f"saving it failed: {type(err).__name__}: {str(err)[:200]}"
-            continue
-        if len(data) > room:
-            missing[name] = (f"it takes {len(data) / 2**20:.1f} MiB; at most "
-                             f"{VALUE_BYTES // 2**20} MiB of results can come back")
-            continue
+        fmt, data = got
         room -= len(data)
         head = json.dumps({"name": name, "format": fmt}).encode()
         _send(fd, b"v", data, head=head + b"\n")
-        del data
+        del data, got
     if missing:
         _send(fd, b"m", json.dumps(missing).encode())
+    return room, [n for n in names if n not in missing]
 
 
-def _check(fd: int, expr: str, namespace: dict[str, Any]) -> None:
-    scope = {"json": json, "os": os, "sys": sys, **namespace}
+def check_names(expr: str) -> list[str]:
+    """The names a check expression reads (comprehension variables included: harmless)."""
+    import ast
+
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return []
+    return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
+
+
+def _send_check_values(fd: int, expr: str, namespace: dict[str, Any], sent: list[str],
+                       codec: Any, room: int) -> None:
+    """The values the check reads, for the evaluator (see ``verdict``).
+
+    Modules go by name (the evaluator imports the image's own); the script's
+    own modules, its functions and other objects that cannot cross as data
+    go as ``opaque``, with why.
+    """
+    for name in check_names(expr):
+        if name not in namespace or name in sent:
+            continue  # a builtin, a comprehension's variable, or already sent as an output
+        value = namespace[name]
+        head: dict[str, Any] = {"name": name}
+        data = b""
+        if isinstance(value, types.ModuleType):
+            origin = str(getattr(getattr(value, "__spec__", None), "origin", "") or "")
+            if origin.startswith(os.getcwd() + os.sep):
+                head["opaque"] = "it is a module of the script's own"
+            else:
+                head["module"] = value.__name__
+        else:
+            got = _encoded(value, codec, False, room)
+            if isinstance(got, str):
+                head["opaque"] = got  # "it is a function", "it takes 80.0 MiB; ..."
+            else:
+                head["format"], data = got
+                room -= len(data)
+        _send(fd, b"k", data, head=json.dumps(head).encode() + b"\n")
+
+
+def _evaluate(expr: str, scope: dict[str, Any]) -> list[Any]:
+    """[verdict, why]: a check that raises is a failed check, not a crash."""
     try:
         ok, why = bool(eval(expr, scope)), ""
-    except BaseException as err:  # a check that raises is a failed check, not a crash
+    except BaseException as err:
         ok, why = False, f"{type(err).__name__}: {err}"
-    _send(fd, b"c", json.dumps([ok, why[:300]]).encode())
+    return [ok, why[:300]]
+
+
+def verdict(job_path: str, fd: int) -> None:
+    """``--verdict``: the check over the script's values as data, in a process it never touched.
+
+    Sends ``c`` ``[ok, why]``; ``ok`` is null when the check cannot be
+    evaluated apart from the script (it calls the script's own function).
+    """
+    with open(job_path, encoding="utf-8") as fh:
+        job = json.load(fh)
+    scope: dict[str, Any] = {"json": json, "os": os, "sys": sys}
+    apart: list[str] = []
+    codec = None
+    wanted = set(check_names(job["check"]))  # outputs the check does not read stay unread
+    try:
+        for item in job["values"]:
+            name = item["name"]
+            if name not in wanted:
+                continue
+            if "opaque" in item:
+                apart.append(f"{name} ({item['opaque']})")
+            elif "module" in item:
+                try:
+                    scope[name] = importlib.import_module(item["module"])
+                except Exception:
+                    apart.append(f"{name} (module {item['module']}, not in the image)")
+            else:
+                codec = codec or _codec()
+                with open(item["path"], "rb") as fh:
+                    scope[name] = codec.decode(item["format"], fh.read())
+    except Exception as err:  # values the script mangled: its check fails
+        why = f"its values could not be read: {type(err).__name__}: {str(err)[:200]}"
+        _send(fd, b"c", json.dumps([False, why]).encode())
+        return
+    if apart:
+        why = (f"it uses {', '.join(apart)}; checks run apart from the script, over the values "
+               "it leaves (numbers, text, lists, dicts, arrays, DataFrames): compute the value "
+               "in the script (r = f(2)) and check that (--check 'r == 4')")
+        _send(fd, b"c", json.dumps([None, why[:300]]).encode())
+        return
+    _send(fd, b"c", json.dumps(_evaluate(job["check"], scope)).encode())
 
 
 def _run_script(script: str, module: types.ModuleType, fd: int) -> int:
@@ -221,6 +322,10 @@ def _warm_up(modules: str, fd: int) -> str:
 
 
 def main() -> None:
+    if sys.argv[1] == "--verdict":
+        sys.path[:] = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
+        verdict(sys.argv[2], int(sys.argv[3]))
+        os._exit(0)
     if sys.argv[1] == "--warm":
         job_path = _warm_up(sys.argv[2], int(sys.argv[3]))
         del sys.argv[1]
@@ -238,7 +343,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*non-interactive.*")
     module = types.ModuleType("__main__")
     module.__dict__.update(__file__=script, __builtins__=__builtins__)
-    codec = _codec() if job.get("inputs") or job.get("outputs") else None
+    codec = _codec() if job.get("inputs") or job.get("outputs") or job.get("check") else None
     try:
         _bind_inputs(job, module.__dict__, codec)
     except Exception as err:
@@ -253,11 +358,13 @@ def main() -> None:
     except Exception:
         pass
     if code == 0:
+        room = VALUE_BYTES
+        sent: list[str] = []
         if job.get("outputs"):
-            _send_outputs(fd, list(job["outputs"]), module.__dict__, codec,
-                          bool(job.get("parquet")))
+            room, sent = _send_outputs(fd, list(job["outputs"]), module.__dict__, codec,
+                                       bool(job.get("parquet")))
         if job.get("check"):
-            _check(fd, job["check"], module.__dict__)
+            _send_check_values(fd, job["check"], module.__dict__, sent, codec, room)
     _figures(fd)
     os._exit(code if 0 <= code <= 255 else 1)
 
