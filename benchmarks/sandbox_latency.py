@@ -12,6 +12,10 @@ Prints medians and two ratios:
   script in one that did not (today's way: the script pays for the import; target
   <= 0.25 x). ``--no-preimport`` (or LLMSCRIPT_PREIMPORT=0) measures only the old way.
 
+It also prints what ``--check`` over the script's DataFrame adds (``len(s) == 100``,
+judged by an evaluator the script cannot reach; no target): the same pandas run
+with and without the check.
+
 Between runs the benchmark pauses (``--pause``, as between two notebook cells) so
 the pool can refill; gVisor starts slower than runc and the warm pool is what
 hides it. Noise between machines is large: only ratios measured in one run mean much.
@@ -34,6 +38,7 @@ from llmscript_magic._sandbox.pool import close_pools
 
 CODE = "print(sum(range(1000)))"
 PANDAS = "import pandas as pd\nprint(int(pd.Series(range(100)).sum()))\n"
+CHECKED = "import pandas as pd\ns = pd.Series(range(100))\nprint(int(s.sum()))\n"
 
 
 def timed(fn: Callable[[], object], runs: int, pause: float = 0.0) -> list[float]:
@@ -46,13 +51,15 @@ def timed(fn: Callable[[], object], runs: int, pause: float = 0.0) -> list[float
     return out
 
 
-def pooled(level: str, code: str, expect: str, preimport: bool) -> Callable[[], None]:
+def pooled(level: str, code: str, expect: str, preimport: bool,
+           check: str | None = None) -> Callable[[], None]:
     sandbox = get_sandbox("docker", isolation=level, preimport=preimport)
     limits = Limits()
 
     def run() -> None:
-        r = sandbox.run(code, limits=limits)
+        r = sandbox.run(code, limits=limits, check=check)
         assert r.stdout == expect, r
+        assert check is None or r.check == (True, ""), r.check
 
     return run
 
@@ -77,8 +84,8 @@ def main() -> None:
         c = client.api.create_container(
             DEFAULT_IMAGE, command=["python3", "-c", CODE], user=SCRIPT_UID,
             environment={}, labels={LABEL: "1"}, use_config_proxy=False,
-            host_config=_host_config(client, limits, runner_caps=False)
-            | {"AutoRemove": False, "LogConfig": {"Type": "json-file"}})
+            host_config=_host_config(client, limits)  # no runner here: no capability
+            | {"CapAdd": None, "AutoRemove": False, "LogConfig": {"Type": "json-file"}})
         client.api.start(c)
         client.api.wait(c)
         assert client.api.logs(c).strip() == b"499500"
@@ -93,6 +100,8 @@ def main() -> None:
         for mode in pandas_modes:
             how = "pre-imported" if mode else "imported by the script"
             cases[f"pooled pandas, {how} ({level})"] = pooled(level, PANDAS, "4950\n", mode)
+        cases[f"pooled pandas, --check over it ({level})"] = pooled(
+            level, CHECKED, "4950\n", preimport, check="len(s) == 100")
     cold_name = "cold docker run (runc, hardened)"
     results = {"bare local python3 -c": timed(local, runs), cold_name: timed(cold, runs)}
     for name, fn in cases.items():
@@ -118,6 +127,11 @@ def main() -> None:
             ok = ok and ratio <= 0.25
             print(f"pandas pre-imported / imported by the script ({level}) = {ratio:.3f}"
                   "  (target <= 0.25)")
+    for level in levels:
+        base = "pre-imported" if preimport else "imported by the script"
+        added = med[f"pooled pandas, --check over it ({level})"] - med[
+            f"pooled pandas, {base} ({level})"]
+        print(f"--check over the script's Series adds {added:.1f} ms ({level})")
     print(f"cold docker / bare local  = {cold_ms / med['bare local python3 -c']:.2f}")
     sys.exit(0 if ok else 1)
 

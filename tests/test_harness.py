@@ -284,6 +284,62 @@ def test_the_script_cannot_reach_the_runner(isolated_sandbox: Any) -> None:
     assert lines[6:] == ["ptrace the runner -1 True", "65534 0 1"]
 
 
+REACH_EVALUATOR = '''\
+import ctypes, os, signal, stat
+def uid(pid):
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("Uid:"))
+others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]
+twins = [p for p in others if uid(p) == 65533]
+print("evaluators", len(twins))
+def attempt(what, fn):
+    try:
+        fn()
+        print(what, "DONE")
+    except OSError as err:
+        print(what, "blocked", err.errno)
+for pid in twins:
+    attempt("stop it", lambda: os.kill(pid, signal.SIGSTOP))
+    attempt("kill it", lambda: os.kill(pid, signal.SIGKILL))
+    attempt("write its memory", lambda: os.open(f"/proc/{pid}/mem", os.O_WRONLY))
+    pipes = 0  # its channel to the runner is a pipe (gVisor lists the fds of another uid)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        fds = []
+    for fd in fds:
+        try:
+            opened = os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY)
+        except OSError:
+            continue
+        pipes += stat.S_ISFIFO(os.fstat(opened).st_mode)
+    print("pipes of it opened", pipes)
+    libc = ctypes.CDLL(None, use_errno=True)
+    print("ptrace it", libc.ptrace(16, pid, 0, 0), ctypes.get_errno() != 0)
+total = 5
+'''
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(not _runner_is_root(), reason="needs the root runner")
+def test_the_script_cannot_reach_its_check_s_evaluator(isolated_sandbox: Any) -> None:
+    """Issue 14: the check's evaluator, forked with the warm imports, is out of the script's reach.
+
+    It runs as uid 65533 in its own session: the script can neither signal,
+    trace, nor write it, and the verdict stays the evaluator's.
+    """
+    limits = Limits(timeout=30, memory_mb=512)
+    isolated_sandbox.run("import pandas\n", limits=limits)  # pools that pre-import
+    time.sleep(4)
+    r = isolated_sandbox.run("import pandas as pd\n" + REACH_EVALUATOR, check="total == 5",
+                             limits=limits)
+
+    assert (r.status, r.check) == ("ok", (True, "")), r.stderr
+    assert r.stdout.splitlines() == [
+        "evaluators 1", "stop it blocked 1", "kill it blocked 1", "write its memory blocked 13",
+        "pipes of it opened 0", "ptrace it -1 True"]
+
+
 @pytest.mark.docker
 @pytest.mark.skipif(not _runner_is_root(), reason="needs the root runner")
 def test_killing_every_process_it_may_leaves_the_runner_reporting(
@@ -322,6 +378,7 @@ def test_a_warm_interpreter_hides_its_imports_and_shares_nothing(
 
     assert runs[0].status == "ok", runs[0].stderr
     assert [r.stdout for r in runs] == ["True [] pandas False\n"] * 2
+    assert [r.stderr for r in runs] == ["", ""]  # the imports ahead said nothing
     assert "reloaded" not in runs[0].stderr + runs[1].stderr
 
 
@@ -359,6 +416,6 @@ def test_an_output_that_cannot_cross_is_named_by_the_check_that_reads_it() -> No
     r = get_sandbox("local").run("def f():\n    pass\n", outputs=["f"], check="f is not None",
                                  limits=LIMITS)
 
-    assert r.missing == {"f": "it is a function"}
+    assert r.missing == {"f": "it is a function"} and r.check is not None
     ok, why = r.check
     assert ok is None and why.startswith("it uses f (it is a function); ")

@@ -21,10 +21,12 @@ can neither ptrace nor signal the runner, nor open its stdout through
 that read what the script closed to others in its work dir run in a child
 with the script's uid (``read_work``).
 Started as a non-root user, the runner and the script share that uid (the
-frames it reads are then checked, never trusted).
+frames it reads are then checked, never trusted). A third uid, ``TWIN_UID``
+in ``wrapper.py``, is the check's evaluator's (see ``judge``).
 """
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -125,8 +127,8 @@ def _parse_status(buf: bytearray, info: dict[str, Any]) -> None:
 
 
 def spawn(cmd: list[str], *, env: dict[str, str], cwd: str | None,
-          preexec_fn: Callable[[], None] | None = None,
-          stdin: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[bytes], int]:
+          preexec_fn: Callable[[], None] | None = None, stdin: Any = subprocess.DEVNULL,
+          pass_fds: tuple[int, ...] = ()) -> tuple[subprocess.Popen[bytes], int]:
     """Start cmd in its own process group with a status pipe; (process, status read end).
 
     cmd may hold "{fd}" where the status pipe's number goes.
@@ -136,7 +138,7 @@ def spawn(cmd: list[str], *, env: dict[str, str], cwd: str | None,
     try:
         proc = subprocess.Popen(
             cmd, env=env, cwd=cwd, stdin=stdin, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, pass_fds=(status_w,), start_new_session=True,
+            stderr=subprocess.PIPE, pass_fds=(status_w, *pass_fds), start_new_session=True,
             preexec_fn=preexec_fn,
         )
     except BaseException:
@@ -315,8 +317,11 @@ def drop_to_script_user() -> None:
         os.setuid(SCRIPT_UID)
 
 
-def _enter_work(rlimits: dict[str, int]) -> None:
+def _enter_work(rlimits: dict[str, int], enter: bool = True) -> None:
     """preexec for the script: its rlimits, its uid, then its work dir (its own).
+
+    ``enter=False`` sets the rlimits only: a warm interpreter that forks the
+    check's evaluator drops to the script's uid itself, after the fork.
 
     ``rlimits`` (``{"nproc": 128, "data": bytes, "fsize": bytes}``) stand in
     for the caps an engine drops: rootless Podman on cgroups v1 ignores the
@@ -330,8 +335,9 @@ def _enter_work(rlimits: dict[str, int]) -> None:
         which = getattr(resource, f"RLIMIT_{name.upper()}", None)
         if which is not None:
             resource.setrlimit(which, (int(value), int(value)))
-    drop_to_script_user()
-    os.chdir("/work")
+    if enter:
+        drop_to_script_user()
+        os.chdir("/work")
 
 
 def as_script_user(fn: Callable[..., Any], *args: Any) -> Any:
@@ -380,7 +386,15 @@ def read_work(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _copy_tree(src: str, dst: str) -> None:
+    """matplotlib's config and font cache, for the script (run as its uid).
+
+    The folder is writable by every uid of the sandbox: the warm interpreter
+    imports matplotlib as root (without DAC capabilities) before it becomes
+    the script's uid, and matplotlib wants its config folder writable (else it
+    warns on the script's stderr and caches in a folder the script cannot use).
+    """
     os.makedirs(dst, exist_ok=True)
+    os.chmod(dst, 0o777)
     try:
         for name in os.listdir(src):
             with open(os.path.join(src, name), "rb") as fin, \
@@ -450,28 +464,56 @@ def _rlimits(config: dict[str, Any]) -> dict[str, int]:
     return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
-def _start_warm(wrapper: str, config: dict[str, Any]) -> tuple[Any, int, int] | None:
-    """Start the script's interpreter now, as the script's uid: (process, status fd, go fd).
+@dataclasses.dataclass
+class _Warm:
+    """A warm interpreter, and the check's evaluator it forked (see ``_start_warm``)."""
+
+    proc: Any
+    status_r: int  # its frames
+    go_w: int  # the go-signal: the job's path
+    twin_w: int | None = None  # the evaluator's job path
+    twin_r: int | None = None  # the evaluator's frames
+
+
+def _start_warm(wrapper: str, config: dict[str, Any]) -> _Warm | None:
+    """Start the script's interpreter now, before the job.
 
     It imports ``config["preimport"]`` and then blocks on its stdin (the go
     pipe) until the job's path arrives, so the job pays for neither an exec
-    nor those imports. None when there is nothing to start it with.
+    nor those imports. Started as root by a root runner, it stays root until
+    the job comes, forks the check's evaluator with those imports if the job
+    has a check (``wrapper.py``'s ``_start_twin``: uid 65533, its own session,
+    so the script can neither signal, trace nor read it), then becomes the
+    script's uid before anything of the job is decoded. None when there is
+    nothing to start it with.
     """
     env = config.get("env")
     if not isinstance(env, dict):
         return None
     modules = ",".join(str(m) for m in config.get("preimport") or [])
+    cmd = ["python3", "-B", "-I", wrapper, "--warm", modules, "{fd}"]
     go_r, go_w = os.pipe()
+    mine: list[int] = [go_w]
+    theirs: list[int] = [go_r]
+    twin = os.getuid() == 0
+    if twin:
+        job_r, job_w = os.pipe()
+        stat_r, stat_w = os.pipe()
+        mine += [job_w, stat_r]
+        theirs += [job_r, stat_w]
+        cmd += [str(job_r), str(stat_w)]
     try:
-        proc, status_r = spawn(["python3", "-B", "-I", wrapper, "--warm", modules, "{fd}"],
-                               env=env, cwd=None, stdin=go_r,
-                               preexec_fn=functools.partial(_enter_work, _rlimits(config)))
+        proc, status_r = spawn(cmd, env=env, cwd=None, stdin=go_r, pass_fds=tuple(theirs[1:]),
+                               preexec_fn=functools.partial(_enter_work, _rlimits(config),
+                                                            not twin))
     except OSError:
-        os.close(go_w)
+        for fd in mine:
+            os.close(fd)
         return None
     finally:
-        os.close(go_r)
-    return proc, status_r, go_w
+        for fd in theirs:
+            os.close(fd)
+    return _Warm(proc, status_r, go_w, *(mine[1:] if twin else ()))
 
 
 READY = frame(b"w", b"")
@@ -480,39 +522,72 @@ READY = frame(b"w", b"")
 READY_SECONDS = 1.5
 
 
-def _wait_ready(warm: tuple[Any, int, int], seconds: float = READY_SECONDS) -> bool:
+def _wait_ready(warm: _Warm, seconds: float = READY_SECONDS) -> bool:
     """Wait until the warm interpreter has imported what it was asked to (its ``w`` frame).
 
     False when it died (e.g. the memory cap took it while importing) or
     wrote anything else first: then the job gets a fresh interpreter.
     """
-    proc, status_r, _ = warm
     got = b""
     deadline = time.monotonic() + seconds
     poller = select.poll()
-    poller.register(status_r, select.POLLIN)
+    poller.register(warm.status_r, select.POLLIN)
     while len(got) < len(READY):
         left = deadline - time.monotonic()
         if left <= 0 or not poller.poll(int(left * 1000)):
             return False
-        data = os.read(status_r, len(READY) - len(got))
+        data = os.read(warm.status_r, len(READY) - len(got))
         if not data:
             return False
         got += data
-    return got == READY and proc.poll() is None
+    return got == READY and warm.proc.poll() is None
 
 
-def _discard(warm: tuple[Any, int, int] | None) -> None:
+def _ask_twin(warm: _Warm, path: str, seconds: float) -> dict[str, Any] | None:
+    """The forked evaluator's report on the check job at path; None: it is not there.
+
+    What comes back is what ``relay`` gives for a fresh evaluator: ``check``
+    from its ``c`` frame, or ``timed_out``, or neither when it died.
+    """
+    if warm.twin_w is None or warm.twin_r is None:
+        return None
+    try:
+        os.write(warm.twin_w, path.encode() + b"\n")
+    except OSError:
+        return None  # gone before its job (the memory cap): a fresh evaluator instead
+    buf = bytearray()
+    info: dict[str, Any] = {"figures": [], "values": [], "check_values": [], "value_bytes": 0}
+    deadline = time.monotonic() + seconds
+    poller = select.poll()
+    poller.register(warm.twin_r, select.POLLIN)
+    while "check" not in info:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"timed_out": True}
+        if not poller.poll(int(left * 1000) + 1):
+            continue
+        data = os.read(warm.twin_r, 65536)
+        if not data:
+            break
+        buf += data
+        if len(buf) > 2**20:
+            break  # no verdict is this long
+        _parse_status(buf, info)
+    return {"check": info.get("check")}
+
+
+def _discard(warm: _Warm | None) -> None:
+    """Kill a warm interpreter (and, by closing its pipes, its evaluator) and close its fds."""
     if warm is None:
         return
-    proc, status_r, go_w = warm
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for fd in (status_r, go_w):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    for stream in (proc.stdout, proc.stderr):
+        os.killpg(warm.proc.pid, signal.SIGKILL)
+    warm.proc.wait()
+    for fd in (warm.status_r, warm.go_w, warm.twin_w, warm.twin_r):
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    for stream in (warm.proc.stdout, warm.proc.stderr):
         if stream is not None:
             stream.close()
 
@@ -563,19 +638,25 @@ def main() -> None:
         _discard(warm)
         warm = None
     if warm is not None:
-        proc, status_r, go_w = warm
+        proc, status_r = warm.proc, warm.status_r
         with contextlib.suppress(OSError):  # died just now: the relay reports how
-            os.write(go_w, spec.encode() + b"\n")  # the go-signal: the job's path
-        os.close(go_w)
+            os.write(warm.go_w, spec.encode() + b"\n")  # the go-signal: the job's path
+        os.close(warm.go_w)
     else:
         proc, status_r = spawn(["python3", "-B", "-I", wrapper, spec, "{fd}"], env=job["env"],
                                cwd=None,
                                preexec_fn=functools.partial(_enter_work, _rlimits(config)))
+    # With a forked evaluator the script's leftovers are killed after the verdict: the
+    # root runner's kill(-1) would take the evaluator too, and they cannot reach it.
+    twin = warm is not None and warm.twin_w is not None and bool(job.get("check"))
     info = relay(proc, status_r, timeout=timeout, output_bytes=int(job["output_bytes"]),
-                 emit=emit, grace=grace, cleanup=_kill_the_rest)
+                 emit=emit, grace=grace, cleanup=None if twin else _kill_the_rest)
     info["oom"] = _oom_kills() > oom_before
 
     def evaluate(path: str, seconds: float) -> dict[str, Any]:
+        if twin and warm is not None and (asked := _ask_twin(warm, path, seconds)) is not None:
+            return asked
+        _kill_the_rest()  # a fresh evaluator has the script's uid: nothing of it may remain
         proc, status_r = spawn(["python3", "-B", "-I", wrapper, "--verdict", path, "{fd}"],
                                env=job["env"], cwd=None,
                                preexec_fn=functools.partial(_enter_work, _rlimits(config)))
@@ -583,6 +664,10 @@ def main() -> None:
                      emit=lambda kind, data: None, cleanup=_kill_the_rest)
 
     judge(info, job.get("check"), tmp, timeout, evaluate)
+    _kill_the_rest()  # the evaluator and anything the script left, before its files are read
+    for fd in (warm.twin_w, warm.twin_r) if warm is not None else ():
+        if fd is not None:
+            os.close(fd)
     for png in info.pop("figures"):
         emit(b"f", png)
     for value in info.pop("values"):
