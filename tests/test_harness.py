@@ -419,3 +419,12 @@ def test_an_output_that_cannot_cross_is_named_by_the_check_that_reads_it() -> No
     assert r.missing == {"f": "it is a function"} and r.check is not None
     ok, why = r.check
     assert ok is None and why.startswith("it uses f (it is a function); ")
+
+
+def test_a_comprehension_s_own_names_are_not_the_script_s() -> None:
+    """`v` in `for v in xs` is the check's own, even when the script defines a function v."""
+    r = get_sandbox("local").run("def v():\n    pass\nxs = [1, 2]\n",
+                                 check="all(v > 0 for v in xs) and (lambda v: v)(1) == 1",
+                                 limits=LIMITS)
+
+    assert r.check == (True, "")

@@ -250,7 +250,7 @@ def verdict_job(folder: str, check: str, payloads: list[bytes]) -> str:
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="verdict-", dir=folder)
-    os.chmod(folder, 0o755)  # the evaluator runs as the script's uid
+    os.chmod(folder, 0o755)  # for the evaluator's uid (its own, or the script's)
     values: list[dict[str, str]] = []
     for i, payload in enumerate(payloads):
         head, sep, data = payload.partition(b"\n")
@@ -283,10 +283,12 @@ def judge(info: dict[str, Any], check: str | None, folder: str, timeout: float,
           evaluate: Callable[[str, float], dict[str, Any]]) -> None:
     """Put the evaluator's verdict in info, in place of anything the script's process sent.
 
-    ``evaluate(job_path, seconds)`` runs ``wrapper.py --verdict`` in a fresh
-    process once every process of the script is gone, and returns its relay
-    info. Only a clean exit gets a verdict. ``[None, why]`` (from the evaluator
-    only): it cannot be evaluated apart from the script, which fails the check too.
+    ``evaluate(job_path, seconds)`` has ``wrapper.verdict`` judge the job in a
+    process the script cannot reach (the evaluator forked before the script,
+    or a fresh one once every process of the script is gone) and returns its
+    relay info. Only a clean exit gets a verdict. ``[None, why]`` (from the
+    evaluator only): it cannot be evaluated apart from the script, which fails
+    the check too.
     """
     info.pop("check", None)  # written by the script's process: never a verdict
     payloads = info["values"] + info.pop("check_values")

@@ -134,14 +134,18 @@ def _send_outputs(fd: int, names: list[str], namespace: dict[str, Any], codec: A
 
 
 def check_names(expr: str) -> list[str]:
-    """The names a check expression reads (comprehension variables included: harmless)."""
+    """The globals a check expression reads: not its comprehensions' or lambdas' own names."""
     import ast
 
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError:
         return []
-    return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
+    nodes = list(ast.walk(tree))
+    own = {n.id for n in nodes if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    own |= {a.arg for n in nodes if isinstance(n, ast.Lambda) for a in ast.walk(n.args)
+            if isinstance(a, ast.arg)}
+    return sorted({n.id for n in nodes if isinstance(n, ast.Name)} - own)
 
 
 def _send_check_values(fd: int, expr: str, namespace: dict[str, Any], sent: list[str],
