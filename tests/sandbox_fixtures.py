@@ -133,11 +133,15 @@ def _wait_gone(client: Any, container_id: str, seconds: float = 10) -> bool:
     """Removal is off the critical path, so give it a moment."""
     import docker
 
+    from llmscript_magic._sandbox.pool import already_gone
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             client.containers.get(container_id)
-        except docker.errors.NotFound:
-            return True
+        except docker.errors.APIError as exc:
+            if already_gone(exc):  # 404; Podman may say 500 "no such container"
+                return True
+            raise
         time.sleep(0.1)
     return False

@@ -643,6 +643,7 @@ def test_prune_removes_only_containers_whose_owner_is_gone(docker_client: Any,
     import docker
 
     from llmscript_magic._sandbox.image import LABEL, OWNER_LABEL, owner_id, prune
+    from llmscript_magic._sandbox.pool import already_gone
 
     dead_owner = f"{socket_module.gethostname()}:999999999:1"
     made = {name: docker_client.containers.create(
@@ -650,8 +651,9 @@ def test_prune_removes_only_containers_whose_owner_is_gone(docker_client: Any,
         network_mode="none") for name, owner in (("orphan", dead_owner), ("ours", owner_id()))}
     try:
         assert prune() >= 1
-        with pytest.raises(docker.errors.NotFound):
+        with pytest.raises(docker.errors.APIError) as gone:
             docker_client.containers.get(made["orphan"].id)
+        assert already_gone(gone.value)
         docker_client.containers.get(made["ours"].id)  # a live owner's container stays
         # and this process's own pool still serves runs
         assert docker_sandbox.run("print(1)", limits=Limits(pids=88)).stdout == "1\n"
