@@ -241,14 +241,18 @@ def test_a_forged_nested_report_from_the_runner_s_stdout_is_a_reason(
         assert r.reason == "The script tampered with the sandbox's report channel"
 
 
-HOSTILE = '''\
-import ctypes, os, signal
+#: a script's attempt at something it must not do: 'DONE' or 'blocked ERRNO'
+ATTEMPT = '''\
 def attempt(what, fn):
     try:
         fn()
         print(what, "DONE")
     except OSError as err:
         print(what, "blocked", err.errno)
+'''
+
+HOSTILE = ATTEMPT + '''\
+import ctypes, os, signal
 attempt("stop the runner", lambda: os.kill(1, signal.SIGSTOP))
 attempt("write the report channel", lambda: os.write(
     os.open("/proc/1/fd/1", os.O_WRONLY), b'r\\0\\0\\0\\x11{"returncode": 0}'))
@@ -284,7 +288,7 @@ def test_the_script_cannot_reach_the_runner(isolated_sandbox: Any) -> None:
     assert lines[6:] == ["ptrace the runner -1 True", "65534 0 1"]
 
 
-REACH_EVALUATOR = '''\
+REACH_EVALUATOR = ATTEMPT + '''\
 import ctypes, os, signal, stat
 def uid(pid):
     with open(f"/proc/{pid}/status") as fh:
@@ -292,12 +296,6 @@ def uid(pid):
 others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]
 twins = [p for p in others if uid(p) == 65533]
 print("evaluators", len(twins))
-def attempt(what, fn):
-    try:
-        fn()
-        print(what, "DONE")
-    except OSError as err:
-        print(what, "blocked", err.errno)
 for pid in twins:
     attempt("stop it", lambda: os.kill(pid, signal.SIGSTOP))
     attempt("kill it", lambda: os.kill(pid, signal.SIGKILL))
