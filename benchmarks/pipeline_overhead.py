@@ -100,24 +100,19 @@ def pipeline_runs(todo: list[dict[str, Any]], scripts: list[str], isolation: str
         opts = Options(run=True, sandbox="docker", cache=False, retries=0, isolation=isolation)
         spent = {"sandbox": 0.0, "reply": 0.0}
         sandbox = shared_sandbox("docker", isolation=opts.isolation)
-        real_run, real_stream = sandbox.run, pipeline._stream
+        real_stream = pipeline._stream
 
-        def timed_run(*a: Any, **k: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return real_run(*a, **k)
-            finally:
-                spent["sandbox"] += time.perf_counter() - t
+        def timed(fn: Any, key: str) -> Any:
+            def wrapper(*a: Any, **k: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return fn(*a, **k)
+                finally:
+                    spent[key] += time.perf_counter() - t
+            return wrapper
 
-        def timed_stream(*a: Any, **k: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return real_stream(*a, **k)
-            finally:
-                spent["reply"] += time.perf_counter() - t
-
-        sandbox.run = timed_run  # type: ignore[method-assign]
-        pipeline._stream = timed_stream
+        sandbox.run = timed(sandbox.run, "sandbox")  # type: ignore[method-assign]
+        pipeline._stream = timed(real_stream, "reply")
         try:
             for p in todo[:WARMUP]:
                 generate(spec(p), opts)

@@ -12,19 +12,13 @@ engine faults must read as engine faults, and leave nothing behind.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_fixtures import Dockerd, engine_root, free_port
 
 from llmscript_magic._errors import ConfigurationError, SandboxUnavailableError
 from llmscript_magic._sandbox import DEFAULT_IMAGE, Limits, get_sandbox, shutdown
@@ -32,78 +26,36 @@ from llmscript_magic._sandbox import DEFAULT_IMAGE, Limits, get_sandbox, shutdow
 pytestmark = pytest.mark.docker
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RemoteEngine:
-    """A second dockerd we can stop and start again on the same data root."""
+class RemoteEngine(Dockerd):
+    """A second dockerd on plain loopback TCP that we can stop and start again."""
 
     def __init__(self, root: str) -> None:
-        self.root = root
-        self.url = f"tcp://127.0.0.1:{_free_port()}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"tcp://127.0.0.1:{free_port()}"
+        super().__init__(root, [self.url])
         self.client: Any = None
 
-    def start(self) -> Any:
+    def start(self, client_factory: Any = None) -> Any:
         import docker
 
-        log = open(os.path.join(self.root, "dockerd.log"), "ab")  # noqa: SIM115
-        r = self.root
-        Path(r, "daemon.json").write_text("{}\n")  # not the host's: no runsc registered here
-        self.proc = subprocess.Popen(
-            ["dockerd", "-H", self.url, "--config-file", f"{r}/daemon.json",
-             "--data-root", f"{r}/data", "--exec-root", f"{r}/exec",
-             "--pidfile", f"{r}/dockerd.pid", "--bridge=none", "--iptables=false",
-             "--ip-forward=false"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                client = docker.DockerClient(base_url=self.url, timeout=600)
-                client.ping()
-                self.client = client
-                return client
-            except Exception:
-                time.sleep(0.5)
-        log_text = Path(r, "dockerd.log").read_text(errors="replace")[-2000:]
-        raise AssertionError("second dockerd did not come up: " + log_text)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()  # dockerd stops its own containerd
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # a containerd that outlived it
-        self.proc = None
+        self.client = super().start(
+            client_factory or (lambda: docker.DockerClient(base_url=self.url, timeout=600)))
+        return self.client
 
 
 @pytest.fixture(scope="module")
 def remote_engine(docker_client: Any) -> Iterator[RemoteEngine]:
     if shutil.which("dockerd") is None:
         pytest.fail("dockerd is missing: run `bash scripts/start-docker`")
-    root = tempfile.mkdtemp(prefix="lsr-")  # short: containerd socket paths are limited
-    # On tmpfs the 1 GB image unpacks fast and teardown is an unmount, not a slow rm.
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6g", "tmpfs", root], capture_output=True)
-    engine = RemoteEngine(root)
-    try:
-        client = engine.start()
-        image = docker_client.images.get(DEFAULT_IMAGE)
-        client.images.load(image.save(chunk_size=4 * 2**20, named=True))
-        yield engine
-    finally:
-        shutdown()  # pools on the remote engine go before the engine does
-        engine.stop()
-        subprocess.run(["umount", "-R", root], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with engine_root("lsr-") as root:
+        engine = RemoteEngine(root)
+        try:
+            client = engine.start()
+            image = docker_client.images.get(DEFAULT_IMAGE)
+            client.images.load(image.save(chunk_size=4 * 2**20, named=True))
+            yield engine
+        finally:
+            shutdown()  # pools on the remote engine go before the engine does
+            engine.stop()
 
 
 def _started(client: Any, since: float) -> set[str]:

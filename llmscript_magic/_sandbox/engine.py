@@ -178,24 +178,9 @@ def unreachable(exc: Exception, where: str | None = None) -> SandboxUnavailableE
     return SandboxUnavailableError(f"Docker engine not reachable ({where}: {why}): {fix}")
 
 
-_runtimes: dict[str, dict[str, Any]] = {}
-_runtimes_lock = threading.Lock()
-
-
 def runtimes(client: Any) -> dict[str, Any]:
     """The engine's registered runtimes (``docker info``), asked once per engine."""
-    url = engine_id(client)
-    with _runtimes_lock:
-        known = _runtimes.get(url)
-    if known is not None:
-        return known
-    try:
-        found = dict(client.info().get("Runtimes") or {})
-    except Exception as exc:
-        raise unreachable(exc) from None
-    with _runtimes_lock:
-        _runtimes[url] = found
-    return found
+    return dict(engine_facts(client)["runtimes"])
 
 
 def gvisor_problem(client: Any) -> str | None:
@@ -240,7 +225,7 @@ _facts_lock = threading.Lock()
 
 
 def engine_facts(client: Any) -> dict[str, Any]:
-    """What kind of engine this is, asked once: name, version, rootless, cgroup version.
+    """What kind of engine this is, asked once: name, version, rootless, cgroup version, runtimes.
 
     Podman's Docker-compatible API answers the same calls as Docker's; what
     differs is what it can enforce, which these facts decide.
@@ -263,6 +248,7 @@ def engine_facts(client: Any) -> dict[str, Any]:
         "version": str(version.get("Version", "?")),
         "rootless": bool(info.get("Rootless")) or "rootless" in security,  # Podman: Rootless
         "cgroup": str(info.get("CgroupVersion") or "1"),
+        "runtimes": dict(info.get("Runtimes") or {}),
     }
     with _facts_lock:
         _facts[url] = found

@@ -173,17 +173,17 @@ class LocalSandbox(Sandbox):
             # The job dir at its own path (its paths are in the job), over the private /tmp
             binds = ["--ro-bind", wrapper_dir, "/opt/llmscript/harness",
                      "--bind", str(harness), str(harness)]
-            cmd = [*_bwrap(str(work), [*python_binds, *binds], env), python, "-B", "-I",
-                   "/opt/llmscript/harness/wrapper.py", spec, "{fd}"]
+            wrapper = [*_bwrap(str(work), [*python_binds, *binds], env), python, "-B", "-I",
+                       "/opt/llmscript/harness/wrapper.py"]
             nproc = _user_processes() + limits.pids
-            info = supervise(cmd, env=env, cwd=str(work), timeout=limits.timeout,
+            info = supervise([*wrapper, spec, "{fd}"], env=env, cwd=str(work),
+                             timeout=limits.timeout,
                              output_bytes=limits.output_bytes, emit=emit,
                              preexec_fn=functools.partial(_limit, limits, nproc))
 
             def evaluate(path: str, seconds: float) -> dict[str, Any]:
-                verdict = [*_bwrap(str(work), [*python_binds, *binds], env), python, "-B",
-                           "-I", "/opt/llmscript/harness/wrapper.py", "--verdict", path, "{fd}"]
-                return supervise(verdict, env=env, cwd=str(work), timeout=seconds,
+                return supervise([*wrapper, "--verdict", path, "{fd}"], env=env,
+                                 cwd=str(work), timeout=seconds,
                                  output_bytes=2**16, emit=lambda kind, data: None,
                                  preexec_fn=functools.partial(_limit, limits, nproc))
 

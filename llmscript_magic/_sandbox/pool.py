@@ -263,8 +263,7 @@ class Pool:
 
     def _evict_one(self) -> bool:
         """Take a ready container from a pool of this process used less recently than us."""
-        with _lock:
-            others = [p for k, p in _pools.items() if k[0] == self.engine and p is not self]
+        others = [p for p in _engine_pools(self.engine) if p is not self]
         for pool in sorted(others, key=lambda p: p._last_take):
             if pool._last_take >= self._last_take:
                 break
@@ -341,18 +340,20 @@ class Pool:
             t.join()
 
 
+def _engine_pools(engine: str) -> list[Pool]:
+    """This process's pools on one engine (base URL)."""
+    with _lock:
+        return [p for k, p in _pools.items() if k[0] == engine]
+
+
 def _latest(engine: str) -> Pool | None:
     """This process's most recently used pool on one engine."""
-    with _lock:
-        pools = [p for k, p in _pools.items() if k[0] == engine]
-    return max(pools, key=lambda p: p._last_take, default=None)
+    return max(_engine_pools(engine), key=lambda p: p._last_take, default=None)
 
 
 def warm_containers(engine: str) -> int:
     """Warm containers this process's pools hold on one engine (base URL)."""
-    with _lock:
-        pools = [p for k, p in _pools.items() if k[0] == engine]
-    return sum(p.warm() for p in pools)
+    return sum(p.warm() for p in _engine_pools(engine))
 
 
 def get_pool(key: tuple[Any, ...], factory: Callable[[bool], Slot], size: int,
