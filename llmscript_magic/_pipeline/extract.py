@@ -67,11 +67,15 @@ from .fences import (
     blank_sessions,
     block,
     has_session,
+    drop_magics,
+    heredocs,
+    notebook_cells,
     split_trace,
     strip_prompts,
     strip_tokens,
     tagged,
     tool_call,
+    unwrap,
 )
 from .risk import CHILD_FIELDS, child_fields
 
@@ -92,6 +96,7 @@ _HAS_LINES = frozenset(k for k in vars(ast).values() if isinstance(k, type)
                        and issubclass(k, ast.AST) and "lineno" in k._attributes)
 _DOES = re.compile(r"[(=]|^\s*(import|from|def|class|for|while|if|with|try|return|raise|assert"
                    r"|del|async|await|global|pass|@)\b", re.M)
+_TEST_FILE = re.compile(r"\b(test_\w+|\w+_test|conftest)\.py\b")
 _MAX_TRIES = 400  # parses at most when looking for unfenced code: a bound, never reached
 _QUOTE_LIMIT = 400  # characters of the reply's end quoted when it has no code
 _SENTENCE_END = re.compile(r"(?<=[.!?…:])[\"')\]*_]*\s+|\n\s*")
@@ -110,6 +115,7 @@ class Extraction:
     how: str
     notes: tuple[str, ...]
     tree: ast.Module | None = field(default=None, compare=False, repr=False)
+    tests: tuple[Block, ...] = ()  # a test file (pytest) the reply wrote beside the script
 
 
 def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
@@ -120,6 +126,11 @@ def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
             "raise --max-tokens or shorten the spec.")
     text = strip_tokens(reply.replace("\r\n", "\n").replace("\r", "\n"))
     text, trace = split_trace(text)
+    if trace is not None and trace.cut:
+        raise TruncatedReplyError(
+            f"The reply stopped inside its reasoning ({trace.marker} from line "
+            f"{trace.first_line} never ended), before any answer; drafts in the reasoning are "
+            "not used: raise --max-tokens (or lower --thinking) and run again.")
     found = _find(text)
     if found is None:
         raise _no_code(text)
@@ -130,6 +141,8 @@ def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
 
 def _trace_note(trace: Trace) -> str:
     where = f"lines {trace.first_line}-{trace.last_line}"
+    if trace.marker not in ("<think>", "</think>"):
+        where = f"{trace.marker}, {where}"
     if trace.answered:
         return (f"Left out the reasoning trace ({where}): code is taken only from the answer "
                 "after it.")
@@ -137,7 +150,8 @@ def _trace_note(trace: Trace) -> str:
 
 
 def _with_note(found: Extraction, note: str) -> Extraction:
-    return Extraction(found.code, found.blocks, found.how, (note, *found.notes), found.tree)
+    return Extraction(found.code, found.blocks, found.how, (note, *found.notes), found.tree,
+                      found.tests)
 
 
 def _find(text: str) -> Extraction | None:
@@ -146,6 +160,15 @@ def _find(text: str) -> Extraction | None:
     tree = _parse(whole.code) if whole.code else None
     if tree is not None and _substantive(tree):
         return _done([whole], "whole reply", [], tree)
+    text, wrapped = unwrap(text)
+    found = _find_read(text)
+    if found is not None and wrapped:
+        return Extraction(found.code, found.blocks, found.how, (*wrapped, *found.notes),
+                          found.tree, found.tests)
+    return found
+
+
+def _find_read(text: str) -> Extraction | None:
     fenced = _scan(text)
     for f in fenced:
         f.kind = _classify(f)
@@ -157,8 +180,16 @@ def _find(text: str) -> Extraction | None:
             f.kind = "python"
             promoted.append(f"Used the block at line {f.block.start_line}, introduced like "
                             "sample output, as it is the only code in the reply.")
+    if not cands:  # a script written by a shell heredoc (cat > clean.py << 'EOF')
+        cands = [h for f in fenced if f.kind == "shell" for h in heredocs(f)]
+        promoted += [f"The script was written by a shell heredoc ({h.block.info.split(' ', 1)[1]})"
+                     f" in the shell block at line {h.lines[0] + 1}; it was taken from there and "
+                     "the shell commands around it were not run." for h in cands]
     if cands:
         notes = [_skip_note(f) for f in fenced if f.kind != "python"]
+        notes += [f"Read the block at line {f.block.start_line} past a line of backticks at line "
+                  f"{f.read_past}: that line is part of the code's own text." for f in cands
+                  if f.read_past]
         return _pick(cands, notes + promoted)
     tags = tagged(text)
     for f in tags:
@@ -166,6 +197,8 @@ def _find(text: str) -> Extraction | None:
     if cands := [f for f in tags if f.kind == "python"]:
         tag = cands[0].block.info
         return _pick(cands, [f"The code was in {tag} tags rather than a fenced block."])
+    if (nb := _notebook(text)) is not None:
+        return nb
     if (call := tool_call(text)) is not None:
         code, line, name = call
         b = block("python", "tool call", code, line)
@@ -185,8 +218,33 @@ def _find(text: str) -> Extraction | None:
     return _session([f for f in fenced if f.kind == "session"], rest)
 
 
+def _notebook(text: str) -> Extraction | None:
+    """A notebook returned as ``.ipynb`` JSON: its code cells, in order, make the script."""
+    found = notebook_cells(text)
+    if found is None or not found[0]:
+        return None
+    cells, line = found
+    code = "\n\n".join(cells)
+    notes = [f"The reply was a notebook written as JSON (line {line}); its {len(cells)} code "
+             f"cell{'s' * (len(cells) != 1)} were joined in order."]
+    if _parse(code) is None and (bare := drop_magics(code)) is not None:
+        code = bare
+        notes.append("Removed notebook lines starting with ! or % (such as !pip install): "
+                     "install packages in the sandbox image instead.")
+    b = block("python", "notebook", code, line)
+    return _done([b], "notebook JSON", notes, _parse(b.code))
+
+
 def _pick(cands: list[_Fenced], notes: list[str]) -> Extraction:
     """Rules 0-3 of the module docstring for the python blocks found."""
+    tests: list[_Fenced] = []
+    if len(cands) > 1:
+        tests = [c for c in cands if _is_tests(c)]
+        if tests and len(tests) < len(cands):
+            cands = [c for c in cands if c not in tests]
+            notes.extend(_tests_note(t) for t in tests)
+        else:
+            tests = []
     if len(cands) > 1:
         cands, repeats = _drop_excerpts(cands)
         notes.extend(repeats)
@@ -197,7 +255,36 @@ def _pick(cands: list[_Fenced], notes: list[str]) -> Extraction:
     if any(c.magic for c in chosen):
         notes.append("Removed notebook lines starting with ! or % (such as !pip install): "
                      "install packages in the sandbox image instead.")
-    return _done([c.block for c in chosen], how, notes, tree)
+    found = _done([c.block for c in chosen], how, notes, tree)
+    if tests:
+        found = Extraction(found.code, found.blocks, found.how, found.notes, found.tree,
+                           tuple(t.block for t in tests))
+    return found
+
+
+def _is_tests(c: _Fenced) -> bool:
+    """A pytest / unittest file: named test_x.py (or x_test.py) or made of test functions."""
+    last_intro = c.intro.splitlines()[-1] if c.intro else ""
+    if _TEST_FILE.search(c.block.info) or _TEST_FILE.search(last_intro):
+        return True
+    tree = c.tree
+    if tree is None:
+        return False
+    tests = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+             and n.name.startswith("test")
+             or isinstance(n, ast.ClassDef) and n.name.startswith("Test")]
+    framework = any(isinstance(n, ast.Import | ast.ImportFrom) and any(
+        (a.name if isinstance(n, ast.Import) else n.module or "").split(".")[0]
+        in ("pytest", "unittest") for a in n.names) for n in tree.body)
+    return bool(tests) and (framework or len(tests) >= 2)
+
+
+def _tests_note(t: _Fenced) -> str:
+    named = _TEST_FILE.search(t.block.info) or _TEST_FILE.search(
+        t.intro.splitlines()[-1] if t.intro else "")
+    what = f"tests ({named.group()})" if named else "tests"
+    return (f"The reply also wrote {what} in the block at line {t.block.start_line}; they are "
+            "not part of the script. To use them, save them beside the script and run pytest.")
 
 
 def _session(blocks: list[_Fenced], rest: str) -> Extraction | None:

@@ -19,11 +19,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-_PY_TAGS = {"python", "py", "python3", "py3", "ipython", "ipython3", "python2", "sage"}
+# tool_code: Gemini writes the code it would run as a "tool" in such blocks; it is Python
+_PY_TAGS = {"python", "py", "python3", "py3", "ipython", "ipython3", "python2", "sage",
+            "tool_code"}
 _SHELL_TAGS = {"bash", "sh", "shell", "console", "zsh", "fish", "shell-session", "shellsession",
                "terminal", "powershell", "ps1", "pwsh", "cmd", "bat", "batch", "sh-session"}
 _OUTPUT_TAGS = {"text", "txt", "output", "out", "plaintext", "plain", "log", "stdout", "json",
-                "csv", "tsv", "yaml", "yml", "toml", "xml", "ini", "result", "none", "raw"}
+                "csv", "tsv", "yaml", "yml", "toml", "xml", "ini", "result", "none", "raw",
+                "tool_outputs", "tool_output", "code_output"}
 _SESSION_TAGS = {"pycon", "python-repl", "pyrepl", "doctest"}
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -47,15 +50,25 @@ _SESSION_START = re.compile(r"\s*(>>>( |$)|In \[\d*\]: )")
 _PROMPT = re.compile(r"[ \t]*(?:>>>|\.\.\.:|\.\.\.|In \[\d*\]:)( ?)(.*)$")
 _SESSION_LINE = re.compile(r"^[ \t]*(>>>|In \[\d*\]:)( |$)", re.M)
 
-# Reasoning traces: a leading <think>…</think> (DeepSeek-R1, Qwen3, QwQ, distills), or
-# only its closing tag when the server put the opening one in the prompt.
-_TRACE_OPEN = re.compile(r"\A\s*(<(think|thinking|thought|reasoning)>|<\|begin_of_thought\|>)")
-_LONE_CLOSE = re.compile(r"(^[ \t]*</(think|thinking)>|(?<![`'\"(\[])</(think|thinking)>[ \t]*$)",
-                         re.M)
+# Reasoning traces: a leading <think>…</think> (DeepSeek-R1, Qwen3, QwQ, distills), Kimi's
+# ◁think▷…◁/think▷, <reasoning>, gpt-oss's analysis channel (harmony tokens, or the plain
+# text "analysis…assistantfinal…" left when a server drops them), or only a closing tag
+# when the server put the opening one in the prompt.
+_TRACE_OPEN = re.compile(r"\A\s*(<(think|thinking|thought|reasoning)>|<\|begin_of_thought\|>"
+                         r"|◁think▷|(?:<\|start\|>assistant)?<\|channel\|>analysis<\|message\|>"
+                         r"|analysis(?=.*?assistantfinal))", re.S)
+_HARMONY_FINAL = re.compile(r"(?:<\|end\|>)?\s*(?:<\|start\|>assistant)?\s*<\|channel\|>final"
+                            r"(?:\s*<\|constrain\|>\w*)?\s*<\|message\|>")
+_LONE_CLOSE = re.compile(r"(^[ \t]*(</(think|thinking)>|◁/think▷)"
+                         r"|(?<![`'\"(\[])(</(think|thinking)>|◁/think▷)[ \t]*$)", re.M)
+_TRACE_TAGS = re.compile(r"</?(think|thinking|thought|reasoning)>|<\|(begin|end)_of_thought\|>"
+                         r"|◁/?think▷|<\|[a-z_]+\|>")
+_ENDS_WITH_FENCE = re.compile(r"^ *(`{3,}|~{3,})\s*\Z", re.M)
 # Special tokens that leak into text from local servers: Llama's code-interpreter call
 # starts with <|python_tag|>; chat templates end with <|eot_id|>, <|im_end|> and such.
 _LEAD_TOKEN = re.compile(r"\A\s*<\|python_tag\|>")
-_TAIL_TOKENS = re.compile(r"(?:<\|(?:eom_id|eot_id|im_end|endoftext|end)\|>|</s>|\s)+\Z")
+_TAIL_TOKENS = re.compile(
+    r"(?:<\|(?:eom_id|eot_id|im_end|endoftext|end|return|call)\|>|</s>|\s)+\Z")
 # <code>, <python> (XML-style answers), [PYTHON]…[/PYTHON] (Code Llama's instruction format)
 _CODE_TAG = re.compile(r"[<\[](code|python)(\s[^>\]]*)?[>\]](.*?)[<\[]/\1[>\]]", re.S | re.I)
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
@@ -87,6 +100,8 @@ class _Fenced:
     tree: ast.Module | None = None
     magic: bool = False
     by_intro: bool = False  # taken for sample output only because of its intro sentence
+    parsed: bool = False  # ``tree`` is already the parse of the code (None: it does not parse)
+    read_past: int = 0  # a line of backticks the block was read past (its code's own string)
     lines: tuple[int, int] = (0, 0)  # the reply lines it spans, fences included (0-based, end+1)
 
 
@@ -109,7 +124,14 @@ def _dedent(text: str) -> str:
 
 
 def _scan(text: str) -> list[_Fenced]:
-    """Find fenced blocks by the CommonMark rules, allowing list-item indentation."""
+    """Find fenced blocks by the CommonMark rules, allowing list-item indentation.
+
+    Two readings differ from CommonMark, both for Python blocks only. A closing
+    fence may carry smolagents' ``<end_code>`` marker. And when the block ends at
+    a line of backticks that belongs to the code's own strings (a Markdown
+    template), the CommonMark reading is a fragment that does not parse: the
+    block is read on to the first later closing line where it does parse.
+    """
     if not _FENCE_START.search(text):
         return []
     lines = text.split("\n")
@@ -123,18 +145,42 @@ def _scan(text: str) -> list[_Fenced]:
             i += 1
             continue
         indent, fence, info = len(m["indent"]), m["fence"], m["info"].strip()
-        close = re.compile(rf"^ {{0,{indent + 3}}}{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        close = re.compile(rf"^ {{0,{indent + 3}}}{re.escape(fence[0])}{{{len(fence)},}}"
+                           r"\s*(?:<end_code>\s*)?$")
         j = i + 1
         while j < len(lines) and not close.match(lines[j]):
             j += 1
-        body = _dedent("\n".join(lines[i + 1:j]))
-        found = _Fenced(block(_lang(info), info, body, i + 2), "\n".join(prose).strip(),
-                        j < len(lines))
+        lang = _lang(info)
+        code = block(lang, info, _dedent("\n".join(lines[i + 1:j])), i + 2)
+        tree, past = None, 0
+        if lang in ("python", ""):
+            tree = _parse(code.code)
+            if tree is None and j < len(lines):
+                j, code, tree, past = _read_on(lines, i, j, close, code)
+        found = _Fenced(code, "\n".join(prose).strip(), j < len(lines))
         found.lines = (i, min(j + 1, len(lines)))
+        found.tree, found.parsed, found.read_past = tree, lang in ("python", ""), past
         out.append(found)
         prose = []
         i = j + 1
     return out
+
+
+def _read_on(lines: list[str], i: int, j: int, close: re.Pattern[str],
+             short: Block) -> tuple[int, Block, ast.Module | None, int]:
+    """(closing line, block, tree, the 1-based line read past) of the first longer reading
+    of the block opened at ``i`` that parses; the CommonMark one (``j``) when none does."""
+    tries = 0
+    for k in range(j + 1, len(lines)):
+        if not close.match(lines[k]):
+            continue
+        tries += 1
+        longer = block(short.lang, short.info, _dedent("\n".join(lines[i + 1:k])), i + 2)
+        if (tree := _parse(longer.code)) is not None and _substantive(tree):
+            return k, longer, tree, j + 1
+        if tries >= 20:
+            break
+    return j, short, None, 0
 
 
 def _lang(info: str) -> str:
@@ -160,7 +206,9 @@ def _classify(f: _Fenced) -> str:
         return "session"
     if lang not in ("python", ""):
         return "other"
-    f.tree = tree = _parse(code)
+    if not f.parsed:
+        f.tree = _parse(code)
+    tree = f.tree
     if tree is None and _MAGIC_LINE.search(code):
         bare = block(lang, f.block.info, _MAGIC_LINE.sub("", code), f.block.start_line)
         f.tree = tree = _parse(bare.code)
@@ -206,11 +254,17 @@ def blank_lines(text: str, spans: list[tuple[int, int]]) -> str:
 # -- reasoning traces and special tokens ----------------------------------------------
 @dataclass(frozen=True)
 class Trace:
-    """Where a reasoning trace sat in the reply (1-based lines) and whether an answer follows."""
+    """Where a reasoning trace sat in the reply (1-based lines) and whether an answer follows.
+
+    ``cut``: the trace never closed and stops mid-thought (the reply was cut off), so
+    there is no answer and its drafts must not be used. ``marker`` names the trace's form.
+    """
 
     first_line: int
     last_line: int
     answered: bool
+    cut: bool = False
+    marker: str = "<think>"
 
 
 def strip_tokens(text: str) -> str:
@@ -222,31 +276,208 @@ def strip_tokens(text: str) -> str:
     return text[:cut] + _TAIL_TOKENS.sub("\n", text[cut:], count=1)
 
 
+def _trace_end(text: str, m: re.Match[str]) -> tuple[int, int, str]:
+    """(start, end) of the closing marker of the trace opened by ``m`` (-1s: none); its name."""
+    opened = m.group(1)
+    if opened.startswith("<|begin"):
+        close, name = "<|end_of_thought|>", "<|begin_of_thought|>"
+    elif opened == "◁think▷":
+        close, name = "◁/think▷", opened
+    elif opened.startswith("<|"):
+        final = _HARMONY_FINAL.search(text, m.end())
+        return (final.start(), final.end(), "analysis channel") if final else (-1, -1,
+                                                                              "analysis channel")
+    elif opened == "analysis":
+        close, name = "assistantfinal", "analysis…assistantfinal"
+    else:
+        close, name = f"</{m.group(2)}>", opened
+    end = text.find(close, m.end())
+    return (end, end + len(close), name) if end >= 0 else (-1, -1, name)
+
+
 def split_trace(text: str) -> tuple[str, Trace | None]:
     """Blank out a leading reasoning trace; keep it only when no answer follows it.
 
     Reasoning models write drafts in the trace (often longer than the answer, or
     "the full code"); the answer after it is what the user asked for. The trace
     is replaced by empty lines so line numbers in notes still match the reply.
+    A trace that never closes is read only when it ends on a finished code block;
+    one that stops mid-thought was cut off and is marked ``cut``.
     """
     m = _TRACE_OPEN.match(text)
     if m:
-        close = "<|end_of_thought|>" if m.group(1).startswith("<|") else f"</{m.group(2)}>"
-        end = text.find(close, m.end())
-        start, stop = m.start(1), (len(text) if end < 0 else end + len(close))
+        end, stop, name = _trace_end(text, m)
+        start = m.start(1)
+        if end < 0:
+            stop = len(text)
     else:
-        lone = _LONE_CLOSE.search(text) if "</think" in text else None
-        if lone is None or re.search(r"<(think|thinking)>", text[:lone.start()]):
+        lone = _LONE_CLOSE.search(text) if ("</think" in text or "◁/think▷" in text) else None
+        if lone is None or re.search(r"<(think|thinking)>|◁think▷", text[:lone.start()]):
             return text, None
-        start, stop = 0, lone.end()
+        start, stop, end, name = 0, lone.end(), lone.start(), lone.group().strip()
     first = text.count("\n", 0, start) + 1
-    trace = Trace(first, first + text.count("\n", start, stop),
-                  bool(text[stop:].strip()))
+    answered = bool(text[stop:].strip())
+    inner = _TRACE_TAGS.sub("", text[start:stop])
+    cut = end < 0 and not _ENDS_WITH_FENCE.search(inner.rstrip())
+    trace = Trace(first, first + text.count("\n", start, stop), answered, cut, name)
     if not trace.answered:  # nothing else to go on: read the trace itself, without its tags
-        inner = re.sub(r"</?(think|thinking|thought|reasoning)>|<\|(begin|end)_of_thought\|>",
-                       "", text[start:stop])
         return text[:start] + inner, trace
     return text[:start] + "\n" * text.count("\n", start, stop) + text[stop:], trace
+
+
+# -- wrappers: <antArtifact …>, <artifact>, <answer>, <solution> ---------------------
+_WRAP_OPEN = re.compile(r"^[ \t]*<([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)"
+                        r"\s*>", re.M)
+_ATTR = re.compile(r"([\w:.-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+# tags that are content, not wrappers: HTML in a template string, and tags read elsewhere
+_NOT_WRAPPERS = frozenset("""html head body div span p a b i u em strong small table thead tbody
+    tfoot tr td th ul ol li dl dt dd pre code python script style form section article header
+    footer nav main aside h1 h2 h3 h4 h5 h6 template svg g path rect circle text title meta link
+    br hr img label button input select option textarea details summary blockquote iframe
+    think thinking thought reasoning tool_call xml root item""".split())
+_BACKTICK_RUN = re.compile(r"^ *(`{3,})", re.M)
+
+
+def unwrap(text: str) -> tuple[str, list[str]]:
+    """Turn wrappers around the answer into what they stand for; notes say which were read.
+
+    Claude's artifact format (``<antArtifact identifier=… type=… language="python"
+    title=…>``), seen as text when a client does not render it, and XML-style answers
+    (``<answer>``, ``<solution>``) put a whole script between two tag lines. Read as
+    prose, the tag lines glue onto the first and last paragraphs of the code, so only
+    a middle fragment parses. A wrapper around code becomes a fence with the wrapper's
+    language; one around a fenced block or prose just loses its tags. Tags inside
+    fences (a template in the code) are left alone.
+    """
+    if "</" not in text:
+        return text, []
+    notes: list[str] = []
+    pos = 0
+    while (m := _WRAP_OPEN.search(text, pos)) is not None:
+        name = m.group(1)
+        artifact = "artifact" in name.lower()
+        if name.lower() in _NOT_WRAPPERS or _in_fence(text, m.start()):
+            pos = m.end()
+            continue
+        close = re.compile(rf"</{re.escape(name)}>[ \t]*$", re.M).search(text, m.end())
+        if close is None and not artifact:
+            pos = m.end()
+            continue
+        cs, ce = (close.start(), close.end()) if close is not None else (len(text), len(text))
+        line_start = text.rfind("\n", 0, cs) + 1
+        if not text[line_start:cs].strip():
+            cs = line_start  # the close tag has its own line
+        body = text[m.end():cs]
+        attrs = {k: a or b for k, a, b in _ATTR.findall(m.group(2))}
+        lang = None if _FENCE_START.search(body) else _wrapped_lang(attrs, body, artifact)
+        if lang is None:
+            opening, closing = "", ""
+        else:
+            runs = [len(r) for r in _BACKTICK_RUN.findall(body)]
+            fence = "`" * max([3, *(r + 1 for r in runs)])
+            opening = fence + lang + ("" if body.startswith("\n") else "\n")
+            closing = ("" if body.endswith("\n") else "\n") + fence
+            line = text.count("\n", 0, m.start()) + 1
+            notes.append(f"Read the <{name}> wrapper at line {line} as a {lang} block.")
+        text = text[:m.start()] + opening + body + closing + text[ce:]
+        pos = m.start() + len(opening)
+    return text, notes
+
+
+def _wrapped_lang(attrs: dict[str, str], body: str, artifact: bool) -> str | None:
+    """The language of a wrapper's unfenced body; None when it is prose (tags just go)."""
+    if lang := attrs.get("language") or attrs.get("lang"):
+        return _lang(lang) or None
+    names = " ".join(attrs.get(k, "") for k in ("title", "filename", "file", "path", "name"))
+    kind = attrs.get("type", "").lower()
+    if _PY_FILE.search(names) or "python" in kind:
+        return "python"
+    tree = _parse(_dedent(body.strip("\n")))
+    if tree is not None and _substantive(tree):
+        return "python"
+    if artifact and kind and "code" not in kind:  # text/markdown, text/html, …react
+        return re.split(r"[/.+]", kind)[-1] or None
+    return None
+
+
+def _in_fence(text: str, offset: int) -> bool:
+    """Is ``offset`` inside a fenced block? A quick reading of the fences before it."""
+    fence = ""
+    for line in text[:offset].split("\n")[:-1]:
+        stripped = line.lstrip(" ")
+        if not fence:
+            if stripped.startswith(("```", "~~~")):
+                run = len(stripped) - len(stripped.lstrip(stripped[0]))
+                fence = stripped[0] * run
+        elif stripped.startswith(fence) and (
+                not stripped.lstrip(fence[0]).strip() or stripped.lstrip(fence[0]).startswith("<")):
+            fence = ""
+    return bool(fence)
+
+
+# -- a Python file written by a shell heredoc ------------------------------------------
+_HEREDOC = re.compile(r"<<-?[ \t]*(['\"]?)([A-Za-z_]\w*)\1")
+_HEREDOC_PY = re.compile(r"(?:>\s*|\btee\s+(?:-a\s+)?)['\"]?([\w./-]*\.pyw?)\b|\bpython[\d.]*\s+-(?:\s|$)")
+
+
+def heredocs(f: _Fenced) -> list[_Fenced]:
+    """Python written by a shell block's heredocs: ``cat > clean.py << 'EOF'`` … ``EOF``.
+
+    Also ``tee clean.py <<EOF`` and ``python3 - <<'EOF'``: the body is the script.
+    """
+    lines = f.block.code.split("\n")
+    out: list[_Fenced] = []
+    k = 0
+    while k < len(lines):
+        line = lines[k]
+        m, target = _HEREDOC.search(line), _HEREDOC_PY.search(line)
+        if m is None or target is None:
+            k += 1
+            continue
+        end = next((e for e in range(k + 1, len(lines))
+                    if lines[e].strip() == m.group(2)), len(lines))
+        name = target.group(1) or "python -"
+        body = block("python", f"heredoc {name}", _dedent("\n".join(lines[k + 1:end])),
+                     f.block.start_line + k + 1)
+        found = _Fenced(body, f.intro, end < len(lines), kind="python", parsed=True)
+        found.tree, found.lines = _parse(body.code), f.lines
+        if body.code:
+            out.append(found)
+        k = end + 1
+    return out
+
+
+# -- a notebook returned as JSON -------------------------------------------------------
+def notebook_cells(text: str) -> tuple[list[str], int] | None:
+    """(code cells in order, line) of the first ``.ipynb`` JSON object in ``text``."""
+    if '"cells"' not in text:
+        return None
+    decoder = json.JSONDecoder()
+    for n, m in enumerate(_TOOL_START.finditer(text)):
+        if n >= 50:
+            break
+        try:
+            obj, _end = decoder.raw_decode(text, m.end())
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("cells"), list):
+            cells = []
+            for cell in obj["cells"]:
+                if isinstance(cell, dict) and cell.get("cell_type") == "code":
+                    src = cell.get("source", "")
+                    src = "".join(src) if isinstance(src, list) else src
+                    if isinstance(src, str) and src.strip():
+                        cells.append(src.strip("\n").rstrip())
+            return cells, text.count("\n", 0, m.end()) + 1
+    return None
+
+
+def drop_magics(code: str) -> str | None:
+    """``code`` without notebook lines (``!pip …``, ``%matplotlib …``) when that makes it parse."""
+    if not _MAGIC_LINE.search(code):
+        return None
+    bare = _MAGIC_LINE.sub("", code)
+    return bare if _parse(bare) is not None else None
 
 
 # -- <code> tags ---------------------------------------------------------------------
