@@ -1234,3 +1234,522 @@ def test_reasoning_model_through_an_openai_compatible_server(openai_standin: Any
     assert (extract.name, extract.status) == ("extract", "pass")
     assert "Left out the reasoning trace (lines 1-8)" in extract.message
     assert gen.report.ok
+
+
+# -- issue 26: how current models wrap, reason around and accompany a script -----------------
+DEDUPE = md("""
+    import csv
+    import sys
+
+
+    def dedupe(rows):
+        seen = set()
+        for row in rows:
+            key = tuple(row)
+            if key not in seen:
+                seen.add(key)
+                yield row
+
+
+    def main(path):
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        writer = csv.writer(sys.stdout)
+        writer.writerows(dedupe(rows))
+
+
+    if __name__ == "__main__":
+        main(sys.argv[1])
+    """)
+DEDUPE_TESTS = md("""
+    import pytest
+
+    from dedupe import dedupe
+
+
+    def test_keeps_first_of_each_row():
+        rows = [["a", "1"], ["b", "2"], ["a", "1"]]
+        assert list(dedupe(rows)) == [["a", "1"], ["b", "2"]]
+
+
+    def test_empty_input():
+        assert list(dedupe([])) == []
+
+
+    def test_order_is_kept():
+        rows = [["z"], ["y"], ["z"], ["x"]]
+        assert list(dedupe(rows)) == [["z"], ["y"], ["x"]]
+
+
+    @pytest.mark.parametrize("n", [1, 5, 50])
+    def test_identical_rows_collapse(n):
+        assert list(dedupe([["same"]] * n)) == [["same"]]
+
+
+    def test_rows_differing_in_one_field_both_stay():
+        rows = [["a", "1"], ["a", "2"]]
+        assert list(dedupe(rows)) == rows
+    """)
+
+
+def fence(code: str, info: str = "python") -> str:
+    return f"{F3}{info}\n{code.rstrip()}\n{F3}"
+
+
+CURRENT_MODEL_CASES = [
+    # 1. Claude's artifact format as text: the tag lines must not cut off the imports and the
+    #    last lines (read as prose, only the middle paragraphs parsed).
+    Case("artifact-around-unfenced-script",
+         "I'll make a small command-line tool for this.\n\n"
+         '<antArtifact identifier="dedupe-csv" type="application/vnd.ant.code" '
+         'language="python" title="dedupe.py">\n' + DEDUPE +
+         "</antArtifact>\n\nRun it as `python dedupe.py input.csv > output.csv`.\n",
+         DEDUPE, "single block", "<antArtifact> wrapper at line 3"),
+    Case("artifact-around-fenced-script",
+         'Here you go:\n\n<antArtifact identifier="d" type="application/vnd.ant.code" '
+         'language="python" title="Dedupe rows">\n' + fence(DEDUPE) + "\n</antArtifact>\n",
+         DEDUPE, "single block"),
+    Case("artifact-close-tag-on-the-fence-line",
+         '<antArtifact identifier="d" type="application/vnd.ant.code" language="python">\n'
+         + fence(DEDUPE) + "</antArtifact>\n\nThe script keeps the first copy of each row.",
+         DEDUPE, "single block"),
+    Case("artifact-tag-and-code-on-one-line",
+         '<antArtifact identifier="t" type="application/vnd.ant.code" title="hello.py">'
+         'import sys\nprint("hello", sys.argv[1:])</antArtifact>',
+         'import sys\nprint("hello", sys.argv[1:])\n', "single block", "as a python block"),
+    Case("artifact-without-language-but-code-in-it", md("""
+         Sure.
+
+         <artifact type="application/vnd.ant.code" identifier="sum">
+         import statistics
+
+         values = [3, 1, 4, 1, 5]
+
+         print(statistics.mean(values))
+         </artifact>
+         """), "import statistics\n\nvalues = [3, 1, 4, 1, 5]\n\nprint(statistics.mean(values))\n",
+         "single block"),
+    Case("answer-and-solution-xml-tags", md("""
+         <reasoning>
+         A draft that is longer and says it is the full code:
+         import os
+         for root, dirs, files in os.walk("."):
+             print(root, len(files))
+         </reasoning>
+         <answer>
+         import os
+
+         print(len(os.listdir(".")))
+         </answer>
+         """), 'import os\n\nprint(len(os.listdir(".")))\n', "single block", "reasoning trace"),
+    Case("html-template-inside-a-fence-is-code", md(f"""
+         {F3}python
+         PAGE = \"\"\"
+         <section>
+         <h1>Report</h1>
+         </section>
+         \"\"\"
+         print(PAGE)
+         {F3}
+         """), 'PAGE = """\n<section>\n<h1>Report</h1>\n</section>\n"""\nprint(PAGE)\n',
+         "single block"),
+    # 2. Reasoning written with other markers: the answer wins over any draft in them.
+    Case("kimi-think-arrows", md(f"""
+         ◁think▷The user wants the largest file. Full version first:
+         {F3}python
+         import os
+         sizes = {{}}
+         for root, _, files in os.walk("."):
+             for name in files:
+                 path = os.path.join(root, name)
+                 sizes[path] = os.path.getsize(path)
+         print(max(sizes, key=sizes.get))
+         {F3}
+         Only the current folder was asked for; simpler.◁/think▷
+         {F3}python
+         import os
+
+         print(max(os.listdir("."), key=os.path.getsize))
+         {F3}
+         """), 'import os\n\nprint(max(os.listdir("."), key=os.path.getsize))\n',
+         "single block", "◁think▷"),
+    Case("reasoning-tags-with-a-complete-draft", md(f"""
+         <reasoning>
+         Here is the complete script I first considered:
+         {F3}python
+         import json
+         import sys
+         data = json.load(open(sys.argv[1]))
+         print(json.dumps(data, indent=2, sort_keys=True))
+         {F3}
+         The user wants compact output, so no indent.
+         </reasoning>
+
+         {F3}python
+         import json
+         import sys
+
+         print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":")))
+         {F3}
+         """), md("""
+         import json
+         import sys
+
+         print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":")))
+         """), "single block", "Left out the reasoning trace"),
+    Case("gpt-oss-harmony-channels",
+         "<|channel|>analysis<|message|>We need a script. Draft:\n" + fence(
+             "import math\nfor i in range(100):\n    print(i, math.sqrt(i))\n"
+             "print('done, full code')") +
+         "\nShorter is fine.<|end|><|start|>assistant<|channel|>final<|message|>"
+         "Here is the script:\n\n" + fence("import math\n\nprint(math.sqrt(2))") + "<|return|>",
+         "import math\n\nprint(math.sqrt(2))\n", "single block", "analysis channel"),
+    Case("gpt-oss-channels-leaked-as-plain-text",
+         "analysisThe user wants a word count. The complete script could be:\n"
+         + fence("import sys, collections\ntext = sys.stdin.read()\n"
+                 "print(collections.Counter(text.split()).most_common())") +
+         "\nBut only the total is asked.assistantfinalHere it is:\n\n"
+         + fence("import sys\n\nprint(len(sys.stdin.read().split()))"),
+         "import sys\n\nprint(len(sys.stdin.read().split()))\n", "single block",
+         "Left out the reasoning trace"),
+    # 3. A script and its (longer) pytest file: the script is the answer.
+    Case("script-beside-a-longer-test-file",
+         "Save this as `dedupe.py`:\n\n" + fence(DEDUPE) +
+         "\n\nAnd these tests as `test_dedupe.py`:\n\n" + fence(DEDUPE_TESTS) +
+         "\n\nRun `pytest -q` to check it.\n",
+         DEDUPE, "single block", "also wrote tests (test_dedupe.py)"),
+    Case("test-file-named-in-the-info-string",
+         fence(DEDUPE, "python title=\"dedupe.py\"") + "\n\n"
+         + fence(DEDUPE_TESTS, "python title=\"tests/test_dedupe.py\""),
+         DEDUPE, "single block", "not part of the script"),
+    Case("unnamed-test-block-after-the-script",
+         "The script:\n\n" + fence(DEDUPE) + "\n\nA few checks:\n\n" + fence(DEDUPE_TESTS),
+         DEDUPE, "single block", "run pytest"),
+    # 4. Gemini's tool_code blocks are Python; its tool_outputs blocks are sample output.
+    Case("gemini-tool-code", md(f"""
+         I'll compute it with code.
+
+         {F3}tool_code
+         import datetime
+         print(datetime.date(2025, 1, 1).strftime("%A"))
+         {F3}
+         {F3}tool_outputs
+         Wednesday
+         {F3}
+         January 1st, 2025 is a Wednesday.
+         """), 'import datetime\nprint(datetime.date(2025, 1, 1).strftime("%A"))\n',
+         "single block", "sample-output"),
+    # 5. The script written to a file by a shell heredoc.
+    Case("heredoc-in-a-bash-block", md(f"""
+         Create the script and run it:
+
+         {F3}bash
+         mkdir -p tools
+         cat > tools/clean.py << 'EOF'
+         import re
+         import sys
+
+         for line in sys.stdin:
+             print(re.sub(r"\\s+", " ", line).strip())
+         EOF
+         python tools/clean.py < notes.txt
+         {F3}
+         """), md("""
+         import re
+         import sys
+
+         for line in sys.stdin:
+             print(re.sub(r"\\s+", " ", line).strip())
+         """), "single block", "heredoc (tools/clean.py)"),
+    Case("heredoc-piped-to-python", md(f"""
+         {F3}sh
+         python3 - <<EOF
+         print(sum(range(10)))
+         EOF
+         {F3}
+         """), "print(sum(range(10)))\n", "single block", "heredoc (python -)"),
+    # 6. Lines of backticks inside the script's own strings end the fence too early.
+    Case("backtick-lines-inside-a-template-string", md(f"""
+         This writes a Markdown report:
+
+         {F3}python
+         import statistics
+
+         TEMPLATE = \"\"\"# Scores
+         {F3}
+         {{table}}
+         {F3}
+         Mean: {{mean:.1f}}
+         \"\"\"
+
+         scores = {{"ann": 91, "bob": 78}}
+         table = "\\n".join(f"{{k}}: {{v}}" for k, v in scores.items())
+         print(TEMPLATE.format(table=table, mean=statistics.mean(scores.values())))
+         {F3}
+
+         It prints the table inside a code block.
+         """), md(f"""
+         import statistics
+
+         TEMPLATE = \"\"\"# Scores
+         {F3}
+         {{table}}
+         {F3}
+         Mean: {{mean:.1f}}
+         \"\"\"
+
+         scores = {{"ann": 91, "bob": 78}}
+         table = "\\n".join(f"{{k}}: {{v}}" for k, v in scores.items())
+         print(TEMPLATE.format(table=table, mean=statistics.mean(scores.values())))
+         """), "single block", "past a line of backticks at line 7"),
+    # 7. Optional tweaks and excerpts after a complete script are not joined onto it.
+    Case("tweak-after-complete-script", md(f"""
+         Here's the complete script:
+
+         {F3}python
+         import csv
+
+         with open("prices.csv", newline="") as f:
+             reader = csv.reader(f)
+             header = next(reader)
+             total = sum(float(row[1]) for row in reader)
+         print(f"{{header[1]}}: {{total:.2f}}")
+         {F3}
+
+         If your file uses semicolons, change the reader line to:
+
+         {F3}python
+         reader = csv.reader(f, delimiter=";")
+         {F3}
+         """), md("""
+         import csv
+
+         with open("prices.csv", newline="") as f:
+             reader = csv.reader(f)
+             header = next(reader)
+             total = sum(float(row[1]) for row in reader)
+         print(f"{header[1]}: {total:.2f}")
+         """), "single block", "(an optional tweak)"),
+    Case("optional-addition-after-complete-script", md(f"""
+         The full script:
+
+         {F3}python
+         import collections
+
+         words = open("book.txt").read().lower().split()
+         counts = collections.Counter(words)
+         for word, n in counts.most_common(10):
+             print(word, n)
+         {F3}
+
+         Optionally, to also chart them, add:
+
+         {F3}python
+         import matplotlib.pyplot as plt
+         plt.bar(*zip(*counts.most_common(10)))
+         plt.show()
+         {F3}
+         """), md("""
+         import collections
+
+         words = open("book.txt").read().lower().split()
+         counts = collections.Counter(words)
+         for word, n in counts.most_common(10):
+             print(word, n)
+         """), "block marked complete", "the other block was left out"),
+    Case("changed-line-without-a-telling-intro", md(f"""
+         {F3}python
+         import csv
+
+         THRESHOLD = 100.0
+         with open("prices.csv", newline="") as f:
+             rows = [r for r in csv.DictReader(f) if float(r["price"]) > THRESHOLD]
+         for row in rows:
+             print(row["name"])
+         {F3}
+
+         For pricier items:
+
+         {F3}python
+         THRESHOLD = 500.0
+         {F3}
+         """), md("""
+         import csv
+
+         THRESHOLD = 100.0
+         with open("prices.csv", newline="") as f:
+             rows = [r for r in csv.DictReader(f) if float(r["price"]) > THRESHOLD]
+         for row in rows:
+             print(row["name"])
+         """), "single block", "changed copy"),
+    Case("elided-excerpt-while-explaining", md(f"""
+         {F3}python
+         import json
+
+         def load(path):
+             with open(path) as f:
+                 return json.load(f)
+
+         config = load("config.json")
+         print(sorted(config))
+         {F3}
+
+         The `with` block closes the file for you:
+
+         {F3}python
+         with open(path) as f:
+             ...
+         {F3}
+         """), md("""
+         import json
+
+         def load(path):
+             with open(path) as f:
+                 return json.load(f)
+
+         config = load("config.json")
+         print(sorted(config))
+         """), "single block", "repeats lines"),
+    # 9. The three shapes of the earlier set that still failed (ported from peers' suites).
+    Case("smolagents-end-code-marker",
+         "Thought: I need the square root.\nCode:\n```py\nimport math\nprint(math.sqrt(16))\n"
+         "```<end_code>\n", "import math\nprint(math.sqrt(16))\n", "single block"),
+    Case("two-blocks-one-function-each", md(f"""
+         A function that converts Celsius:
+
+         {F3}python
+         def to_fahrenheit(c):
+             return c * 9 / 5 + 32
+         {F3}
+
+         And one that converts back:
+
+         {F3}python
+         def to_celsius(f):
+             return (f - 32) * 5 / 9
+         {F3}
+         """), md("""
+         def to_fahrenheit(c):
+             return c * 9 / 5 + 32
+
+         def to_celsius(f):
+             return (f - 32) * 5 / 9
+         """), "joined 2 blocks"),
+    Case("two-steps-not-linked-by-a-name", md(f"""
+         First, make the output folder:
+
+         {F3}python
+         import os
+         os.makedirs("out", exist_ok=True)
+         {F3}
+
+         Then write the report into it:
+
+         {F3}python
+         with open("out/report.txt", "w") as f:
+             f.write("ok\\n")
+         {F3}
+         """), md("""
+         import os
+         os.makedirs("out", exist_ok=True)
+
+         with open("out/report.txt", "w") as f:
+             f.write("ok\\n")
+         """), "joined 2 blocks"),
+    # 8. A notebook returned as .ipynb JSON: its code cells, in order.
+    Case("notebook-as-json", md("""
+         Here is the notebook:
+
+         {
+          "cells": [
+           {"cell_type": "markdown", "metadata": {}, "source": ["# Squares"]},
+           {"cell_type": "code", "metadata": {}, "execution_count": null, "outputs": [],
+            "source": ["import math\\n", "nums = range(5)"]},
+           {"cell_type": "code", "metadata": {}, "execution_count": null, "outputs": [],
+            "source": "print([n * n for n in nums])"}
+          ],
+          "metadata": {"kernelspec": {"name": "python3"}},
+          "nbformat": 4,
+          "nbformat_minor": 5
+         }
+         """), "import math\nnums = range(5)\n\nprint([n * n for n in nums])\n",
+         "notebook JSON", "2 code cells were joined in order"),
+    Case("notebook-as-json-in-a-fence-with-pip-cell", md(f"""
+         {F3}json
+         {{"cells": [
+           {{"cell_type": "code", "source": ["!pip install rich"]}},
+           {{"cell_type": "code", "source": ["import rich\\n", "rich.print('[b]hi[/b]')"]}}],
+          "nbformat": 4, "nbformat_minor": 5, "metadata": {{}}}}
+         {F3}
+         """), "import rich\nrich.print('[b]hi[/b]')\n", "notebook JSON",
+         "install packages in the sandbox"),
+]
+
+
+@pytest.mark.parametrize("case", CURRENT_MODEL_CASES, ids=[c.id for c in CURRENT_MODEL_CASES])
+def test_how_current_models_answer(case: Case) -> None:
+    got = extract_code(case.reply)
+    assert got.code == case.code, got.notes
+    assert got.how == case.how, got.notes
+    if case.note is not None:
+        assert any(case.note in n for n in got.notes), got.notes
+    assert got.tree is not None
+    assert ast.dump(got.tree, include_attributes=True) == ast.dump(ast.parse(got.code),
+                                                                   include_attributes=True)
+
+
+def test_tests_beside_the_script_are_offered_not_run() -> None:
+    reply = ("`dedupe.py`:\n\n" + fence(DEDUPE) + "\n\n`test_dedupe.py`:\n\n"
+             + fence(DEDUPE_TESTS))
+    got = extract_code(reply)
+    assert got.code == DEDUPE
+    assert [t.code + "\n" for t in got.tests] == [DEDUPE_TESTS]
+    assert got.tests[0].start_line == DEDUPE.count("\n") + 9
+
+
+def test_a_test_file_alone_is_the_answer() -> None:
+    # the user may have asked for tests: with nothing else, they are the code
+    got = extract_code("Tests:\n\n" + fence(DEDUPE_TESTS))
+    assert got.code == DEDUPE_TESTS and got.tests == ()
+
+
+@pytest.mark.parametrize("reply", [
+    md(f"""
+        <think>
+        Plan: read the CSV, then
+        {F3}python
+        import csv
+        rows = list(csv.reader(open("a.csv")))
+        print(len(rows))
+        {F3}
+        Hmm, but the header row should not count, so I need to
+        """),
+    "◁think▷Let me draft it:\n```python\nimport os\nfor name in os.listdir('.'):\n",
+    "<|channel|>analysis<|message|>Draft:\n```python\nprint('draft')\n```\nNow check the edge",
+], ids=["think", "kimi", "gpt-oss"])
+def test_a_reply_cut_off_inside_its_reasoning_uses_no_draft(reply: str) -> None:
+    with pytest.raises(TruncatedReplyError) as err:
+        extract_code(reply)
+    msg = str(err.value)
+    assert "\n" not in msg and "stopped inside its reasoning" in msg
+    assert "raise --max-tokens" in msg
+
+
+@pytest.mark.parametrize(("reply", "found"), [
+    ("Run:\n```bash\npip install pandas\n```", "only a shell block (line 2; shell commands"),
+    ("```javascript\nconsole.log(1)\n```\n\nWant Python instead?",
+     "only a javascript block (line 1). It ends: Want Python instead? Answer its question"),
+    ('<antArtifact identifier="p" type="text/html" title="Page">\n<h1>Hi</h1>\n</antArtifact>',
+     "only a html block (line 1)"),
+    ('{"cells": [{"cell_type": "markdown", "source": ["# Plan"]}], "nbformat": 4}',
+     "a notebook as JSON with no code cells (line 1)"),
+    ("```bash\ncat > notes.txt << EOF\nhello\nEOF\n```", "only a shell block"),
+], ids=["shell", "javascript-and-question", "html-artifact", "notebook-without-code",
+        "heredoc-of-a-text-file"])
+def test_no_python_says_what_the_reply_had(reply: str, found: str) -> None:
+    with pytest.raises(NoCodeError) as err:
+        extract_code(reply)
+    msg = str(err.value)
+    assert "replied without code" not in msg and "\n" not in msg
+    assert msg.startswith("The reply had no Python script to use") and found in msg
+    assert msg.endswith("ephrase the spec or add details.")

@@ -50,6 +50,7 @@ import builtins
 import re
 import textwrap
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Any
 
 from .._errors import NoCodeError, TruncatedReplyError
@@ -66,8 +67,8 @@ from .fences import (
     blank_lines,
     blank_sessions,
     block,
-    has_session,
     drop_magics,
+    has_session,
     heredocs,
     notebook_cells,
     split_trace,
@@ -88,6 +89,12 @@ _ALT_INTRO = re.compile(
     r"|for instance|example use|to use (it|this)|you can (also )?(use|call|run|import)"
     r"|(option|method|approach|solution|variant) ?#?([2-9]|two|three|b)\b)\b"
     r"|^\W*or\b", re.I | re.M)
+# the sentence just before a block that offers a tweak: "If your file uses ';', change this line"
+_TWEAK_INTRO = re.compile(r"\bif (your|you)\b|\b(change|replace|swap|tweak) (this|that|the|it)\b"
+                          r"|\boptional(ly)?\b|\bto (make|have) it\b", re.I)
+# a block introduced as the next step: joined even when no name links it to the others
+_NEXT_INTRO = re.compile(r"^\W*(then|next|now|finally|lastly|after that|afterwards|second(ly)?"
+                         r"|third|step ?\d+|part ?\d+|\d+\.|and then|continue)\b", re.I)
 _BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "display", "get_ipython"}
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -96,6 +103,8 @@ _HAS_LINES = frozenset(k for k in vars(ast).values() if isinstance(k, type)
                        and issubclass(k, ast.AST) and "lineno" in k._attributes)
 _DOES = re.compile(r"[(=]|^\s*(import|from|def|class|for|while|if|with|try|return|raise|assert"
                    r"|del|async|await|global|pass|@)\b", re.M)
+_ELIDED = frozenset({"...", "…", "# ...", "# …", "pass  # ..."})
+_HEAD = re.compile(r"([\w.\[\]\"', ]+?)\s*[-+*/|&]?=(?!=)")  # what a line assigns
 _TEST_FILE = re.compile(r"\b(test_\w+|\w+_test|conftest)\.py\b")
 _MAX_TRIES = 400  # parses at most when looking for unfenced code: a bound, never reached
 _QUOTE_LIMIT = 400  # characters of the reply's end quoted when it has no code
@@ -270,9 +279,9 @@ def _is_tests(c: _Fenced) -> bool:
     tree = c.tree
     if tree is None:
         return False
-    tests = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
-             and n.name.startswith("test")
-             or isinstance(n, ast.ClassDef) and n.name.startswith("Test")]
+    tests = [n for n in tree.body if (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                                      and n.name.startswith("test"))
+             or (isinstance(n, ast.ClassDef) and n.name.startswith("Test"))]
     framework = any(isinstance(n, ast.Import | ast.ImportFrom) and any(
         (a.name if isinstance(n, ast.Import) else n.module or "").split(".")[0]
         in ("pytest", "unittest") for a in n.names) for n in tree.body)
@@ -309,18 +318,46 @@ def _session(blocks: list[_Fenced], rest: str) -> Extraction | None:
 
 
 def _drop_excerpts(cands: list[_Fenced]) -> tuple[list[_Fenced], list[str]]:
-    """Rule 0: leave out blocks that only repeat lines of another (longer or later) block."""
-    lines = [{x.strip() for x in c.block.code.splitlines() if x.strip()} for c in cands]
+    """Rule 0: leave out blocks that only repeat lines of another (longer or later) block.
+
+    Elided lines (``...``) are ignored, and a line may repeat another one with a
+    changed value (``reader = csv.reader(f, delimiter=";")`` for ``csv.reader(f)``):
+    such a block is an optional tweak of the script, not a part of it.
+    """
+    lines = [{x.strip() for x in c.block.code.splitlines() if x.strip()} - _ELIDED
+             for c in cands]
     keep, notes = [], []
     for i, c in enumerate(cands):
         host = next((cands[j] for j in range(len(cands)) if j != i and lines[i] <= lines[j]
                      and (len(lines[j]) > len(lines[i]) or j > i)), None)
-        if host is None:
-            keep.append(c)
-        else:
+        if host is not None:
             notes.append(f"Left out the python block at line {c.block.start_line}: it repeats "
                          f"lines of the block at line {host.block.start_line}.")
+        elif (host := next((cands[j] for j in range(len(cands)) if j != i
+                            and 2 * len(lines[i]) <= len(lines[j])
+                            and _variant(lines[i], lines[j])), None)) is not None:
+            notes.append(f"Left out the python block at line {c.block.start_line}: it is a "
+                         f"changed copy of lines of the block at line {host.block.start_line} "
+                         "(an optional tweak).")
+        else:
+            keep.append(c)
     return keep, notes
+
+
+def _variant(small: set[str], big: set[str]) -> bool:
+    """Every line of ``small`` is in ``big`` or changes the value of one of its lines."""
+    heads: dict[str, list[str]] = {}
+    for line in big:
+        if (h := _HEAD.match(line)) is not None:
+            heads.setdefault(h.group(1), []).append(line)
+    changed = 0
+    for line in small - big:
+        h = _HEAD.match(line)
+        if h is None or not any(SequenceMatcher(None, line, other).ratio() >= 0.7
+                                for other in heads.get(h.group(1), ())):
+            return False
+        changed += 1
+    return changed > 0
 
 
 def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str], ast.Module | None]:
@@ -350,7 +387,9 @@ def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str], ast.Mo
 def _are_parts(cands: list[_Fenced]) -> bool:
     """True when the blocks read as consecutive steps of one script."""
     trees = [c.tree for c in cands]
-    if any(t is None for t in trees) or any(_ALT_INTRO.search(c.intro) for c in cands[1:]):
+    if any(t is None for t in trees) or any(
+            _ALT_INTRO.search(c.intro) or _TWEAK_INTRO.search(_last_line(c.intro))
+            for c in cands[1:]):
         return False
     try:
         if any(_complete(t) for t in trees[:-1] if t is not None):
@@ -358,6 +397,11 @@ def _are_parts(cands: list[_Fenced]) -> bool:
         info = [_names(t) for t in trees if t is not None]
     except RecursionError:  # absurdly nested code: not worth joining
         return False
+    if len({d for _, defs, _ in info for d in defs}) < sum(len(defs) for _, defs, _ in info):
+        return False  # a later block redefines an earlier function or class
+    if all(_defines_only(t) for t in trees if t is not None) or all(
+            _NEXT_INTRO.search(_last_line(c.intro)) for c in cands[1:]):
+        return True  # a module of functions, or steps the reply numbers: one script
     parent = list(range(len(info)))
 
     def root(k: int) -> int:
@@ -374,6 +418,17 @@ def _are_parts(cands: list[_Fenced]) -> bool:
             if free & info[j][0]:
                 parent[root(i)] = root(j)
     return len({root(k) for k in range(len(info))}) == 1
+
+
+def _last_line(intro: str) -> str:
+    return intro.rsplit("\n", 1)[-1].strip(" *_#>")
+
+
+def _defines_only(tree: ast.Module) -> bool:
+    """Only imports, functions and classes (a docstring too): a piece of a module."""
+    return bool(tree.body) and any(isinstance(n, _DEFS) for n in tree.body) and all(
+        isinstance(n, (*_DEFS, ast.Import, ast.ImportFrom)) or (
+            isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)) for n in tree.body)
 
 
 def _self_contained(tree: ast.Module) -> bool:
@@ -584,7 +639,36 @@ def _no_code(text: str) -> NoCodeError:
                            "details.")
     fix = ("Answer its question in the spec, or rephrase the spec or add details."
            if flat.endswith("?") else "Rephrase the spec or add details.")
+    seen, prose = _unused(text)
+    if seen:  # code of another kind: say what it was, not "without code"
+        quote = f" It ends: {_tail(prose.strip())}" if flat.endswith("?") and prose.strip() else ""
+        return NoCodeError(f"The reply had no Python script to use, only {seen}.{quote} {fix}")
     return NoCodeError(f"The model replied without code: {_tail(text.strip())} {fix}")
+
+
+def _unused(text: str) -> tuple[str, str]:
+    """What the reply held that looked like code but could not be used; the reply's prose."""
+    text, _ = unwrap(text)
+    found: list[str] = []
+    fenced = _scan(text)
+    for f in fenced:
+        kind = f.kind or _classify(f)
+        where = f"line {f.lines[0] + 1}"
+        if kind == "shell":
+            found.append(f"a shell block ({where}; shell commands are not run)")
+        elif kind == "output":
+            found.append(f"a sample-output block ({where})")
+        elif kind == "empty":
+            found.append(f"an empty {f.block.lang or 'code'} block ({where})")
+        elif kind == "other":
+            found.append(f"a {f.block.lang or 'non-Python'} block ({where})")
+    nb = notebook_cells(text)
+    if nb is not None and not nb[0]:
+        found.append(f"a notebook as JSON with no code cells (line {nb[1]})")
+    if len(found) > 3:
+        found[2:] = [f"{len(found) - 2} more"]
+    seen = ", ".join(found[:-1]) + (" and " if len(found) > 1 else "") + found[-1] if found else ""
+    return seen, blank_lines(text, [f.lines for f in fenced])
 
 
 def _tail(text: str) -> str:

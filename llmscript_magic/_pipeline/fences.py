@@ -330,11 +330,14 @@ _WRAP_OPEN = re.compile(r"^[ \t]*<([A-Za-z][\w:.-]*)((?:\s+[\w:.-]+\s*=\s*(?:\"[
                         r"\s*>", re.M)
 _ATTR = re.compile(r"([\w:.-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 # tags that are content, not wrappers: HTML in a template string, and tags read elsewhere
-_NOT_WRAPPERS = frozenset("""html head body div span p a b i u em strong small table thead tbody
-    tfoot tr td th ul ol li dl dt dd pre code python script style form section article header
-    footer nav main aside h1 h2 h3 h4 h5 h6 template svg g path rect circle text title meta link
-    br hr img label button input select option textarea details summary blockquote iframe
-    think thinking thought reasoning tool_call xml root item""".split())
+_NOT_WRAPPERS = frozenset({
+    "html", "head", "body", "div", "span", "p", "a", "b", "i", "u", "em", "strong", "small",
+    "table", "thead", "tbody", "tfoot", "tr", "td", "th", "ul", "ol", "li", "dl", "dt", "dd",
+    "pre", "code", "python", "script", "style", "form", "section", "article", "header", "footer",
+    "nav", "main", "aside", "h1", "h2", "h3", "h4", "h5", "h6", "template", "svg", "g", "path",
+    "rect", "circle", "text", "title", "meta", "link", "br", "hr", "img", "label", "button",
+    "input", "select", "option", "textarea", "details", "summary", "blockquote", "iframe",
+    "think", "thinking", "thought", "reasoning", "tool_call", "xml", "root", "item"})
 _BACKTICK_RUN = re.compile(r"^ *(`{3,})", re.M)
 
 
@@ -417,7 +420,8 @@ def _in_fence(text: str, offset: int) -> bool:
 
 # -- a Python file written by a shell heredoc ------------------------------------------
 _HEREDOC = re.compile(r"<<-?[ \t]*(['\"]?)([A-Za-z_]\w*)\1")
-_HEREDOC_PY = re.compile(r"(?:>\s*|\btee\s+(?:-a\s+)?)['\"]?([\w./-]*\.pyw?)\b|\bpython[\d.]*\s+-(?:\s|$)")
+_HEREDOC_PY = re.compile(r"(?:>\s*|\btee\s+(?:-a\s+)?)['\"]?([\w./-]*\.pyw?)\b"
+                         r"|\bpython[\d.]*\s+-(?:\s|$)")
 
 
 def heredocs(f: _Fenced) -> list[_Fenced]:
