@@ -1753,3 +1753,21 @@ def test_no_python_says_what_the_reply_had(reply: str, found: str) -> None:
     assert "replied without code" not in msg and "\n" not in msg
     assert msg.startswith("The reply had no Python script to use") and found in msg
     assert msg.endswith("ephrase the spec or add details.")
+
+
+def test_code_left_out_of_a_run_between_prose_is_named() -> None:
+    # an unrecognised wrapper glues its tag onto the imports: the run that parses is a
+    # fragment, and the user is told which code-like lines it does not hold
+    reply = md("""
+        Here you go.
+
+        <script_file name="count">import sys
+        from collections import Counter
+        </script_file ok>
+
+        counts = Counter(sys.stdin.read().split())
+        print(counts.most_common(3))
+        """)
+    got = extract_code(reply)
+    assert got.code == "counts = Counter(sys.stdin.read().split())\nprint(counts.most_common(3))\n"
+    assert any("Left out code-like lines outside them (line 4)" in n for n in got.notes), got.notes

@@ -106,6 +106,10 @@ _DOES = re.compile(r"[(=]|^\s*(import|from|def|class|for|while|if|with|try|retur
 _ELIDED = frozenset({"...", "…", "# ...", "# …", "pass  # ..."})
 _HEAD = re.compile(r"([\w.\[\]\"', ]+?)\s*[-+*/|&]?=(?!=)")  # what a line assigns
 _TEST_FILE = re.compile(r"\b(test_\w+|\w+_test|conftest)\.py\b")
+_SENTENCE = re.compile(r"[A-Z][a-z']*( [\w'`,/-]+)+[.:!?]\s*$")
+# a line that reads as a Python statement, not prose ("Import the CSV first." does not)
+_STATEMENT = re.compile(r"\s*(import [\w.]+( as \w+)?(, [\w.]+)*\s*$|from [\w.]+ import \S"
+                        r"|def \w+\(|class \w+[(:]|if __name__ ==|@\w[\w.]*(\(|$))")
 _MAX_TRIES = 400  # parses at most when looking for unfenced code: a bound, never reached
 _QUOTE_LIMIT = 400  # characters of the reply's end quoted when it has no code
 _SENTENCE_END = re.compile(r"(?<=[.!?…:])[\"')\]*_]*\s+|\n\s*")
@@ -216,14 +220,19 @@ def _find_read(text: str) -> Extraction | None:
             f"The reply was {what} written as JSON text (line {line}); its code argument was "
             "used."], _parse(b.code))
     rest = blank_lines(text, [f.lines for f in fenced])
-    if (found := _unfenced(blank_sessions(rest))) is not None:
+    if (found := _unfenced(search := blank_sessions(rest))) is not None:
         b, tree, indented = found
-        lines = f"lines {b.start_line}-{b.start_line + b.code.count(chr(10))}"
+        last = b.start_line + b.code.count("\n")
+        lines = f"lines {b.start_line}-{last}"
         note = (f"The reply had no python block; {lines}, outside its fences, were taken as the "
                 "script." if fenced else f"The reply had no code fences; {lines} were taken as "
                 "the script.")
+        notes = [note]
+        if left := _code_left_out(search, b.start_line, last):
+            notes.append(f"Left out code-like lines outside them ({left}): they do not parse "
+                         "together with the script; check nothing the script needs is missing.")
         return _done([b], "indented code block" if indented else "code found between prose",
-                     [note], tree)
+                     notes, tree)
     return _session([f for f in fenced if f.kind == "session"], rest)
 
 
@@ -574,11 +583,22 @@ def _unfenced(text: str) -> tuple[Block, ast.Module | None, bool] | None:
     doing = [0]
     for lo, hi in paras:
         doing.append(doing[-1] + bool(_DOES.search("\n".join(lines[lo:hi]))))
+    # a one-line sentence ("Run it with python.") is never code: a run never ends on one,
+    # which saves a parse of the whole run that would fail on its last line
+    sentence = [hi - lo == 1 and bool(_SENTENCE.match(lines[lo])) for lo, hi in paras]
     first_lines = [lo for lo, _ in paras]
     best: tuple[Block, ast.Module | None, bool] | None = None
     best_len, tries = 0, 0
-    for a in [a for a in range(len(paras)) if _could_start(lines[paras[a][0]])][:40]:
+    starts = 0
+    for a in range(len(paras)):
+        if paras[-1][1] - paras[a][0] <= best_len or starts >= 40:
+            break  # no later start can give a longer run
+        if not _could_start(lines[paras[a][0]]):
+            continue
+        starts += 1
         b = len(paras) - 1
+        while b > a and sentence[b]:
+            b -= 1
         while b >= a and tries < _MAX_TRIES and doing[b + 1] > doing[a]:
             lo, hi = paras[a][0], paras[b][1]
             if hi - lo <= best_len:  # an earlier start already found one at least as long
@@ -600,11 +620,22 @@ def _unfenced(text: str) -> tuple[Block, ast.Module | None, bool] | None:
                 continue
             if _substantive(tree):
                 found = block("python", "", code, lo + 1)
-                kept = tree if found.code == code else _parse(found.code)  # what the cell holds
+                # what the cell holds: the same lines unless blank lines led (never here)
+                kept = tree if found.code == code.rstrip() else _parse(found.code)
                 best, best_len = (found, kept, code != raw), hi - lo
                 break
             b -= 1
     return best
+
+
+def _code_left_out(text: str, first: int, last: int) -> str:
+    """The lines outside ``first``-``last`` (1-based) that read like Python statements."""
+    found = [k for k, line in enumerate(text.split("\n"), 1)
+             if not first <= k <= last and _STATEMENT.match(line)]
+    if not found:
+        return ""
+    shown = ", ".join(f"line {k}" for k in found[:3])
+    return shown + (f" and {len(found) - 3} more" if len(found) > 3 else "")
 
 
 def _could_start(line: str) -> bool:
