@@ -9,19 +9,25 @@ guesses, so prose such as "Import the CSV first." is never mistaken for a
 script. The tree of the chosen code is kept (``Extraction.tree``) so validation
 does not parse it again.
 
-Before anything else, a leading reasoning trace (``<think>…</think>``) is set
-aside: when an answer follows it, code is taken only from the answer, so a
-draft in the trace (longer, or called "the full code") never wins. Then the
+Before anything else, a leading reasoning trace (``<think>``, ``<reasoning>``,
+Kimi's ``◁think▷``, gpt-oss's analysis channel) is set aside: when an answer
+follows it, code is taken only from the answer, so a draft in the trace (longer,
+or called "the full code") never wins. A trace that never closes and stops
+mid-thought was cut off: there is no answer, and no draft is used. Then the
 first rule that finds code is used; ``Extraction.how`` names it:
 
 - ``whole reply``: the reply is code as it stands.
-- python blocks (fenced, with a python tag, a ``.py`` file name or no tag and
-  code in it). A block taken for sample output only because of its intro
-  ("The final code looks like:") is used when there is no other code.
+- (wrappers such as ``<antArtifact language="python">`` around code are read as
+  fences first, so their tag lines never cut the script into a fragment.)
+- python blocks (fenced, with a python or ``tool_code`` tag, a ``.py`` file name
+  or no tag and code in it). A block taken for sample output only because of its
+  intro ("The final code looks like:") is used when there is no other code; with
+  none at all, a Python file a shell block writes by heredoc (``cat > x.py <<EOF``).
+  A pytest file beside the script is set aside (``Extraction.tests``, with a note).
 
   0. A block whose lines all repeat lines of another block is left out: it is
-     an excerpt explained after the script, or a fragment that a later full
-     listing repeats.
+     an excerpt explained after the script (``...`` elisions aside), a fragment
+     that a later full listing repeats, or a tweak that changes a value of it.
   1. ``block marked complete``: a block introduced as the complete / full /
      final script wins (the last such block that parses).
   2. ``joined N blocks``: the blocks are joined, in order, when they are parts
@@ -29,17 +35,25 @@ first rule that finds code is used; ``Extraction.how`` names it:
      by a name one defines and the other uses, no later block redefines an
      earlier function or class, only the last block ends as a complete program
      (``if __name__ ...`` or a call to its own entry function), and no block is
-     introduced as an alternative ("Option 2", "Alternatively") or usage example.
+     introduced as an alternative ("Option 2", "Alternatively"), usage example or
+     optional tweak ("If your file uses ';', change…"). Blocks not linked by a
+     name are joined too when each only defines functions or classes, or when
+     each later one is introduced as the next step ("Then", "Step 2").
   3. ``longest of N blocks``: otherwise the longest block that parses, preferring
      one that runs on its own (uses no name only another block defines); a later
      one on a tie. ``single block`` when there is one.
 - the same rules for ``<code>…</code>``, ``<python>`` or ``[PYTHON]`` tags (a note says so).
+- ``notebook JSON``: an ``.ipynb`` written as JSON: its code cells, in order.
 - ``JSON tool call``: ``{"name": ..., "arguments": {"code": "..."}}`` as text.
 - ``code found between prose`` / ``indented code block``: the largest run of
   paragraphs outside any fence that parses as code (Markdown indented code
-  blocks and indented snippets are dedented).
+  blocks and indented snippets are dedented); code-like lines it leaves out
+  are named in a note.
 - ``interactive session, prompts removed``: only when nothing above found code,
   the ``>>>`` / ``...`` / ``In [1]:`` lines of a session, without prompts or output.
+
+With no code at all, the error says what the reply held instead (a shell block,
+another language, a notebook without code cells) rather than "without code".
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 Kept apart from ``extract`` because this part knows the formats: Markdown
 (CommonMark fences, info strings, language tags, file names), reasoning traces
-(``<think>…</think>``), ``<code>`` tags, JSON tool calls written as text,
-interactive sessions (``>>>``, ``In [1]:``) and the shapes of non-code blocks
-(shell, sample output). ``extract`` only decides which python blocks make the
-script.
+(``<think>…</think>`` and the other markers), wrappers (``<antArtifact>``,
+``<answer>``), ``<code>`` tags, JSON tool calls written as text, notebooks as
+JSON, shell heredocs, interactive sessions (``>>>``, ``In [1]:``) and the shapes
+of non-code blocks (shell, sample output). ``extract`` only decides which python
+blocks make the script.
 """
 
 from __future__ import annotations
