@@ -1771,3 +1771,37 @@ def test_code_left_out_of_a_run_between_prose_is_named() -> None:
     got = extract_code(reply)
     assert got.code == "counts = Counter(sys.stdin.read().split())\nprint(counts.most_common(3))\n"
     assert any("Left out code-like lines outside them (line 4)" in n for n in got.notes), got.notes
+
+
+def test_numbered_steps_that_redo_the_same_thing_stay_apart() -> None:
+    # "Then" before each block, but the second block computes `total` again a different
+    # way: two versions, not two steps; the one that runs on its own is taken
+    reply = md(f"""
+        First, with a loop:
+
+        {F3}python
+        total = 0
+        for n in range(10):
+            total += n
+        print(total)
+        {F3}
+
+        Then with the built-in:
+
+        {F3}python
+        total = sum(range(10))
+        print(total)
+        {F3}
+        """)
+    got = extract_code(reply)
+    assert got.how == "longest of 2 blocks"
+    assert got.code == "total = 0\nfor n in range(10):\n    total += n\nprint(total)\n"
+
+
+def test_many_xml_lines_are_read_quickly() -> None:
+    reply = "Here is the data:\n\n" + "\n".join(
+        f"<record id='{i}'>\nvalue {i}\n</record>" for i in range(3000))
+    t0 = time.monotonic()
+    with pytest.raises(NoCodeError):
+        extract_code(reply)
+    assert time.monotonic() - t0 < 2

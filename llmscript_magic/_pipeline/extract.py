@@ -157,7 +157,7 @@ def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
         raise TruncatedReplyError(
             f"The reply stopped inside its reasoning ({trace.marker} from line "
             f"{trace.first_line} never ended), before any answer; drafts in the reasoning are "
-            "not used: raise --max-tokens (or lower --thinking) and run again.")
+            "not used: raise --max-tokens and run again.")
     found = _find(text)
     if found is None:
         raise _no_code(text)
@@ -422,9 +422,11 @@ def _are_parts(cands: list[_Fenced]) -> bool:
         return False
     if len({d for _, defs, _ in info for d in defs}) < sum(len(defs) for _, defs, _ in info):
         return False  # a later block redefines an earlier function or class
-    if all(_defines_only(t) for t in trees if t is not None) or all(
-            _NEXT_INTRO.search(_last_line(c.intro)) for c in cands[1:]):
-        return True  # a module of functions, or steps the reply numbers: one script
+    if all(_defines_only(t) for t in trees if t is not None):
+        return True  # pieces of one module
+    if all(_NEXT_INTRO.search(_last_line(c.intro)) for c in cands[1:]) and sum(
+            len(top) for top, _, _ in info) == len(set().union(*(top for top, _, _ in info))):
+        return True  # steps the reply puts in order, none redoing what another one did
     parent = list(range(len(info)))
 
     def root(k: int) -> int:

@@ -356,10 +356,11 @@ def unwrap(text: str) -> tuple[str, list[str]]:
     if "</" not in text:
         return text, []
     notes: list[str] = []
-    pos = 0
-    while (m := _WRAP_OPEN.search(text, pos)) is not None:
+    pos, tried = 0, 0
+    while (m := _WRAP_OPEN.search(text, pos)) is not None and tried < 50:  # bounded: XML output
         name = m.group(1)
         artifact = "artifact" in name.lower()
+        tried += name.lower() not in _NOT_WRAPPERS
         if name.lower() in _NOT_WRAPPERS or _in_fence(text, m.start()):
             pos = m.end()
             continue
