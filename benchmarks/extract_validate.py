@@ -5,8 +5,10 @@ chose, and validation (syntax, imports, risks) reuses that tree and one import
 resolver. This prints both timings, measured side by side in one process (CPU
 time, the best of many runs), and their ratio; it exits non-zero when extraction
 + validation of a 500-line reply cost more than ``--limit`` (2x) one parse of its
-script. For information it also prints the ratio for the same script written as
-step-by-step blocks, which extraction must compare before joining them.
+script. For information it also prints the ratio for other shapes of the same
+script: step-by-step blocks (compared before they are joined), an artifact
+wrapper, after a reasoning trace holding a full draft, beside a pytest file
+(whose block is parsed too), and unfenced between prose.
 
     python benchmarks/extract_validate.py [--lines 500] [--runs 30] [--rounds 9] [--limit 2.0]
 """
@@ -160,6 +162,25 @@ def steps_reply(parts: list[str]) -> str:
                    for i, p in enumerate(parts))
 
 
+def other_shapes(code: str) -> dict[str, str]:
+    """The same script in the other shapes current models answer in (for information)."""
+    tests = "".join(f"def test_{i}():\n    assert summarise_0([])[\"spread\"] == 0.0\n\n\n"
+                    for i in range(40))
+    return {
+        "in an <antArtifact> wrapper": (
+            'I\'ll write it as an artifact.\n\n<antArtifact identifier="report" '
+            'type="application/vnd.ant.code" language="python" title="report.py">\n'
+            + code + "</antArtifact>\n\nRun it on your export.\n"),
+        "after a <think> trace with a draft": (
+            "<think>\nA first draft:\n```python\n" + code + "```\nGood enough.\n</think>\n\n"
+            + reply(code)),
+        "beside a pytest file": (
+            reply(code) + "\nAnd `test_report.py`:\n\n```python\nimport pytest\n\n"
+            "from report import summarise_0\n\n\n" + tests + "```\n"),
+        "unfenced between prose": "Here is the script.\n\n" + code + "\nRun it with python.\n",
+    }
+
+
 def best(fn: Callable[[], object], runs: int) -> float:
     """The least CPU time of ``runs`` calls.
 
@@ -209,6 +230,9 @@ def main() -> int:
     s_parse, s_both, s_how = ratio(steps_reply(parts), joined, args.runs, max(args.rounds // 3, 1))
     print(f"same script in {len(parts)} step blocks ({s_how}): {s_both / s_parse:.2f}x "
           "(for information: each block is parsed, then their names are compared)")
+    for shape, text in other_shapes(code).items():
+        o_parse, o_both, o_how = ratio(text, code, args.runs, max(args.rounds // 3, 1))
+        print(f"same script {shape} ({o_how}): {o_both / o_parse:.2f}x (for information)")
     if both / one_parse > args.limit:
         print(f"FAIL: over {args.limit:.1f}x one parse", file=sys.stderr)
         return 1

@@ -369,18 +369,16 @@ def _drop_excerpts(cands: list[_Fenced]) -> tuple[list[_Fenced], list[str]]:
 
 def _variant(small: set[str], big: set[str]) -> bool:
     """Every line of ``small`` is in ``big`` or changes the value of one of its lines."""
+    changed = [(line, h.group(1)) for line in small - big if (h := _HEAD.match(line))]
+    if not changed or len(changed) < len(small - big):  # a line that assigns nothing is new
+        return False
+    wanted = {head for _, head in changed}
     heads: dict[str, list[str]] = {}
     for line in big:
-        if (h := _HEAD.match(line)) is not None:
+        if (h := _HEAD.match(line)) is not None and h.group(1) in wanted:
             heads.setdefault(h.group(1), []).append(line)
-    changed = 0
-    for line in small - big:
-        h = _HEAD.match(line)
-        if h is None or not any(SequenceMatcher(None, line, other).ratio() >= 0.7
-                                for other in heads.get(h.group(1), ())):
-            return False
-        changed += 1
-    return changed > 0
+    return all(any(SequenceMatcher(None, line, other).ratio() >= 0.7
+                   for other in heads.get(head, ())) for line, head in changed)
 
 
 def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str], ast.Module | None]:
@@ -394,17 +392,28 @@ def _choose(cands: list[_Fenced]) -> tuple[list[_Fenced], str, list[str], ast.Mo
     if marked and not (parts and marked[-1] is cands[0]):
         return [marked[-1]], "block marked complete", [
             f"Used the python block at line {marked[-1].block.start_line}, introduced as the "
-            f"complete script; {left_out}."], marked[-1].tree
+            f"complete script; {left_out}."], _own_lines(marked[-1])
     if parts:
+        body = [stmt for c in cands if c.tree is not None for stmt in c.tree.body]
         return cands, f"joined {n} blocks", [
-            f"Joined {n} python blocks that build on each other into one script."], _concat(cands)
+            f"Joined {n} python blocks that build on each other into one script."], ast.Module(
+            body=body, type_ignores=[])
     ok = [c for c in cands if c.tree is not None] or cands
     alone = {id(c) for c in ok if c.tree is not None and _self_contained(c.tree)}
     best = max(reversed(ok), key=lambda c: (id(c) in alone, _size(c.block.code)))
     why = ("none parses; the longest" if best.tree is None else "the longest that parses"
            if len(alone) in (0, len(ok)) else "the longest that parses and runs on its own")
     return [best], f"longest of {n} blocks", [
-        f"Used the python block at line {best.block.start_line} ({why}); {left_out}."], best.tree
+        f"Used the python block at line {best.block.start_line} ({why}); {left_out}."], (
+        _own_lines(best))
+
+
+def _own_lines(c: _Fenced) -> ast.Module | None:
+    """The tree of a block used alone, with the line numbers of its own code again."""
+    if c.shift and c.tree is not None:
+        _shift(c.tree, -c.shift)
+        c.shift = 0
+    return c.tree
 
 
 def _are_parts(cands: list[_Fenced]) -> bool:
@@ -417,9 +426,17 @@ def _are_parts(cands: list[_Fenced]) -> bool:
     try:
         if any(_complete(t) for t in trees[:-1] if t is not None):
             return False
-        info = [_names(t) for t in trees if t is not None]
     except RecursionError:  # absurdly nested code: not worth joining
         return False
+    # the walk that reads the names also moves each tree's line numbers to where its block
+    # lands in the joined script, so joining needs no walk of its own (_choose undoes it for
+    # a block used alone)
+    info, offset = [], 0
+    for c in cands:
+        assert c.tree is not None
+        info.append(_names(c.tree, offset))
+        c.shift = offset
+        offset += c.block.code.count("\n") + 2  # its lines and the blank line after it
     if len({d for _, defs, _ in info for d in defs}) < sum(len(defs) for _, defs, _ in info):
         return False  # a later block redefines an earlier function or class
     if all(_defines_only(t) for t in trees if t is not None):
@@ -464,9 +481,12 @@ def _self_contained(tree: ast.Module) -> bool:
         return False
 
 
-def _names(tree: ast.Module) -> tuple[set[str], set[str], set[str]]:
-    """(top-level bound names, def/class names, names used before this block binds them)."""
-    scanned = [(stmt, *_statement_names(stmt)) for stmt in tree.body]
+def _names(tree: ast.Module, shift: int = 0) -> tuple[set[str], set[str], set[str]]:
+    """(top-level bound names, def/class names, names used before this block binds them).
+
+    ``shift``: add this to every line number on the way (see ``_are_parts``).
+    """
+    scanned = [(stmt, *_statement_names(stmt, shift)) for stmt in tree.body]
     every = set().union(*(top for _, top, _ in scanned))
     defs = {n.name for n in tree.body if isinstance(n, _DEFS)}
     free: set[str] = set()
@@ -484,7 +504,7 @@ def _names(tree: ast.Module) -> tuple[set[str], set[str], set[str]]:
     return every, defs, free
 
 
-def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
+def _statement_names(stmt: ast.stmt, shift: int = 0) -> tuple[set[str], set[str]]:
     """(names a top-level statement binds in the module, names it reads from outside).
 
     One walk: names bound inside functions, lambdas and comprehensions are local
@@ -498,6 +518,10 @@ def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
     while stack:
         node, scoped = pop()
         kind = node.__class__
+        if shift and kind in _HAS_LINES:
+            node.lineno += shift
+            if node.end_lineno is not None:
+                node.end_lineno += shift
         if kind is ast.Name:
             if node.ctx.__class__ is ast.Load:
                 loads.add(node.id)
@@ -527,23 +551,6 @@ def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
             elif value is not None:
                 push((value, scoped))
     return top, loads - local - _BUILTINS
-
-
-def _concat(cands: list[_Fenced]) -> ast.Module:
-    """The tree of the blocks joined with blank lines, built from their own trees.
-
-    Same as parsing the joined text (statements never span blocks), minus a
-    second parse: each tree's line numbers are moved to where its block lands.
-    """
-    body: list[ast.stmt] = []
-    offset = 0
-    for c in cands:
-        assert c.tree is not None
-        if offset:
-            _shift(c.tree, offset)
-        body.extend(c.tree.body)
-        offset += c.block.code.count("\n") + 2  # its lines and the blank line after it
-    return ast.Module(body=body, type_ignores=[])
 
 
 def _shift(tree: ast.AST, lines: int) -> None:

@@ -78,6 +78,7 @@ _CODE_KEYS = ("code", "script", "source", "source_code", "python", "python_code"
               "content", "action_input")
 _NESTED_KEYS = ("arguments", "parameters", "input", "args", "function", "tool_calls",
                 "tool_input", "function_call", "action_input")
+_ALL_KEYS = frozenset(_CODE_KEYS + _NESTED_KEYS)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class _Fenced:
     by_intro: bool = False  # taken for sample output only because of its intro sentence
     parsed: bool = False  # ``tree`` is already the parse of the code (None: it does not parse)
     read_past: int = 0  # a line of backticks the block was read past (its code's own string)
+    shift: int = 0  # lines ``tree`` was moved by, to where the block lands when blocks are joined
     lines: tuple[int, int] = (0, 0)  # the reply lines it spans, fences included (0-based, end+1)
 
 
@@ -317,13 +319,14 @@ def split_trace(text: str) -> tuple[str, Trace | None]:
             return text, None
         start, stop, end, name = 0, lone.end(), lone.start(), lone.group().strip()
     first = text.count("\n", 0, start) + 1
-    answered = bool(text[stop:].strip())
+    last = first + text.count("\n", start, stop)
+    if text[stop:].strip():
+        return text[:start] + "\n" * (last - first) + text[stop:], Trace(first, last, True,
+                                                                         marker=name)
     inner = _TRACE_TAGS.sub("", text[start:stop])
     cut = end < 0 and not _ENDS_WITH_FENCE.search(inner.rstrip())
-    trace = Trace(first, first + text.count("\n", start, stop), answered, cut, name)
-    if not trace.answered:  # nothing else to go on: read the trace itself, without its tags
-        return text[:start] + inner, trace
-    return text[:start] + "\n" * text.count("\n", start, stop) + text[stop:], trace
+    # nothing else to go on: read the trace itself, without its tags
+    return text[:start] + inner, Trace(first, last, False, cut, name)
 
 
 # -- wrappers: <antArtifact …>, <artifact>, <answer>, <solution> ---------------------
@@ -553,6 +556,8 @@ def tool_call(text: str) -> tuple[str, int, str] | None:
     ``<tool_call>…</tool_call>``, Mistral ``[TOOL_CALLS] [...]``, OpenAI-style
     ``"arguments": "<json string>"`` or LangChain ``{"action_input": "..."}``.
     """
+    if not any(f'"{key}"' in text for key in _ALL_KEYS):  # no JSON that could hold code
+        return None
     decoder = json.JSONDecoder()
     for n, m in enumerate(_TOOL_START.finditer(text)):
         if n >= 50:
