@@ -1656,6 +1656,64 @@ CURRENT_MODEL_CASES = [
          with open("out/report.txt", "w") as f:
              f.write("ok\\n")
          """), "joined 2 blocks"),
+    # More shapes of the same kinds (first written as a held-out check of the rules above).
+    Case("gpt-oss-harmony-with-start-token",
+         "<|start|>assistant<|channel|>analysis<|message|>Think it over.\n"
+         + fence("print('draft')") + "<|end|><|start|>assistant<|channel|>final<|message|>"
+         + fence("import sys\n\nprint(sys.version)") + "<|return|>",
+         "import sys\n\nprint(sys.version)\n", "single block", "analysis channel, lines 1-4"),
+    Case("kimi-trace-on-one-line", "◁think▷keep it short◁/think▷" + fence("print(2 + 2)"),
+         "print(2 + 2)\n", "single block", "(◁think▷, line 1)"),
+    Case("unittest-class-after-the-script",
+         fence("import sys\n\nprint(len(sys.argv))") + "\n\nTests:\n\n" + fence(md("""
+             import subprocess
+             import unittest
+
+
+             class TestArgs(unittest.TestCase):
+                 def test_none(self):
+                     out = subprocess.run(["python", "args.py"], capture_output=True, text=True)
+                     self.assertEqual(out.stdout.strip(), "1")
+
+                 def test_two(self):
+                     out = subprocess.run(["python", "args.py", "a", "b"], capture_output=True,
+                                          text=True)
+                     self.assertEqual(out.stdout.strip(), "3")
+
+
+             if __name__ == "__main__":
+                 unittest.main()
+             """)), "import sys\n\nprint(len(sys.argv))\n", "single block", "also wrote tests"),
+    Case("heredoc-with-dash-and-redirect-last", md(f"""
+         {F3}bash
+         cat <<-'PY' > count.py
+         import sys
+         print(sum(1 for _ in sys.stdin))
+         PY
+         python count.py < data.txt
+         {F3}
+         """), "import sys\nprint(sum(1 for _ in sys.stdin))\n", "single block",
+         "heredoc (count.py)"),
+    Case("smolagents-two-blobs-with-end-code",
+         "Thought: make the list\nCode:\n```py\nnums = [4, 5]\n```<end_code>\n"
+         "Thought: add them\nCode:\n```py\nprint(sum(nums))\n```<end_code>",
+         "nums = [4, 5]\n\nprint(sum(nums))\n", "joined 2 blocks"),
+    Case("numbered-steps-without-shared-names", md(f"""
+         1. Make the folder:
+
+         {F3}python
+         import pathlib
+         pathlib.Path("out").mkdir(exist_ok=True)
+         {F3}
+
+         2. Put a file in it:
+
+         {F3}python
+         with open("out/hello.txt", "w") as f:
+             f.write("hello")
+         {F3}
+         """), 'import pathlib\npathlib.Path("out").mkdir(exist_ok=True)\n\n'
+         'with open("out/hello.txt", "w") as f:\n    f.write("hello")\n', "joined 2 blocks"),
     # 8. A notebook returned as .ipynb JSON: its code cells, in order.
     Case("notebook-as-json", md("""
          Here is the notebook:
@@ -1805,3 +1863,22 @@ def test_many_xml_lines_are_read_quickly() -> None:
     with pytest.raises(NoCodeError):
         extract_code(reply)
     assert time.monotonic() - t0 < 2
+
+
+def test_the_shell_block_a_heredoc_came_from_is_not_called_skipped() -> None:
+    reply = md(f"""
+        {F3}bash
+        cat > hi.py << 'EOF'
+        print("hi")
+        EOF
+        {F3}
+
+        {F3}bash
+        pip install rich
+        {F3}
+        """)
+    got = extract_code(reply)
+    assert got.code == 'print("hi")\n'
+    assert [n for n in got.notes if n.startswith("Skipped")] == [
+        "Skipped a shell block at line 7: shell commands are not run; install packages in the "
+        "sandbox image instead."]

@@ -107,8 +107,8 @@ _ALT_INTRO = re.compile(
 _TWEAK_INTRO = re.compile(r"\bif (your|you)\b|\b(change|replace|swap|tweak) (this|that|the|it)\b"
                           r"|\boptional(ly)?\b|\bto (make|have) it\b", re.I)
 # a block introduced as the next step: joined even when no name links it to the others
-_NEXT_INTRO = re.compile(r"^\W*(then|next|now|finally|lastly|after that|afterwards|second(ly)?"
-                         r"|third|step ?\d+|part ?\d+|\d+\.|and then|continue)\b", re.I)
+_NEXT_INTRO = re.compile(r"^\W*((then|next|now|finally|lastly|after that|afterwards|second(ly)?"
+                         r"|third|step ?\d+|part ?\d+|and then|continue)\b|\d+[.)] )", re.I)
 _BUILTINS = frozenset(dir(builtins)) | {"__name__", "__file__", "display", "get_ipython"}
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -167,7 +167,8 @@ def extract_code(reply: str, *, truncated: bool = False) -> Extraction:
 
 
 def _trace_note(trace: Trace) -> str:
-    where = f"lines {trace.first_line}-{trace.last_line}"
+    where = (f"lines {trace.first_line}-{trace.last_line}" if trace.last_line > trace.first_line
+             else f"line {trace.first_line}")
     if trace.marker not in ("<think>", "</think>"):
         where = f"{trace.marker}, {where}"
     if trace.answered:
@@ -207,13 +208,15 @@ def _find_read(text: str) -> Extraction | None:
             f.kind = "python"
             promoted.append(f"Used the block at line {f.block.start_line}, introduced like "
                             "sample output, as it is the only code in the reply.")
+    writers: set[int] = set()  # the shell blocks the script came from
     if not cands:  # a script written by a shell heredoc (cat > clean.py << 'EOF')
         cands = [h for f in fenced if f.kind == "shell" for h in heredocs(f)]
+        writers = {h.lines[0] for h in cands}
         promoted += [f"The script was written by a shell heredoc ({h.block.info.split(' ', 1)[1]})"
                      f" in the shell block at line {h.lines[0] + 1}; it was taken from there and "
                      "the shell commands around it were not run." for h in cands]
     if cands:
-        notes = [_skip_note(f) for f in fenced if f.kind != "python"]
+        notes = [_skip_note(f) for f in fenced if f.kind != "python" and f.lines[0] not in writers]
         notes += [f"Read the block at line {f.block.start_line} past a line of backticks at line "
                   f"{f.read_past}: that line is part of the code's own text." for f in cands
                   if f.read_past]
