@@ -1882,3 +1882,27 @@ def test_the_shell_block_a_heredoc_came_from_is_not_called_skipped() -> None:
     assert [n for n in got.notes if n.startswith("Skipped")] == [
         "Skipped a shell block at line 7: shell commands are not run; install packages in the "
         "sandbox image instead."]
+
+
+def test_a_script_with_test_named_functions_is_not_taken_for_tests() -> None:
+    script = md("""
+        import socket
+        import time
+
+
+        def test_dns(host):
+            return socket.gethostbyname(host)
+
+
+        def test_latency(host):
+            t = time.monotonic()
+            socket.create_connection((host, 80), timeout=2).close()
+            return time.monotonic() - t
+
+
+        for h in ["example.com"]:
+            print(h, test_dns(h), test_latency(h))
+        """)
+    usage = fence('print(test_dns("a"))')
+    got = extract_code(fence(script) + "\n\nUsage for one host:\n\n" + usage)
+    assert got.code == script and got.tests == ()

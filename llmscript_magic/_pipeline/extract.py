@@ -311,7 +311,10 @@ def _is_tests(c: _Fenced) -> bool:
     framework = any(isinstance(n, ast.Import | ast.ImportFrom) and any(
         (a.name if isinstance(n, ast.Import) else n.module or "").split(".")[0]
         in ("pytest", "unittest") for a in n.names) for n in tree.body)
-    return bool(tests) and (framework or len(tests) >= 2)
+    # without pytest or unittest: only test functions (a script may well have a test_speed())
+    only_tests = len(tests) >= 2 and all(
+        n in tests or isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body)
+    return bool(tests) and (framework or only_tests)
 
 
 def _tests_note(t: _Fenced) -> str:
