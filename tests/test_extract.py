@@ -1317,6 +1317,10 @@ CURRENT_MODEL_CASES = [
          '<antArtifact identifier="t" type="application/vnd.ant.code" title="hello.py">'
          'import sys\nprint("hello", sys.argv[1:])</antArtifact>',
          'import sys\nprint("hello", sys.argv[1:])\n', "single block", "as a python block"),
+    Case("artifact-close-tag-then-prose-on-its-line",
+         '<antArtifact identifier="c" type="application/vnd.ant.code" language="python">\n'
+         "import sys\nprint(sys.argv)\n</antArtifact> Let me know if it helps!",
+         "import sys\nprint(sys.argv)\n", "single block"),
     Case("artifact-without-language-but-code-in-it", md("""
          Sure.
 
@@ -1732,6 +1736,10 @@ CURRENT_MODEL_CASES = [
          }
          """), "import math\nnums = range(5)\n\nprint([n * n for n in nums])\n",
          "notebook JSON", "2 code cells were joined in order"),
+    Case("notebook-lines-without-newlines",
+         '{"cells": [{"cell_type": "code", "source": ["import os", "print(os.sep)"]}], '
+         '"nbformat": 4, "nbformat_minor": 5, "metadata": {}}',
+         "import os\nprint(os.sep)\n", "notebook JSON", "its code cell was used"),
     Case("notebook-as-json-in-a-fence-with-pip-cell", md(f"""
          {F3}json
          {{"cells": [

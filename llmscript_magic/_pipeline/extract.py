@@ -239,8 +239,9 @@ def _notebook(text: str) -> Extraction | None:
         return None
     cells, line = found
     code = "\n\n".join(cells)
-    notes = [f"The reply was a notebook written as JSON (line {line}); its {len(cells)} code "
-             f"cell{'s' * (len(cells) != 1)} were joined in order."]
+    used = (f"its {len(cells)} code cells were joined in order" if len(cells) > 1
+            else "its code cell was used")
+    notes = [f"The reply was a notebook written as JSON (line {line}); {used}."]
     if _parse(code) is None and (bare := drop_magics(code)) is not None:
         code = bare
         notes.append("Removed notebook lines starting with ! or % (such as !pip install): "

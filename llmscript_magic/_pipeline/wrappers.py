@@ -62,7 +62,7 @@ def unwrap(text: str) -> tuple[str, list[str]]:
         if name.lower() in _NOT_WRAPPERS or _in_fence(text, m.start()):
             pos = m.end()
             continue
-        close = re.compile(rf"</{re.escape(name)}>[ \t]*$", re.M).search(text, m.end())
+        close = re.compile(rf"</{re.escape(name)}>[ \t]*").search(text, m.end())
         if close is None and not artifact:
             pos = m.end()
             continue
@@ -82,6 +82,8 @@ def unwrap(text: str) -> tuple[str, list[str]]:
             closing = ("" if body.endswith("\n") else "\n") + fence
             line = text.count("\n", 0, m.start()) + 1
             notes.append(f"Read the <{name}> wrapper at line {line} as a {lang} block.")
+        if closing and ce < len(text) and text[ce] != "\n":  # "</antArtifact> Hope it helps."
+            closing += "\n"
         text = text[:m.start()] + opening + body + closing + text[ce:]
         pos = m.start() + len(opening)
     return text, notes
@@ -169,11 +171,22 @@ def notebook_cells(text: str) -> tuple[list[str], int] | None:
             for cell in obj["cells"]:
                 if isinstance(cell, dict) and cell.get("cell_type") == "code":
                     src = cell.get("source", "")
-                    src = "".join(src) if isinstance(src, list) else src
+                    src = _source(src)
                     if isinstance(src, str) and src.strip():
                         cells.append(src.strip("\n").rstrip())
             return cells, text.count("\n", 0, m.end()) + 1
     return None
+
+
+def _source(src: object) -> object:
+    """A cell's source; a list of lines is joined as written, or with newlines when the
+    model left them out of each line (``["import json", "import sys"]``)."""
+    if not isinstance(src, list) or not all(isinstance(x, str) for x in src):
+        return src
+    joined = "".join(src)
+    if len(src) > 1 and not any(x.endswith("\n") for x in src[:-1]) and _parse(joined) is None:
+        return "\n".join(src)
+    return joined
 
 
 def drop_magics(code: str) -> str | None:
