@@ -416,3 +416,27 @@ def test_a_long_script_is_scanned_without_recursion() -> None:
     code = f"import os\ndef f():\n{body}    os.system('ls')\n"
     report = validate(code)
     assert [(c.name, c.line) for c in report.warnings] == [("risk:shell", 3003)]
+
+
+@pytest.mark.parametrize(("reply", "code", "line"), [
+    # joined: the walk that compares the blocks' names also moved their line numbers
+    ("Step 1:\n```python\nimport os\n```\nStep 2:\n```python\nname = 'ls'\n```\nStep 3:\n"
+     "```python\nos.system(name)\n```\n", "import os\n\nname = 'ls'\n\nos.system(name)\n", 5),
+    # compared (and moved) but not joined: the block used alone has its own line numbers again
+    ("```python\nprint(1)\n```\n```python\nimport os\n\nos.system('ls')\nprint(2)\n```\n",
+     "import os\n\nos.system('ls')\nprint(2)\n", 3),
+    # an artifact wrapper and a script beside its tests
+    ('<antArtifact identifier="a" type="application/vnd.ant.code" language="python">\n'
+     "import os\nos.system('ls')\n</antArtifact>\n", "import os\nos.system('ls')\n", 2),
+    ("```python\nimport os\nos.system('ls')\n```\n`test_ls.py`:\n```python\nimport pytest\n\n"
+     "def test_ls():\n    assert True\n```\n", "import os\nos.system('ls')\n", 2),
+], ids=["joined-steps", "compared-not-joined", "artifact", "beside-tests"])
+def test_checklist_lines_are_cell_lines_for_every_reply_shape(reply: str, code: str,
+                                                              line: int) -> None:
+    from llmscript_magic._pipeline.extract import extract_code
+
+    found = extract_code(reply)
+    assert found.code == code
+    report = validate(found.code, tree=found.tree, available=IMAGE)
+    assert [(c.name, c.line) for c in report.warnings] == [("risk:shell", line)]
+    assert report.to_dict() == validate(found.code, available=IMAGE).to_dict()
