@@ -32,6 +32,7 @@ _LEAD_TOKEN = re.compile(r"\A\s*<\|python_tag\|>")
 _TAIL_TOKENS = re.compile(
     r"(?:<\|(?:eom_id|eot_id|im_end|endoftext|end|return|call)\|>|</s>|\s)+\Z")
 
+
 @dataclass(frozen=True)
 class Trace:
     """Where a reasoning trace sat in the reply (1-based lines) and whether an answer follows.

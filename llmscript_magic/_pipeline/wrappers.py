@@ -170,8 +170,7 @@ def notebook_cells(text: str) -> tuple[list[str], int] | None:
             cells = []
             for cell in obj["cells"]:
                 if isinstance(cell, dict) and cell.get("cell_type") == "code":
-                    src = cell.get("source", "")
-                    src = _source(src)
+                    src = _source(cell.get("source", ""))
                     if isinstance(src, str) and src.strip():
                         cells.append(src.strip("\n").rstrip())
             return cells, text.count("\n", 0, m.end()) + 1
@@ -179,8 +178,11 @@ def notebook_cells(text: str) -> tuple[list[str], int] | None:
 
 
 def _source(src: object) -> object:
-    """A cell's source; a list of lines is joined as written, or with newlines when the
-    model left them out of each line (``["import json", "import sys"]``)."""
+    """A cell's source: a list of lines is joined as written.
+
+    Models often leave the newline out of each line (``["import json", "import sys"]``);
+    such a list is joined with newlines when joining it as written does not parse.
+    """
     if not isinstance(src, list) or not all(isinstance(x, str) for x in src):
         return src
     joined = "".join(src)
