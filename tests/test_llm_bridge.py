@@ -20,6 +20,7 @@ from typing import Any
 import nbformat
 import pytest
 from standins import TEST_OPENAI_KEY, OpenAIStandIn, closed_port
+from test_widgets import updates, wv  # noqa: F401  (wv: the widget view fixture)
 
 from llmscript_magic import generate
 from llmscript_magic._errors import ConfigurationError, MissingKeyError, UnknownModelError
@@ -240,6 +241,20 @@ def test_a_declared_openai_compatible_model_streams_through_llm(
     assert body["messages"][1]["content"].endswith("Print 2 + 3.")
     assert openai_standin.last.sent_key(TEST_OPENAI_KEY)
     assert TEST_OPENAI_KEY not in json.dumps(gen.record())
+
+
+def test_the_reply_streams_into_the_widget(bridge: type[Provider], ip: Any,
+                                          wv: dict[str, Any],  # noqa: F811
+                                          openai_standin: OpenAIStandIn, llm_home: Path) -> None:
+    _declare(llm_home, openai_standin)
+    reply = REPLY + "It prints five. " * 40
+    openai_standin.enqueue(reply, chunk_size=2, chunk_delay=0.002)
+    assert ip.run_cell("%%generate --model llm:standin-chat --no-insert\nPrint 2 + 3.").success
+    view = wv["view"]
+    streamed = updates(view.stream, "value")
+    assert len(streamed) >= 2 and "It prints five." in streamed[-1]  # live, then whole
+    assert any("llm:standin-chat" in s for s in updates(view.status, "value"))
+    assert openai_standin.last.body["stream"] is True
 
 
 def test_repair_sends_the_earlier_turns_as_llm_messages(
