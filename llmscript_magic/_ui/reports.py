@@ -12,7 +12,7 @@ def list_models_text() -> str:
     """Every provider with its key state and models, then plugins that failed to load."""
     lines = []
     for name, cls in sorted(providers().items()):
-        key = cls.key_source or "no key needed" if cls.key_env_var is None else (
+        key = (cls.key_source or "no key needed") if cls.key_env_var is None else (
             f"{cls.key_env_var} is set" if cls.key_is_set() else f"{cls.key_env_var} is NOT set")
         lines.append(f"{name}  ({key})  default: {cls.default_model}")
         try:
