@@ -257,6 +257,16 @@ def test_the_reply_streams_into_the_widget(bridge: type[Provider], ip: Any,
     assert openai_standin.last.body["stream"] is True
 
 
+def test_cancelling_hangs_up_the_plugins_http_stream(
+        bridge: type[Provider], openai_standin: OpenAIStandIn, llm_home: Path) -> None:
+    _declare(llm_home, openai_standin)
+    openai_standin.enqueue(CODE * 40, chunk_size=4, chunk_delay=0.05)
+    gen = bridge().stream(_request(model="standin-chat"), Reply())
+    assert next(gen) and next(gen)
+    gen.close()  # what Stop does
+    assert openai_standin.disconnected.wait(3)
+
+
 def test_repair_sends_the_earlier_turns_as_llm_messages(
         bridge: type[Provider], openai_standin: OpenAIStandIn, llm_home: Path) -> None:
     _declare(llm_home, openai_standin)

@@ -107,6 +107,7 @@ class LLMProvider(Provider):
         events = response.stream_events()
         parts: list[str] = []
         reply.thinking = ""
+        finished = False
         try:
             for event in events:
                 if event.type == "text" and event.chunk:
@@ -119,13 +120,21 @@ class LLMProvider(Provider):
             reply.usage = Usage(input_tokens=usage.input or 0, output_tokens=usage.output or 0)
             reply.stop_reason = _stop_reason(response.response_json)
             reply.model = getattr(response, "resolved_model", None) or bridged.model_id
+            finished = True
         except LLMScriptError:
             raise
         except Exception as err:
             raise self._error(err, who, bool(parts)) from err
         finally:
-            events.close()  # on cancel: closes the plugin's generator, and its HTTP stream
             reply.text = "".join(parts)
+            events.close()  # on cancel: closes the plugin's generator
+            if not finished:
+                # Plugins iterate an SDK stream without closing it (llm's OpenAI plugin does),
+                # and such a stream is a reference cycle (it holds its own generator): only the
+                # cycle collector frees it and hangs up the connection. Stop must stop it now.
+                import gc
+
+                gc.collect()
 
     def _key(self, model: Any, model_id: str) -> None:
         """The plugin's key from llm's store or its variable, remembered only to blank it."""
