@@ -228,8 +228,9 @@ def test_a_declared_openai_compatible_model_streams_through_llm(
     openai_standin.enqueue(REPLY, chunk_size=5, usage={"prompt_tokens": 123,
                                                        "completion_tokens": 45})
     chunks: list[str] = []
+    audit = llm_home.parent / "audit.jsonl"
     gen = generate("Print 2 + 3.", model="llm:sc", temperature=0.2, max_tokens=300,
-                   on_chunk=chunks.append, cache=False)
+                   on_chunk=chunks.append, cache=False, audit_log=str(audit))
     assert gen.ok and gen.code == CODE
     assert len(chunks) > 5 and "".join(chunks) == REPLY  # streamed, chunk by chunk
     assert (gen.usage.input_tokens, gen.usage.output_tokens) == (123, 45)
@@ -241,6 +242,8 @@ def test_a_declared_openai_compatible_model_streams_through_llm(
     assert body["messages"][1]["content"].endswith("Print 2 + 3.")
     assert openai_standin.last.sent_key(TEST_OPENAI_KEY)
     assert TEST_OPENAI_KEY not in json.dumps(gen.record())
+    assert "llm:sc" in audit.read_text() and TEST_OPENAI_KEY not in audit.read_text()
+    assert not (llm_home / "logs.db").exists()  # llm's own prompt log is its CLI's, not ours
 
 
 def test_the_reply_streams_into_the_widget(bridge: type[Provider], ip: Any,
