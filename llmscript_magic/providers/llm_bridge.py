@@ -107,7 +107,7 @@ class LLMProvider(Provider):
         events = response.stream_events()
         parts: list[str] = []
         reply.thinking = ""
-        finished = False
+        cancelled = False
         try:
             for event in events:
                 if event.type == "text" and event.chunk:
@@ -120,7 +120,9 @@ class LLMProvider(Provider):
             reply.usage = Usage(input_tokens=usage.input or 0, output_tokens=usage.output or 0)
             reply.stop_reason = _stop_reason(response.response_json)
             reply.model = getattr(response, "resolved_model", None) or bridged.model_id
-            finished = True
+        except GeneratorExit:  # Stop: close() on this generator
+            cancelled = True
+            raise
         except LLMScriptError:
             raise
         except Exception as err:
@@ -128,13 +130,8 @@ class LLMProvider(Provider):
         finally:
             reply.text = "".join(parts)
             events.close()  # on cancel: closes the plugin's generator
-            if not finished:
-                # Plugins iterate an SDK stream without closing it (llm's OpenAI plugin does),
-                # and such a stream is a reference cycle (it holds its own generator): only the
-                # cycle collector frees it and hangs up the connection. Stop must stop it now.
-                import gc
-
-                gc.collect()
+            if cancelled:
+                _hang_up()
 
     def _key(self, model: Any, model_id: str) -> None:
         """The plugin's key from llm's store or its variable, remembered only to blank it."""
@@ -195,6 +192,22 @@ class LLMProvider(Provider):
                                            f"model's server ({detail}).")
         return ProviderError(f"{who} failed: {detail}; run the cell again, and if it keeps "
                              f"failing check the plugin's settings.")
+
+
+def _hang_up() -> None:
+    """Free the SDK stream a cancelled plugin left open, so its connection closes now.
+
+    Plugins iterate an SDK stream without closing it (llm's OpenAI plugin does), and such
+    a stream is a reference cycle (it holds its own generator): only the cycle collector
+    frees it. What else the plugin left unclosed is freed too, and the ResourceWarnings
+    about that are the plugin's (Python hides them by default), not ours to raise.
+    """
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _takes(field: Any, kind: type) -> bool:
