@@ -32,6 +32,20 @@ REPLY = f"Here it is.\n\n```python\n{CODE}```\n"
 ECHO_THINKING = "First I consider the prompt, then I decide what to say."  # llm-echo's
 
 
+@pytest.fixture(autouse=True)
+def _free_what_llm_leaves_open() -> Iterator[None]:
+    """llm's OpenAI plugin builds an SDK client per request and never closes it; free those
+    here, so their ResourceWarnings (llm's, hidden by Python by default) do not surface in
+    whatever test the cycle collector happens to run in next."""
+    yield
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 @pytest.fixture
 def llm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """llm's user folder for this test only (keys.json, aliases.json, extra models)."""
