@@ -25,6 +25,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LLMSCRIPT_REPLAY", "LLMSCRIPT_AUDIT_LOG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LLMSCRIPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm-user"))  # llm's keys and settings
 
 
 @pytest.fixture

@@ -97,6 +97,29 @@ def _providers() -> tuple[bool, str]:
     return not broken, f"providers: {names}" + (f"; {notes}" if notes else "")
 
 
+def _llm_plugins() -> tuple[bool, str]:
+    """The models the llm bridge reaches, by llm plugin; a plugin that fails is named."""
+    from ..providers import providers
+
+    cls = providers().get("llm")
+    if cls is None:  # optional: the providers line says how to install it
+        return True, "llm plugins: not bridged (pip install 'llmscript-magic[llm]' adds them)"
+    try:
+        groups = cls.model_groups()
+    except Exception as err:  # the listing must not hide the other checks
+        return False, f"llm plugins: could not list them ({type(err).__name__}: {err})"[:300]
+    lines, ok = ["llm plugins (--model llm:MODEL):"], True
+    for group in groups:
+        if group.error is not None:
+            ok = False
+            lines.append(f"    {group.name}: failed to load ({group.error}): {group.fix}")
+            continue
+        shown = ", ".join(group.models[:8]) + (f" and {len(group.models) - 8} more"
+                                                if len(group.models) > 8 else "")
+        lines.append(f"    {group.name}: {shown}")
+    return ok, "\n".join(lines)
+
+
 def _extension() -> tuple[bool, str]:
     from pathlib import Path
 
@@ -113,7 +136,7 @@ def _extension() -> tuple[bool, str]:
 CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
     (_engine, True), (_engine_limits, False), (_image, True), (_isolation, False),
     (_local_sandbox, False),
-    (_keys, False), (_providers, False), (_extension, True),
+    (_keys, False), (_providers, False), (_llm_plugins, False), (_extension, True),
 ]
 
 

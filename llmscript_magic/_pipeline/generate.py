@@ -388,15 +388,22 @@ def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] 
     try:
         found = extract_code(reply.text, truncated=reply.truncated)
     except ExtractionError as err:
-        report = ValidationReport([Check("extract", "fail", str(err), layer="extract")])
+        report = ValidationReport([*_model_notes(reply),
+                                   Check("extract", "fail", str(err), layer="extract")])
         return Attempt(reply.text, None, report, reply.usage, reply.stop_reason, error=str(err),
                        source=source)
     attempt = Attempt(reply.text, found.code, ValidationReport([]), reply.usage,
                       reply.stop_reason, source=source)
     _check(attempt, spec, opts, available, tree=found.tree)  # parsed once, by extraction
     how = "; ".join((f"code taken from the reply: {found.how}", *found.notes))
-    attempt.report.checks.insert(0, Check("extract", "pass", how, layer="extract"))
+    attempt.report.checks[:0] = [*_model_notes(reply), Check("extract", "pass", how,
+                                                             layer="extract")]
     return attempt
+
+
+def _model_notes(reply: Reply) -> list[Check]:
+    """What the provider said about the request (an option the model lacks): warnings."""
+    return [Check("model", "warn", note, layer="model") for note in reply.notes]
 
 
 def _check(attempt: Attempt, spec: Spec, opts: Options,

@@ -5,27 +5,37 @@ from __future__ import annotations
 from typing import Any
 
 from .._store.cost import estimate, format_cost
-from ..providers import Usage, load_failures, one_line, providers
+from ..providers import ModelGroup, Usage, load_failures, one_line, providers
 
 
 def list_models_text() -> str:
     """Every provider with its key state and models, then plugins that failed to load."""
     lines = []
     for name, cls in sorted(providers().items()):
-        key = "no key needed" if cls.key_env_var is None else (
+        key = (cls.key_source or "no key needed") if cls.key_env_var is None else (
             f"{cls.key_env_var} is set" if cls.key_is_set() else f"{cls.key_env_var} is NOT set")
         lines.append(f"{name}  ({key})  default: {cls.default_model}")
         try:
-            models = list(cls.list_models())
+            groups = cls.model_groups()
         except Exception as err:  # a plugin's lister must not hide the rest of the list
             lines.append(f"    (could not list models: {one_line(f'{type(err).__name__}: {err}')})")
             continue
-        lines.extend(f"    {name}:{m}" for m in models)
+        for group in groups:
+            lines.extend(_group_lines(name, group))
     for failure in load_failures():
         state = "optional, not installed" if failure.optional else \
             f"FAILED to load: {failure.reason}"
         lines.append(f"{failure.name}  ({state}): {failure.fix}")
     return "\n".join(lines)
+
+
+def _group_lines(provider: str, group: ModelGroup) -> list[str]:
+    """One group's models; a named group (an llm plugin) gets a heading, or its failure."""
+    if not group.name:
+        return [f"    {provider}:{m}" for m in group.models]
+    if group.error is not None:
+        return [f"    {group.name}  (FAILED to load: {group.error}): {group.fix}"]
+    return [f"    {group.name}:", *(f"        {provider}:{m}" for m in group.models)]
 
 
 def usage_text(session: Any) -> str:

@@ -17,7 +17,7 @@ from .._errors import (
     RateLimitError,
     UnknownModelError,
 )
-from .base import Message, Provider, Reply, Request, Usage, one_line
+from .base import Message, ModelGroup, Provider, Reply, Request, Usage, one_line
 from .registry import (
     ENTRY_POINT_GROUP,
     LoadFailure,
@@ -36,6 +36,7 @@ __all__ = [
     "LoadFailure",
     "Message",
     "MissingKeyError",
+    "ModelGroup",
     "OverloadedError",
     "Provider",
     "ProviderConnectionError",

@@ -72,10 +72,27 @@ class Reply:
     model: str | None = None
     #: the model's reasoning, when it streams it separately (never a source of code)
     thinking: str = ""
+    #: what the user should know about this request, one line each: an option the model
+    #: could not honour (e.g. ``--thinking`` on a model without it); shown as warnings
+    notes: list[str] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
         return self.stop_reason in ("max_tokens", "length")
+
+
+@dataclass(frozen=True)
+class ModelGroup:
+    """The models one plugin of a provider offers, for ``%llmscript models`` and doctor.
+
+    Most providers have one unnamed group; the ``llm`` bridge has one per llm plugin,
+    and a plugin that failed to load is a group with its error and fix instead of models.
+    """
+
+    name: str
+    models: tuple[str, ...] = ()
+    error: str | None = None
+    fix: str = ""
 
 
 class Provider(ABC):
@@ -91,6 +108,8 @@ class Provider(ABC):
     name: ClassVar[str]
     #: environment variable holding the API key; None when no key is needed
     key_env_var: ClassVar[str | None] = None
+    #: where keys come from instead, for providers without one variable (the llm bridge)
+    key_source: ClassVar[str | None] = None
     default_model: ClassVar[str]
     #: model ids this provider answers to when given without ``provider:``
     models: ClassVar[tuple[str, ...]] = ()
@@ -112,6 +131,11 @@ class Provider(ABC):
         Override it to ask an SDK or a server; keep it fast and offline if you can.
         """
         return cls.models
+
+    @classmethod
+    def model_groups(cls) -> tuple[ModelGroup, ...]:
+        """``list_models()`` grouped by the plugin offering them; by default one group."""
+        return (ModelGroup("", tuple(cls.list_models())),)
 
     def client_options(self, key: str | None) -> dict[str, Any]:
         """Keyword arguments every official vendor SDK client takes."""
