@@ -84,7 +84,7 @@ def test_a_value_that_would_blow_up_in_memory_is_refused_in_one_line() -> None:
 
 def test_an_array_whose_header_lies_about_its_size_is_refused() -> None:
     forged = _npy_with_shape(10**12)  # 8 TB claimed, 32 bytes carried
-    with pytest.raises(ConfigurationError, match=r"claims \d+ bytes but carries 32"):
+    with pytest.raises(ConfigurationError, match=r"claims \d+ bytes but carries \d+"):
         decode_outputs([Value("a", "npy", forged)])
 
 
