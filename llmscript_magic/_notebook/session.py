@@ -122,7 +122,10 @@ class NotebookSession:
         blocks, sent = [], []
         names = list(dict.fromkeys(opts.context_names + tuple(names_in_spec(spec_text, ns))))
         if names:
-            block = build_context(names, ns, schema_only=opts.schema_only)
+            from .cells import error_log
+
+            secrets = (opts.api_key, *(error_log(self.shell).secrets if self.shell else ()))
+            block = build_context(names, ns, schema_only=opts.schema_only, secrets=secrets)
             blocks.append(block.text)
             sent += [f"{i.name} ({i.type}): {i.chars} chars" + (", truncated" * i.truncated)
                      for i in block.items]
