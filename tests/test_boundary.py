@@ -113,6 +113,11 @@ def _env(standin: Any, folder: Path) -> dict[str, str]:
     return env
 
 
+def _index(nb: Any, start: str) -> int:
+    """The cell whose source starts with ``start`` (papermill may add cells of its own)."""
+    return next(i for i, c in enumerate(nb.cells) if c.source.startswith(start))
+
+
 def _text(nb: Any, index: int) -> str:
     out = []
     for o in nb.cells[index].get("outputs", []):
@@ -123,11 +128,11 @@ def _text(nb: Any, index: int) -> str:
 
 def _files(nb: Any) -> dict[str, dict[str, Any]]:
     """The saved-file entries the %%generate cell's result carries, by name."""
-    for o in nb.cells[1].get("outputs", []):
+    for o in nb.cells[_index(nb, "%%generate --run --output")].get("outputs", []):
         meta = o.get("metadata", {}).get("llmscript", {})
         if "files" in meta:
             return {e["name"]: e for e in meta["files"]}
-    raise AssertionError("the result lists no files: " + _text(nb, 1)[-2000:])
+    raise AssertionError("the result lists no files: " + _text(nb, 2)[-2000:])
 
 
 def _assert_nothing_ran(folder: Path, marker: Path, nb: Any, env: dict[str, str]) -> None:
@@ -137,7 +142,8 @@ def _assert_nothing_ran(folder: Path, marker: Path, nb: Any, env: dict[str, str]
             (name, entries[name])
     assert entries["totals.csv"]["status"] == "saved"
     assert (folder / FILES / "totals.csv").read_text() == "region,total\nnorth,3\n"
-    assert "next cell [0, 1, 2]" in _text(nb, 2)  # --output came back; the next cell ran
+    # --output came back, and the next cell ran
+    assert "next cell [0, 1, 2]" in _text(nb, _index(nb, "import importlib"))
     for name in PLANTED_NAMES:
         assert not list(folder.rglob(name)), name
     assert not [p for p in folder.rglob("*") if p.suffix in (".py", ".pth")]
@@ -195,7 +201,7 @@ def test_headless_runners(runner: str, tmp_path: Path, anthropic_standin: Any,
     proc = subprocess.run(argv, env=env, cwd=folder, capture_output=True, text=True,
                           timeout=400)
     done = nbformat.read(out, as_version=4)
-    refused = _text(done, 3)
+    refused = _text(done, _index(done, "%%generate --run --sandbox local"))
     assert "--sandbox local is weaker than the docker sandbox" in refused, \
         (refused, proc.stdout[-2000:], proc.stderr[-2000:])
     assert anthropic_standin.request_count == 1  # the refused cell never asked the model
