@@ -69,16 +69,25 @@ def headless_runner() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=8)
+#: notebooks (path, mtime, size) found signed; an unsigned one is checked again each time,
+#: as the user may trust it meanwhile (that changes the notary, not the file)
+_SIGNED: set[tuple[str, float, int]] = set()
+
+
 def _signed(path: str, mtime: float, size: int) -> bool:
     import nbformat
     from nbformat.sign import NotebookNotary
 
+    if (path, mtime, size) in _SIGNED:
+        return True
     try:
         nb = nbformat.read(path, as_version=4)
-        return bool(NotebookNotary().check_signature(nb))
+        signed = bool(NotebookNotary().check_signature(nb))
     except Exception:  # unreadable or not a notebook: nothing vouches for it
         return False
+    if signed:
+        _SIGNED.add((path, mtime, size))
+    return signed
 
 
 def untrusted_notebook(env: dict[str, str]) -> str | None:
