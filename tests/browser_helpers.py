@@ -186,8 +186,20 @@ class LabServer:
             "nbformat": 4,
             "nbformat_minor": 5,
         }
+        for i, cell in enumerate(notebook["cells"]):  # nbformat 4.5: every cell has an id
+            cell.setdefault("id", f"cell-{i}")
         (self.root / name).write_text(json.dumps(notebook), encoding="utf-8")
+        self.sign(name)
         return name
+
+    def sign(self, name: str) -> None:
+        """Trust the notebook as the user's own (the server signs what its user saves):
+        without a signature the kernel applies the untrusted-notebook policy."""
+        import nbformat
+        from nbformat.sign import NotebookNotary
+
+        NotebookNotary(data_dir=str(self.home / "data")).sign(
+            nbformat.read(str(self.root / name), as_version=4))
 
 
 TEST_KEY = "sk-ant-test-key-0000"  # the stand-in's; never a real key

@@ -107,8 +107,10 @@ def test_live_then_saved_then_reopened(browser: Any, lab: LabServer, notebook7: 
     # live: the widget is the one view; the saved result and its figure output are hidden
     assert not page.locator(".jp-Notebook .llmscript-result").is_visible()
     assert page.evaluate(VISIBLE_TEXT_JS).count("regions: 2") == 1
-    assert "saved as chart.png" in widget.inner_text()
-    assert (lab.root / "chart.png").read_bytes().startswith(b"\x89PNG")  # next to the notebook
+    assert "saved as llmscript-files/chart.png" in widget.inner_text()
+    # in the files folder beside the notebook, not in the kernel's working folder
+    assert (lab.root / "llmscript-files" / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert not (lab.root / "chart.png").exists()
     screenshot(page, "reopen-1-live")
 
     # edit the generated cell, then Run in sandbox: the edit is what runs

@@ -275,3 +275,24 @@ def test_models_lists_aliases_and_policy(shell: InteractiveShell,
     assert "fast -> anthropic:claude-haiku-5" in out
     assert "allowed_providers): anthropic, openai" in out
     assert "blocked_providers): fake" in out
+
+
+def test_variable_descriptions_are_scrubbed_like_out(
+        shell: InteractiveShell, anthropic_standin: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22: ``{var}`` and ``--context`` descriptions carried a key held in a variable."""
+    monkeypatch.setenv("WAREHOUSE_PASSWORD", "hunter2-db-password")
+    cell(shell, "import os\nimport pandas as pd\n"
+         "creds = {'anthropic': os.environ['ANTHROPIC_API_KEY'], 'db': "
+         "os.environ['WAREHOUSE_PASSWORD'], "
+         "'region': 'north'}\n"
+         "key = os.environ['ANTHROPIC_API_KEY']\n"
+         "config = pd.DataFrame({'name': ['token'], 'value': ['sk-ant-api03-" + "B" * 40 + "']})")
+    anthropic_standin.enqueue(_fence("print(1)\n"))
+    cell(shell, "%%generate --no-insert --context config\nSummarize {creds} and {key}.")
+    user = user_text(anthropic_standin)
+    assert "'region'" in fenced(user, "creds") and "'north'" in fenced(user, "creds")
+    assert fenced(user, "key") and "value" in fenced(user, "config")
+    for secret in (TEST_ANTHROPIC_KEY, TEST_ANTHROPIC_KEY[:24], "hunter2-db-password",
+                   "B" * 20):
+        assert secret not in user, secret

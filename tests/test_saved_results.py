@@ -47,7 +47,10 @@ def out(name: str, data: bytes) -> OutputFile:
     return OutputFile(name, len(data), data)
 
 
-# -- files next to the notebook ---------------------------------------------------------
+# -- files in llmscript-files/ beside the notebook ---------------------------------------
+FILES = "llmscript-files"
+
+
 def test_files_are_saved_and_never_overwritten(tmp_path: Path) -> None:
     (tmp_path / "totals.json").write_text("mine")
     entries = save_files([out("totals.json", b"{}"), out("report/summary.txt", b"ok")],
@@ -66,10 +69,17 @@ def test_files_are_saved_and_never_overwritten(tmp_path: Path) -> None:
                                                       "summary (1).txt").exists()
 
 
-def test_overwrite_replaces_and_no_files_keeps_them_in_the_result(tmp_path: Path) -> None:
-    (tmp_path / "totals.json").write_text("old")
-    [entry] = save_files([out("totals.json", b"new")], tmp_path, overwrite=True)
-    assert entry["status"] == "replaced" and (tmp_path / "totals.json").read_text() == "new"
+def test_overwrite_replaces_only_what_this_cell_saved(tmp_path: Path) -> None:
+    (tmp_path / "totals.json").write_text("the analyst's")
+    [entry] = save_files([out("totals.json", b"new")], tmp_path, overwrite=True, owner="cell-a")
+    assert entry["status"] == "renamed" and "this cell did not save it" in entry["note"]
+    assert (tmp_path / "totals.json").read_text() == "the analyst's"
+    [mine] = save_files([out("mine.json", b"1")], tmp_path, owner="cell-a")
+    assert mine["status"] == "saved"
+    [other] = save_files([out("mine.json", b"2")], tmp_path, overwrite=True, owner="cell-b")
+    assert other["status"] == "renamed" and (tmp_path / "mine.json").read_text() == "1"
+    [again] = save_files([out("mine.json", b"3")], tmp_path, overwrite=True, owner="cell-a")
+    assert again["status"] == "replaced" and (tmp_path / "mine.json").read_text() == "3"
     [kept] = save_files([out("x.txt", b"1")], tmp_path, save=False)
     assert kept["path"] is None and "--no-files" in kept["note"]
     assert not (tmp_path / "x.txt").exists()
@@ -95,24 +105,33 @@ def test_names_stay_inside_the_folder(tmp_path: Path) -> None:
     assert "never replaced" in entries[3]["note"]
 
 
-def test_magic_saves_files_next_to_the_notebook(ip: Any, anthropic_standin: Any,
-                                                tmp_path: Path) -> None:
+def test_magic_saves_files_in_their_own_folder(ip: Any, anthropic_standin: Any,
+                                               tmp_path: Path) -> None:
+    """Files land in llmscript-files/, never the kernel's working folder; --files-to . is
+    the explicit way to put data files next to the notebook."""
     anthropic_standin.enqueue(fenced(CHART))
     (tmp_path / "totals.json").write_text("the analyst's own")
     assert ip.run_cell("%%generate --run --sandbox local --no-insert\nPlot revenue.").success
     assert (tmp_path / "totals.json").read_text() == "the analyst's own"
-    assert json.loads((tmp_path / "totals (1).json").read_text()) == {"north": 110.5,
-                                                                      "south": 80.0}
-    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((tmp_path / FILES / "totals.json").read_text()) == {"north": 110.5,
+                                                                        "south": 80.0}
+    assert (tmp_path / FILES / "chart.png").read_bytes().startswith(b"\x89PNG")
+    assert {FILES, "totals.json"} <= {p.name for p in tmp_path.iterdir()}
+    assert not any(p.suffix in (".png", ".json") and p.name != "totals.json"
+                   for p in tmp_path.iterdir())
     anthropic_standin.enqueue(fenced(CHART))
     folder = tmp_path / "results"
     assert ip.run_cell(f"%%generate --run --sandbox local --no-insert --files-to {folder}\n"
                        "Plot revenue again.").success
     assert (folder / "totals.json").is_file() and (folder / "chart.png").is_file()
+    anthropic_standin.enqueue(fenced(CHART))
+    assert ip.run_cell("%%generate --run --sandbox local --no-insert --files-to .\n"
+                       "Plot revenue next to the notebook.").success
+    assert (tmp_path / "chart.png").is_file() and (tmp_path / "totals (1).json").is_file()
     anthropic_standin.enqueue(fenced(CHART.replace("110.5", "1.0")))
     assert ip.run_cell("%%generate --run --sandbox local --no-insert --no-files\n"
                        "Plot revenue a third way.").success
-    assert not (tmp_path / "totals (2).json").exists()
+    assert not (tmp_path / FILES / "totals (1).json").exists()
 
 
 # -- the result survives reopening -------------------------------------------------------
@@ -157,11 +176,12 @@ def test_saved_notebook_shows_code_checks_output_and_chart(anthropic_standin: An
     assert "savefig" in html and "Revenue by region" in html  # the code, highlighted
     assert "llmscript-check llmscript-pass" in html and "<b>syntax</b>" in html
     assert "regions: 2" in html and "exit code 0" in html
-    assert "totals.json" in html and "saved as totals.json" in html
+    assert "totals.json" in html and f"saved as {FILES}/totals.json" in html
     assert "```python\n" + CHART.rstrip() in result.data["text/markdown"]
     assert "regions: 2" in result.data["text/plain"]
     assert figure.data["image/png"] and figure.output_type == "display_data"
-    assert (tmp_path / "totals.json").is_file() and (tmp_path / "chart.png").is_file()
+    assert (tmp_path / FILES / "totals.json").is_file()
+    assert (tmp_path / FILES / "chart.png").is_file()
 
     html_out = tmp_path / "analysis.html"
     subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
@@ -185,6 +205,8 @@ def test_saved_notebook_shows_code_checks_output_and_chart(anthropic_standin: An
     assert "regions: 2" in again.data["text/plain"]
     assert "same content" in again.data["text/plain"]  # totals.json was already there
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert sorted(p.name for p in (tmp_path / FILES).iterdir()) == [
+        ".llmscript-manifest.json", "chart.png", "totals.json"]
     assert anthropic_standin.request_count == 1
 
 
@@ -211,7 +233,7 @@ def test_a_failed_run_saves_nothing_and_says_why(ip: Any, anthropic_standin: Any
                                      "raise SystemExit(3)\n"))
     with capture_output() as captured:
         ip.run_cell("%%generate --run --sandbox local --no-insert --retries 0\nWrite half.txt.")
-    assert not (tmp_path / "half.txt").exists()
+    assert not (tmp_path / "half.txt").exists() and not (tmp_path / FILES).exists()
     [result] = [o for o in captured.outputs if "text/html" in o.data]
     assert "half.txt" in result.data["text/plain"]
     assert "kept in the result only: the run did not succeed" in result.data["text/html"]

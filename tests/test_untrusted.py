@@ -167,3 +167,57 @@ def test_enforce_resolves_paths_before_checking(tmp_path: Path,
     with pytest.raises(ConfigurationError, match="--image evil:latest is not the sandbox image"):
         enforce(Options(image="evil:latest"), policy=policy)
     assert enforce(Options(sandbox="local"), policy=policy).sandbox == "local"  # no --run
+
+
+# -- the same policy without llmscript run (issue 22) -------------------------------------
+def test_ceilings_and_quarantine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    policy = Policy(roots=(str(tmp_path),), fix="set LLMSCRIPT_TRUST=1 for the runner")
+    for opts, flag in ((Options(memory_mb=1024), "--memory 1024m is above the 512m"),
+                       (Options(timeout=300.0), "--timeout 300s is above the 120s"),
+                       (Options(cpus=8.0), "--cpus 8 is above the 2")):
+        with pytest.raises(ConfigurationError, match=flag) as err:
+            enforce(opts, policy=policy)
+        assert str(err.value).endswith("set LLMSCRIPT_TRUST=1 for the runner.")
+    from llmscript_magic._notebook.config import CellOptions
+
+    with pytest.raises(ConfigurationError, match="is the notebook's own folder"):
+        enforce(CellOptions(files_to="."), policy=policy)
+    (tmp_path / "out").mkdir()
+    assert enforce(CellOptions(files_to="out"), policy=policy).files_to == "out"
+
+
+def _front_end_run(folder: Path, data_dir: Path, *, signed: bool) -> dict[int, str]:
+    """A kernel started as a Jupyter server starts it for ``folder/nb.ipynb``."""
+    from nbclient import NotebookClient
+    from nbformat.sign import NotebookNotary
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [_cell("%load_ext llmscript_magic\n%config GenerateMagics.widgets = False",
+                      may_fail=False),
+                _cell("%%generate --run --sandbox local\nPrint hi.")]
+    path = folder / "nb.ipynb"
+    nbformat.write(nb, path)
+    if signed:
+        NotebookNotary(data_dir=str(data_dir)).sign(nb)
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith("_API_KEY") and not k.startswith("LLMSCRIPT_")}
+    env.update(JPY_SESSION_NAME=str(path), JUPYTER_DATA_DIR=str(data_dir),
+               ANTHROPIC_BASE_URL=f"http://127.0.0.1:{closed_port()}",
+               LLMSCRIPT_CACHE_DIR=str(folder / "cache"))
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute(env=env)
+    return {i: f"{o['ename']}: {o['evalue']}" for i, c in enumerate(nb.cells)
+            for o in c.outputs if o.get("output_type") == "error"}
+
+
+def test_a_front_end_with_a_notebook_jupyter_does_not_trust(tmp_path: Path) -> None:
+    """Unsigned in this user's notary: the policy binds; signed (``jupyter trust``): not."""
+    data_dir = tmp_path / "jupyter-data"
+    errors = _front_end_run(tmp_path, data_dir, signed=False)
+    assert "--sandbox local is weaker than the docker sandbox" in errors[1]
+    assert "jupyter trust NOTEBOOK" in errors[1]
+    errors = _front_end_run(tmp_path, data_dir, signed=True)
+    assert WEAKER not in errors[1] and NO_KEY in errors[1]

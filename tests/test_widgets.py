@@ -230,12 +230,12 @@ def test_run_button_without_extension_runs_the_code_as_generated(
     assert "total: 3" in view.run_panel.value and "totals.json" in view.run_panel.value
     assert "Attempt 2 of 2 (as generated)" in view.nav_label.value
     assert "as generated" in view.notice.value and "<b>run</b>" in view.checklist.value
-    assert (tmp_path / "totals.json").read_text() == '{"a": 3}'  # the file is on disk
+    assert (tmp_path / "llmscript-files" / "totals.json").read_text() == '{"a": 3}'  # saved
     result = wv["displays"][-1]  # the saved result follows the run
     assert result["update"] is True and "total: 3" in result["data"]["text/plain"]
     assert "as generated" in result["data"]["text/html"]
     assert result["metadata"]["llmscript"]["record"] == view.gen.record()  # kept for replay
-    assert result["metadata"]["llmscript"]["files"][0]["path"] == "totals.json"
+    assert result["metadata"]["llmscript"]["files"][0]["path"] == "llmscript-files/totals.json"
 
 
 def test_run_button_runs_the_edited_cell(ip: InteractiveShell, wv: dict[str, Any],

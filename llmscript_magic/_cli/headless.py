@@ -34,6 +34,7 @@ from .._errors import ConfigurationError
 from .._pipeline.spec import parse_spec
 from .._pipeline.trust import ENV as POLICY_ENV
 from .._pipeline.trust import Policy
+from .._pipeline.untrusted import TRUST_ENV
 from .._protocol import GENERATED_TAG, INFO_KEY, OUTPUT_KEY
 from .._store.recordings import record_of
 
@@ -211,16 +212,10 @@ def _summarize(nb: Any, client: Any) -> list[CellSummary]:
 
 def runner_policy(paths: Sequence[Path], outputs: Sequence[Path]) -> Policy:
     """The sandbox this machine gives: docker, gVisor where the engine has it."""
-    isolation = "container"
-    try:
-        from .._sandbox.engine import connect, gvisor_problem
+    from .._pipeline.untrusted import engine_isolation
 
-        if gvisor_problem(connect(timeout=10)) is None:
-            isolation = "gvisor"
-    except Exception:  # no engine: runs fail with their own line; nothing to weaken
-        pass
     roots = {str(p.resolve().parent) for p in (*paths, *outputs)}
-    return Policy(sandbox="docker", isolation=isolation, roots=tuple(sorted(roots)),
+    return Policy(sandbox="docker", isolation=engine_isolation(), roots=tuple(sorted(roots)),
                   audit_log=os.environ.get("LLMSCRIPT_AUDIT_LOG", ""),
                   cache_dir=os.environ.get("LLMSCRIPT_CACHE_DIR", ""))
 
@@ -236,6 +231,8 @@ def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
     env["JPY_SESSION_NAME"] = str(path.resolve())  # as a server does: the kernel finds its notebook
     if policy is not None:
         env[POLICY_ENV] = policy.to_env()
+    else:  # --trust: the user vouched for it (no implicit policy for its kernel either)
+        env[TRUST_ENV] = "1"
     if replay:
         if stale := stale_cells(nb):
             outcome.error = (f"cells {', '.join(map(str, stale))} changed since they were "

@@ -50,12 +50,16 @@ class CellOptions(Options):
     refine: bool = option(False, "Follow up on this cell's previous generation (sent as "
                           "conversation history).", config=False)
     # -- files the script writes (saved by _notebook/save_files.py) --------------------
-    save_files: bool = option(True, "Save the files the script writes next to the notebook "
-                              "(--no-files keeps them only in the result).", name="files")
-    files_to: str = option("", "Folder for the files the script writes; '' = the notebook's "
-                           "folder (the kernel's working directory).", metavar="DIR")
-    overwrite: bool = option(False, "Replace existing files of the same name; without it a "
-                             "new name is used, e.g. 'totals (1).json'.")
+    save_files: bool = option(True, "Save the files the script writes in llmscript-files/ "
+                              "beside the notebook (--no-files keeps them only in the "
+                              "result).", name="files")
+    files_to: str = option("", "Folder for the files the script writes; '' = llmscript-files/ "
+                           "beside the notebook, '.' = the notebook's folder itself (data "
+                           "files only, as everywhere).", metavar="DIR")
+    overwrite: bool = option(False, "Replace files this cell saved before; without it (or for "
+                             "any other file) a new name is used, e.g. 'totals (1).json'.")
+    files_on_failure: bool = option(False, "Save the files even when the run or a check "
+                                    "failed (default: kept in the result only).")
     # -- fix, aliases and provider policy (issue 19; see fix.py, policy.py) -------------
     fix: str | None = option(None, "Write a new version of cell N that raised (default: the "
                              "last cell that raised) from its code, traceback and the "

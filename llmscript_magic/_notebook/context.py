@@ -255,12 +255,24 @@ def fence_nonce(texts: list[str]) -> str:
 
 def build_context(names: Sequence[str], namespace: Mapping[str, Any], *,
                   schema_only: bool = False, max_chars_per_var: int = 2000,
-                  max_total: int = 8000) -> ContextBlock:
-    """Describe ``names`` in one fenced prompt block of at most ``max_total`` chars."""
+                  max_total: int = 8000, secrets: Sequence[str | None] = ()) -> ContextBlock:
+    """Describe ``names`` in one fenced prompt block of at most ``max_total`` chars.
+
+    Each description is scrubbed as ``{Out[n]}`` is (``cells.scrub``: keys, key-shaped
+    tokens, environment values, and ``secrets``, e.g. the configured API key): a variable
+    that holds a key must not carry it to the model.
+    """
+    from .cells import scrub
+
+    def described(name: str, value: Any, cap: int) -> tuple[str, bool]:
+        text, cut = _describe(name, value, schema_only, cap)
+        clean = scrub(text, *secrets)
+        return (clean, cut) if len(clean) <= cap else (clean[:cap], True)
+
     values = _lookup(list(dict.fromkeys(names)), namespace)
     if not values:
         return ContextBlock("")
-    full = [_describe(n, v, schema_only, max_chars_per_var) for n, v in values]
+    full = [described(n, v, max_chars_per_var) for n, v in values]
     nonce = fence_nonce([text for text, _ in full])
     head = _header(nonce)
     fence = [len(f"\n\n<<<DATA {nonce} {n}\n\nDATA {nonce}>>>") for n, _ in values]
@@ -273,7 +285,7 @@ def build_context(names: Sequence[str], namespace: Mapping[str, Any], *,
     parts, items = [head], []
     for (name, value), (text, cut), cap in zip(values, full, allot, strict=True):
         if len(text) > cap:
-            text, cut = _describe(name, value, schema_only, cap)
+            text, cut = described(name, value, cap)
         parts.append(f"<<<DATA {nonce} {name}\n{text}\nDATA {nonce}>>>")
         items.append(ContextItem(name, _type_name(value), len(text), cut))
     return ContextBlock("\n\n".join(parts), items)

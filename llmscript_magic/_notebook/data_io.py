@@ -16,8 +16,11 @@ same as an ordinary notebook cell over the analyst's live variables.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Mapping, Sequence
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import ConfigurationError
@@ -141,12 +144,49 @@ def output_note(names: Sequence[str]) -> str:
             "numbers or text, bytes, or plain JSON data (dict, list, str, int, float, bool, None).")
 
 
+#: decoding one value may take this many times its size, or DECODE_FLOOR, whichever is more
+DECODE_RATIO = 8
+DECODE_FLOOR = 256 * 2**20
+
+
+@contextlib.contextmanager
+def imports_not_from_here() -> Iterator[None]:
+    """No import from the working folder while untrusted values are decoded.
+
+    The working folder is first on ``sys.path`` in a kernel; decoding imports numpy,
+    pandas or pyarrow (and they import more on first use), so a ``numpy.py`` there
+    would run. The site-packages copies are what decoding gets.
+    """
+    here = os.path.realpath(os.getcwd())
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if os.path.realpath(p or os.curdir) != here]
+    try:
+        yield
+    finally:
+        kept = [p for p in sys.path if p not in saved]  # paths added meanwhile stay
+        sys.path[:] = saved + kept
+
+
+def _decode_one(value: Value) -> Any:
+    cost = codec.decode_cost(value.format, value.data)
+    allowed = max(DECODE_RATIO * len(value.data), DECODE_FLOOR)
+    if cost > allowed:
+        raise ConfigurationError(
+            f"--output {value.name}: the script left {len(value.data) / 2**20:.1f} MiB that "
+            f"would take about {cost / 2**20:.0f} MiB to load (more than "
+            f"{allowed / 2**20:.0f} MiB); return a DataFrame or numpy array, or write a "
+            "file instead; nothing was assigned")
+    return codec.decode(value.format, value.data)
+
+
 def decode_outputs(values: Sequence[Value]) -> dict[str, Any]:
     """The variables the harness returned, decoded; all or nothing.
 
     The bytes are untrusted (the script made them): they are never unpickled,
-    and any failure raises for the whole set, so a partial result never
-    overwrites a notebook variable.
+    nothing is imported from the working folder while they are decoded, what
+    they would take in memory is judged before decoding (``DECODE_RATIO``), a
+    path they name is never opened, and any failure raises for the whole set, so
+    a partial result never overwrites a notebook variable.
     """
     out: dict[str, Any] = {}
     for value in values:
@@ -155,7 +195,10 @@ def decode_outputs(values: Sequence[Value]) -> dict[str, Any]:
                 f"The sandbox returned {_short(repr(value.name), 60)} in a form that is not "
                 "accepted; nothing was assigned")
         try:
-            out[value.name] = codec.decode(value.format, value.data)
+            with imports_not_from_here():
+                out[value.name] = _decode_one(value)
+        except ConfigurationError:
+            raise
         except Exception as err:  # untrusted bytes: any decoding failure is the script's
             raise ConfigurationError(
                 f"The script did not leave a variable {value.name!r} that can be read "

@@ -110,13 +110,22 @@ class NotebookSession:
                 raise ConfigurationError(f"--input {item!r}: no such file or notebook variable "
                                          f"(paths are relative to {os.getcwd()}).")
             files[path.name] = path.read_bytes()
+        if opts.files_to and opts.save_files:  # before anything runs: one line, no run
+            from .file_rules import destination_problem
+
+            if why := destination_problem(Path(opts.files_to)):
+                raise ConfigurationError(f"--files-to {opts.files_to!r} {why}: choose a plain "
+                                         "folder for the files the script writes.")
         if opts.replay and not Path(opts.replay).is_file():
             raise ConfigurationError(f"Replay notebook {opts.replay!r} not found: pass "
                                      "--replay PATH to the saved notebook.")
         blocks, sent = [], []
         names = list(dict.fromkeys(opts.context_names + tuple(names_in_spec(spec_text, ns))))
         if names:
-            block = build_context(names, ns, schema_only=opts.schema_only)
+            from .cells import error_log
+
+            secrets = (opts.api_key, *(error_log(self.shell).secrets if self.shell else ()))
+            block = build_context(names, ns, schema_only=opts.schema_only, secrets=secrets)
             blocks.append(block.text)
             sent += [f"{i.name} ({i.type}): {i.chars} chars" + (", truncated" * i.truncated)
                      for i in block.items]
@@ -183,23 +192,34 @@ class NotebookSession:
             raise
         self.remember(gen, cell_id)
         summary = self.summary(gen, cell_id)
-        saved = self.save_files(gen.run, opts)  # the views show where each file went
+        owner = cell_id or self.cell_id() or gen.spec.hash()  # whose files --overwrite replaces
+        saved = self.save_files(gen.run, opts, owner=owner, checked=gen.report.ok)
         view.finish(gen, {OUTPUT_KEY: {"record": gen.record(), "summary": summary,
                                        "files": saved}})
         return gen
 
     # -- files the script wrote (issue 13; see save_files.py) ----------------------------
-    def save_files(self, run: Any, opts: CellOptions) -> list[dict[str, Any]]:
-        """Save a run's files next to the notebook (or ``--files-to``); one entry per file."""
+    def save_files(self, run: Any, opts: CellOptions, owner: str | None = None,
+                   checked: bool = True) -> list[dict[str, Any]]:
+        """Save a run's files in llmscript-files/ (or ``--files-to``); one entry per file.
+
+        ``owner`` names the cell (``--overwrite`` replaces only its own files); a
+        failed run or check (``checked``) saves nothing unless ``--files-on-failure``.
+        """
         if run is None or not run.files:
             return []
         from .save_files import save_files
 
         failed = "" if run.ok and run.exit_code == 0 else \
             "kept in the result only: the run did not succeed"
+        if not failed and not checked:
+            failed = "kept in the result only: a check failed"
+        if opts.files_on_failure and failed:
+            failed = ""
         return save_files(run.files, opts.files_to or None,
                           save=opts.save_files and not failed, overwrite=opts.overwrite,
-                          why_not=failed)
+                          why_not=failed + " (--files-on-failure saves them)" * bool(failed),
+                          owner=owner if owner is not None else (self.cell_id() or ""))
 
     def deliver(self, gen: Generation, opts: CellOptions) -> None:
         """Results into the namespace (all or nothing), the code into a cell below."""

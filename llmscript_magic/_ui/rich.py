@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import widget_html as h
-from .text import MAX_FIGURES, STATUS_WORD, headline, saved_by_name, summary_text
+from .text import MAX_FIGURES, STATUS_WORD, headline, listed_files, saved_by_name, summary_text
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt, Generation
@@ -107,13 +107,14 @@ def _md_run(run: RunResult, saved: Sequence[Mapping[str, Any]]) -> list[str]:
         lines += [run.reason, ""]
     lines += _md_stream("stdout", run.stdout) + _md_stream("stderr", run.stderr)
     where = saved_by_name(saved)
-    files = [f for f in run.files if not where or f.name in where]
+    files, more = listed_files(run, saved)
     if files:
         lines.append("**Files written:**")
         for f in files:
             entry = where.get(f.name) or {}
             note = f" → {entry['note']}" if entry.get("note") else ""
             lines.append(f"- `{f.name}` ({h.human(f.size)}){note}")
+        lines += [f"- {more}"] if more else []
         lines.append("")
     if run.figures:
         lines += [f"Figures: {min(len(run.figures), MAX_FIGURES)} (below)", ""]

@@ -15,7 +15,7 @@ from .._store.cost import format_cost, generation_cost
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt, Generation
-    from .._sandbox import RunResult
+    from .._sandbox import OutputFile, RunResult
 
 MAX_FIGURES = 12  # figures shown per result (the rest are counted)
 STATUS_WORD = {"ok": "ok", "error": "error", "timeout": "timed out", "memory": "out of memory",
@@ -30,6 +30,26 @@ def file_line(name: str, size: int, entry: Mapping[str, Any] | None = None) -> s
 
 def saved_by_name(saved: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     return {str(e.get("name")): e for e in saved}
+
+
+#: files listed one by one in a result; the rest are counted (a run may write thousands)
+MAX_FILE_ROWS = 50
+
+
+def listed_files(run: RunResult, saved: Sequence[Mapping[str, Any]]
+                 ) -> tuple[list[OutputFile], str]:
+    """The run's files a view lists (not the harness's), and one line counting the rest."""
+    where = saved_by_name(saved)
+    shown = [f for f in run.files if not where or f.name in where]
+    rest = shown[MAX_FILE_ROWS:]
+    if not rest:
+        return shown, ""
+    counts: dict[str, int] = {}
+    for f in rest:
+        status = str((where.get(f.name) or {}).get("status", "not saved"))
+        counts[status] = counts.get(status, 0) + 1
+    return shown[:MAX_FILE_ROWS], (f"{len(rest)} more files not listed (" + ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items(), key=lambda i: -i[1])) + ")")
 
 
 def capped(text: str, limit: int | None) -> str:
@@ -56,9 +76,9 @@ def run_text(run: RunResult, saved: Sequence[Mapping[str, Any]] = (),
         lines += ["--- stderr ---", capped(run.stderr.rstrip("\n"), limit)]
     if run.files:
         where = saved_by_name(saved)
-        shown = [f for f in run.files if not where or f.name in where]  # not the harness's
-        lines.append("Files: " + "; ".join(file_line(f.name, f.size, where.get(f.name))
-                                           for f in shown))
+        shown, more = listed_files(run, saved)  # not the harness's; thousands are counted
+        lines.append("Files: " + "; ".join([*(file_line(f.name, f.size, where.get(f.name))
+                                              for f in shown), *([more] if more else [])]))
     if run.figures:
         lines.append(f"Figures: {len(run.figures)}")
     return "\n".join(lines)

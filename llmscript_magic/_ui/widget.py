@@ -310,7 +310,8 @@ class WidgetView:
             return
         self.attempts.append(attempt)
         self._kinds[len(self.attempts) - 1] = kind
-        self._saved = self.session.save_files(attempt.run, self.opts)
+        self._saved = self.session.save_files(attempt.run, self.opts, owner=self.source_cell,
+                                              checked=attempt.report.ok)
         self._notice(h.esc(note))
         self.show(len(self.attempts) - 1)
         self._show_result(None, attempt=attempt, note=note)

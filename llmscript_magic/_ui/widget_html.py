@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._pipeline.risk import BOUNDARY
-from .text import MAX_FIGURES, STATUS_WORD, saved_by_name
+from .text import MAX_FIGURES, STATUS_WORD, listed_files, saved_by_name
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 SHOWN_BYTES = 64 * 1024  # per stream (reply, stdout, stderr)
 LINK_BYTES = 512 * 1024  # files up to this size get a data: download link
+EMBED_BYTES = 1024 * 1024  # all data: links of one result together (widget state is saved)
 
 ICON = {"pass": ("✓", "#1a7f37"), "warn": ("⚠", "#9a6700"), "fail": ("✗", "#cf222e")}
 BADGE = {"ok": "#1a7f37", "error": "#cf222e", "timeout": "#9a6700", "memory": "#9a6700",
@@ -160,10 +161,15 @@ def run_html(run: RunResult, saved: Sequence[Mapping[str, Any]] = (), *, links: 
     parts.append(_output_block("stderr", run.stderr, run.truncated, limit))
     if run.files:
         where = saved_by_name(saved)
-        rows = "".join(file_row(f, where.get(f.name), links) for f in run.files
-                       if not where or f.name in where)
+        shown, more = listed_files(run, saved)
+        embedded, rows = 0, []
+        for f in shown:  # past EMBED_BYTES a file is only named where it was saved
+            link = links and embedded + f.size <= EMBED_BYTES
+            embedded += f.size if link and f.size <= LINK_BYTES else 0
+            rows.append(file_row(f, where.get(f.name), link))
+        rows += [f"<li>{esc(more)}</li>"] if more else []
         parts.append(f'<div class="llmscript-files">Files written:<ul style="margin:2px 0">'
-                     f"{rows}</ul></div>")
+                     f'{"".join(rows)}</ul></div>')
     if len(run.figures) > MAX_FIGURES:
         parts.append(f"<div><small>Showing {MAX_FIGURES} of {len(run.figures)} figures."
                      "</small></div>")

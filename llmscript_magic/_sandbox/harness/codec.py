@@ -20,6 +20,7 @@ Nothing here unpickles. Formats (the ``format`` of a ``Value``):
 
 import io
 import json
+import re
 import struct
 import sys
 from typing import Any
@@ -213,6 +214,106 @@ def _npy(array: Any, blob: Any) -> list[int]:
 
 
 # -- decoding -------------------------------------------------------------------------
+def json_cost(data: Any) -> int:
+    """Bytes of Python objects ``json.loads(data)`` may build, counted without parsing.
+
+    Each value costs an object and a pointer (~72 bytes), each dict ~240, each list ~64,
+    and text up to twice its UTF-8 size: a row-wise table of small values is ~26x its
+    size in memory, long text ~2x.
+    """
+    raw = bytes(data)
+    items = raw.count(b",") + raw.count(b":") + 1
+    return 2 * len(raw) + 72 * items + 240 * raw.count(b"{") + 64 * raw.count(b"[")
+
+
+def _npy_cost(data: Any) -> int:
+    """The array's size as its header says; more than the bytes there is refused."""
+    import numpy as np
+
+    buf = io.BytesIO(bytes(data[:65536 + 16]))
+    version = np.lib.format.read_magic(buf)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read(buf)
+    count = 1
+    for n in shape:
+        count *= int(n)
+    size = count * dtype.itemsize
+    if size > len(data):
+        raise CodecError(f"an array claims {size} bytes but carries {len(data)}")
+    return len(data) + size
+
+
+def _frame_cost(view: memoryview) -> int:
+    header, body = _frame_parts(view)
+    cost = json_cost(view[len(MAGIC) + _HEADER.size:len(view) - len(body)])
+
+    def col(c: Any) -> int:
+        if not isinstance(c, dict):
+            raise CodecError("a column must be an object")
+        total = 0
+        for key in ("data", "mask"):
+            if key in c:
+                offset, length = (int(x) for x in c[key])
+                part = body[max(0, offset):max(0, offset) + max(0, length)]
+                total += json_cost(part) if c.get("enc") == "json" else _npy_cost(part)
+        return total + (col(c["categories"]) if "categories" in c else 0)
+
+    idx = header.get("index") or {}
+    for c in [*header.get("columns", []), *idx.get("levels", [])]:
+        cost += col(c)
+    return cost
+
+
+def _parquet_cost(data: Any) -> int:
+    """Uncompressed size as the file's metadata states, plus an object per text value."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(io.BytesIO(bytes(data[1:]))).metadata
+    size = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            size += int(group.column(j).total_uncompressed_size)
+    return len(data) + 2 * size + 72 * meta.num_rows * max(meta.num_columns, 1)
+
+
+def decode_cost(fmt: str, data: Any) -> int:
+    """About how many bytes decoding (fmt, data) may take, judged before decoding."""
+    if fmt.startswith("json"):
+        return json_cost(data)
+    if fmt == "npy":
+        return _npy_cost(data)
+    if fmt == "frame":
+        return _frame_cost(memoryview(data))
+    if fmt == "parquet":
+        return _parquet_cost(data)
+    return len(data)
+
+
+_TZ_OFFSET = re.compile(r"[+-]\d{2}:\d{2}\Z")
+_ZONES: Any = None
+
+
+def safe_tz(name: Any) -> str:
+    """A time zone name from untrusted data, only when it names a zone of the tz database.
+
+    pandas resolves other strings through dateutil, which opens any path it is given
+    (``dateutil//etc/passwd``): the data never picks a file to open.
+    """
+    global _ZONES
+    text = str(name)
+    if text == "UTC" or _TZ_OFFSET.match(text):
+        return text
+    if _ZONES is None:
+        import zoneinfo
+
+        _ZONES = zoneinfo.available_timezones()
+    if text not in _ZONES:
+        raise CodecError(f"unknown time zone {text[:40]!r}")
+    return text
+
+
 def decode(fmt: str, data: bytes) -> Any:
     """The value back from (format, data); data is untrusted: never unpickled."""
     if fmt == "bytes":
@@ -230,10 +331,19 @@ def decode(fmt: str, data: bytes) -> Any:
 
         return np.load(io.BytesIO(data), allow_pickle=False)
     if fmt == "parquet":
-        import pandas as pd
+        import pyarrow.parquet as pq
 
         view = memoryview(data)
-        frame = pd.read_parquet(io.BytesIO(view[1:]))
+        table = pq.read_table(io.BytesIO(view[1:]))
+        for field in table.schema:
+            if getattr(field.type, "tz", None):
+                safe_tz(field.type.tz)
+        pandas_meta = json.loads((table.schema.metadata or {}).get(b"pandas", b"{}"))
+        for col in [*pandas_meta.get("columns", []), *pandas_meta.get("column_indexes", [])]:
+            if isinstance(col, dict) and isinstance(col.get("metadata"), dict) \
+                    and col["metadata"].get("timezone"):
+                safe_tz(col["metadata"]["timezone"])
+        frame = table.to_pandas()
         if bytes(view[:1]) != b"S":
             return frame
         s = frame.iloc[:, 0]
@@ -243,17 +353,24 @@ def decode(fmt: str, data: bytes) -> Any:
     raise CodecError(f"unknown format {fmt[:40]!r}")
 
 
-def _unframe(view: memoryview) -> Any:
-    import pandas as pd
-
-    if bytes(view[:len(MAGIC)]) != MAGIC:
+def _frame_parts(view: memoryview) -> tuple[dict[str, Any], memoryview]:
+    """The frame's header (a dict) and the body its columns point into."""
+    if bytes(view[:len(MAGIC)]) != MAGIC or len(view) < len(MAGIC) + _HEADER.size:
         raise CodecError("not a frame")
     size = _HEADER.unpack_from(view, len(MAGIC))[0]
     start = len(MAGIC) + _HEADER.size
     if size > _MAX_HEADER or start + size > len(view):
         raise CodecError("frame header is cut or too large")
     header = json.loads(bytes(view[start:start + size]))
-    body = view[start + size:]
+    if not isinstance(header, dict):
+        raise CodecError("frame header is not an object")
+    return header, view[start + size:]
+
+
+def _unframe(view: memoryview) -> Any:
+    import pandas as pd
+
+    header, body = _frame_parts(view)
 
     def part(ref: Any) -> memoryview:
         offset, length = (int(x) for x in ref)
@@ -296,7 +413,7 @@ def _uncolumn(col: dict[str, Any], part: Any) -> Any:
     if enc == "npy":
         return values
     if enc == "tz":
-        return pd.Series(values).dt.tz_localize("UTC").dt.tz_convert(str(col["tz"])).array
+        return pd.Series(values).dt.tz_localize("UTC").dt.tz_convert(safe_tz(col["tz"])).array
     if enc == "masked":
         mask = np.load(io.BytesIO(part(col["mask"])), allow_pickle=False).astype(bool)
         if label == "boolean":
