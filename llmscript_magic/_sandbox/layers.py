@@ -262,6 +262,24 @@ def _pip_install(reqs: Sequence[str], target: Path, facts: ImageFacts,
         os.unlink(cfile)
 
 
+def _drop_lower(target: Path, lower: dict[str, str]) -> None:
+    """Remove what a lower layer already has at the same version (pip --target cannot see
+    it, so it installs numpy again for seaborn): the new layer holds only what is new."""
+    root = target.resolve()
+    for info in target.glob("*.dist-info"):
+        name, _, version = info.name[:-len(".dist-info")].partition("-")
+        if lower.get(canonical(name)) != version or not (info / "RECORD").is_file():
+            continue
+        for line in (info / "RECORD").read_text().splitlines():
+            path = (target / line.rsplit(",", 2)[0]).resolve()
+            if path.is_relative_to(root) and path.is_file():
+                path.unlink()
+        shutil.rmtree(info, ignore_errors=True)
+    for folder in sorted(target.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def _installed(target: Path) -> dict[str, str]:
     out = {}
     for info in target.glob("*.dist-info"):
@@ -311,10 +329,13 @@ def build_packages(packages: Sequence[str], *, base: str = DEFAULT_IMAGE,
         target = ctx / "site"
         pinned = {**(constraints or {}), **(lower.installed if lower else {})}
         left_out = _pip_install(new, target, facts, pinned, log)
+        log(f"pip done in {time.monotonic() - start:.0f} s")
         if left_out:
             log(f"left out (no Linux wheel): {', '.join(left_out)}")
         for junk in ("bin", "share"):  # console scripts with the host's shebang; data
             shutil.rmtree(target / junk, ignore_errors=True)
+        if lower is not None:
+            _drop_lower(target, lower.installed)
         installed = {**(lower.installed if lower else {}), **_installed(target)}
         labels = {f"{LABEL}.image": IMAGE_VERSION, ROOT_LABEL: root_id,
                   PACKAGES_LABEL: json.dumps(list(packages)), KEY_LABEL: key,
@@ -392,12 +413,12 @@ def build_for_env(*, like_kernel: bool = False, packages: Sequence[str] = (),
 
     The result becomes the environment's image: later runs from it use it by default.
     """
-    env = kernel_env(python)
-    _check_python(env, base)
-    kernel = {req_name(p): p.split("==", 1)[1] for p in env.pins}
     wanted = [check_requirement(p) for p in packages]
     if requirements:
         wanted += read_requirements(requirements)
+    env = kernel_env(python)
+    _check_python(env, base)
+    kernel = {req_name(p): p.split("==", 1)[1] for p in env.pins}
     # A bare name the kernel has gets the kernel's version: the point is the same result.
     wanted = [f"{r}=={kernel[req_name(r)]}" if re.fullmatch(r"[\w.-]+", r)
               and req_name(r) in kernel else r for r in wanted]
