@@ -230,3 +230,25 @@ def test_require_in_a_notebook_builds_and_later_runs_use_it(
     gen = gm.session.history[-1]
     assert gen.last.run is not None and gen.last.run.stdout.strip() == tabulate.__version__
     assert gen.last.run.image == tag
+
+
+def test_a_kernel_on_another_python_gets_its_own_python(
+        tmp_path: Path, env_cache: dict[str, str], docker_client: Any) -> None:
+    base_minor = image_facts(DEFAULT_IMAGE).python.rsplit(".", 1)[0]
+    minor = int(base_minor.split(".")[1])
+    others = sorted((p for p in Path("/root/.pyenv/versions").glob("3.*/bin/python3")
+                     if not p.parent.parent.name.startswith(base_minor + ".")),
+                    key=lambda p: abs(int(p.parent.parent.name.split(".")[1]) - minor - 0.5))
+    if not others:
+        pytest.skip(f"no Python other than {base_minor} on this host")
+    venv = tmp_path / "venv"
+    subprocess.run([str(others[0]), "-m", "venv", "--without-pip", str(venv)], check=True)
+    out, _, _ = _cli("sandbox", "build", "--like-kernel", "--packages", "tabulate",
+                       "--python", str(venv / "bin" / "python"), env=env_cache)
+    tag = out.split("sandbox image ready: ")[1].split()[0]
+    kernel = subprocess.run([str(venv / "bin" / "python"), "-c",
+                             "import platform; print(platform.python_version())"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    result = run("import platform, tabulate\nprint(platform.python_version())", image=tag)
+    assert result.ok, result.stderr
+    assert result.stdout.strip() == kernel != image_facts(DEFAULT_IMAGE).python

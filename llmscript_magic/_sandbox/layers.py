@@ -293,7 +293,8 @@ def _docker_build(client: Any, context: Path, tag: str, log: Log) -> str:
 
     log(f"docker build {tag}")
     try:
-        image, _ = client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
+        image, _ = client.images.build(path=str(context), tag=tag, rm=True, forcerm=True,
+                                       network_mode="none")
     except docker.errors.DockerException as err:
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
         raise SandboxError(f"Building {tag} failed ({first}): see `docker build` in "
@@ -313,6 +314,8 @@ def build_packages(packages: Sequence[str], *, base: str = DEFAULT_IMAGE,
     packages = merge(packages)
     client = _client()
     root_id = str(client.images.get(base).id)
+    if not packages:
+        return Built(base, root_id, (), {})
     found = find_built(client, root_id, packages)
     if found is not None:
         log(f"{found.ref} already has these {len(packages)} package(s)")
@@ -417,7 +420,7 @@ def build_for_env(*, like_kernel: bool = False, packages: Sequence[str] = (),
     if requirements:
         wanted += read_requirements(requirements)
     env = kernel_env(python)
-    _check_python(env, base)
+    base = python_base(env, base, log)
     kernel = {req_name(p): p.split("==", 1)[1] for p in env.pins}
     # A bare name the kernel has gets the kernel's version: the point is the same result.
     wanted = [f"{r}=={kernel[req_name(r)]}" if re.fullmatch(r"[\w.-]+", r)
@@ -430,12 +433,59 @@ def build_for_env(*, like_kernel: bool = False, packages: Sequence[str] = (),
     return built
 
 
-def _check_python(env: KernelEnv, base: str) -> None:
+PYTHON_DIR = "/opt/llmscript/python"
+PYTHON_LABEL = "llmscript.python"
+#: Parts of a Python install no sandboxed script needs (and the build need not copy).
+_SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "__pycache__",
+         "site-packages", "pkgconfig"}
+
+
+def python_base(env: KernelEnv, base: str, log: Log = print) -> str:
+    """``base`` when its Python has the kernel's minor version, else a layer over it with
+    the kernel's own Python (Linux hosts: the same machine code runs in the container).
+
+    The kernel's base prefix is copied to /opt/llmscript/python, its libpython is made
+    findable (ldconfig: the interpreter's RUNPATH names the host's folder) and it
+    becomes the image's ``python3``.
+    """
     from .facts import image_facts
 
     facts = image_facts(base)
-    if facts.python.split(".")[:2] != env.python.split(".")[:2]:
+    minor = ".".join(env.python.split(".")[:2])
+    if ".".join(facts.python.split(".")[:2]) == minor:
+        return base
+    exe = Path(env.base_prefix) / "bin" / f"python{minor}"
+    if not sys.platform.startswith("linux") or not exe.is_file():
         raise ConfigurationError(
             f"The kernel runs Python {env.python} and the sandbox image {base} has "
-            f"{facts.python}: run the kernel on Python {'.'.join(facts.python.split('.')[:2])} "
-            "(or build a base image with that Python and pass it with --base)")
+            f"{facts.python}: on this host the kernel's own Python cannot be copied in; run "
+            f"the kernel on Python {'.'.join(facts.python.split('.')[:2])}, or build a base "
+            "image with yours and pass it with --image")
+    client = _client()
+    base_id = str(client.images.get(base).id)
+    key = _key(base_id, ["python", env.python, env.base_prefix])
+    found = client.images.list(filters={"label": f"{KEY_LABEL}={key}"})
+    if found:
+        return str(found[0].tags[0] if found[0].tags else found[0].id)
+    tag = f"{IMAGE_REPO}:py{minor}-{key[:12]}"
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="llmscript-python-") as tmp:
+        ctx = Path(tmp)
+        log(f"copying Python {env.python} from {env.base_prefix}")
+        shutil.copytree(env.base_prefix, ctx / "python", symlinks=True,
+                        ignore=lambda _d, names: [n for n in names if n in _SKIP
+                                                  or n.endswith(".a")])
+        site = f"{PYTHON_DIR}/lib/python{minor}/site-packages"
+        labels = {f"{LABEL}.image": IMAGE_VERSION, KEY_LABEL: key, PYTHON_LABEL: env.python}
+        (ctx / "Dockerfile").write_text(
+            f"FROM {base_id}\n"
+            f"COPY --chown=0:0 python/ {PYTHON_DIR}/\n"
+            "USER 0:0\n"
+            f"RUN echo {PYTHON_DIR}/lib > /etc/ld.so.conf.d/llmscript-python.conf && /sbin/ldconfig"
+            f" && ln -sf {PYTHON_DIR}/bin/python{minor} /usr/local/bin/python3"
+            f" && mkdir -p {site} && chmod -R a+rX {PYTHON_DIR}\n"
+            "USER 65534:65534\n"
+            f"LABEL {' '.join(f'{k}={json.dumps(v)}' for k, v in labels.items())}\n")
+        _docker_build(client, ctx, tag, log)
+    log(f"built {tag} (Python {env.python} over {base}) in {time.monotonic() - start:.0f} s")
+    return tag
