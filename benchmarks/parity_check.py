@@ -58,6 +58,7 @@ def main() -> int:
     sandbox_facts(opts)  # the engine client, and the probe if this image was never seen
     facts_mod._memory.clear()  # a new process: facts come from the disk cache
     parity._installed_version.cache_clear()
+    parity._dist_infos.cache_clear()
     first = once(opts, tree)
     steady = [once(opts, tree) for _ in range(args.runs)]
     parse = min(_timed(lambda: ast.parse(SCRIPT)) for _ in range(args.runs))
