@@ -327,6 +327,7 @@ def warm_sandbox(opts: Options) -> None:
         return
     sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
     sandbox_modules(opts)
+    sandbox_facts(opts)  # the image's versions, for the prompt and the parity check
     pool = getattr(sandbox, "_pool", None)  # created on first use; it then fills itself
     if pool is not None:
         pool(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
