@@ -335,6 +335,9 @@ def _commit_layer(client: Any, lower: str, target: Path, site: str,
     finally:
         if tar.poll() is None:
             tar.kill()
+        if tar.stdout is not None:
+            tar.stdout.close()
+        tar.wait()
         client.api.remove_container(cid, force=True)
     return str(image_id)
 
