@@ -437,7 +437,7 @@ def _check(attempt: Attempt, spec: Spec, opts: Options,
                       deny_imports=_set(opts.deny_imports), strict=opts.strict)
     attempt.report = report
     parity = _parity(attempt.code, tree, opts, facts) if report.ok else None
-    if parity is not None:
+    if parity is not None and parity.status != "pass":  # only a difference is worth a line
         report.add(parity)
         if parity.status == "fail":
             attempt.error = parity.message  # the environment's fault: not sent for repair
@@ -465,8 +465,8 @@ def check_code(code: str, spec: str | Spec = "", options: Options | None = None,
 def _parity(code: str, tree: ast.Module | None, opts: Options,
             facts: ImageFacts | None) -> Check | None:
     """Kernel vs image versions of what the code imports (see ``parity.py``)."""
-    if facts is None or opts.sandbox != "docker":
-        return None
+    if facts is None or opts.sandbox != "docker" or not opts.run:
+        return None  # a cell that is not run here runs only in the kernel: nothing to compare
     from .validate import imported_modules
 
     modules = imported_modules(tree if tree is not None else ast.parse(code))
