@@ -47,9 +47,8 @@ def _image() -> tuple[bool, str]:
 
 def _env_image() -> tuple[bool, str]:
     """Which image runs from this environment: its own, or the built-in Debian one."""
-    from .._sandbox.layers import env_image
-
     from .._sandbox.image import image_exists
+    from .._sandbox.layers import env_image
 
     image = env_image()
     if image:
