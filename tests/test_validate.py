@@ -78,7 +78,8 @@ def test_missing_module_fails_with_fix() -> None:
     checks = check_imports(tree, available=IMAGE)
     assert [(c.status, c.line) for c in checks] == [("fail", 4)]
     assert checks[0].message == ("polars is not in the sandbox image (line 4): ask for code "
-                                 "without it or use an image that has it")
+                                 "without it, or add it to the sandbox with "
+                                 "`%llmscript sandbox require polars`")
 
 
 def test_stdlib_counts_only_when_the_image_lists_it() -> None:

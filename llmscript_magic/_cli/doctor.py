@@ -45,6 +45,25 @@ def _image() -> tuple[bool, str]:
     return False, f"sandbox image {DEFAULT_IMAGE} missing: run `llmscript sandbox build`"
 
 
+def _env_image() -> tuple[bool, str]:
+    """Which image runs from this environment: its own, or the built-in Debian one."""
+    from .._sandbox.image import image_exists
+    from .._sandbox.layers import env_image
+
+    image = env_image()
+    if image:
+        try:
+            there = image_exists(image)
+        except Exception:
+            there = True  # the engine row says what is wrong with it
+        if not there:
+            return False, (f"this environment's image {image} is gone: run `llmscript "
+                           "sandbox build --like-kernel` (or your --packages) again")
+        return True, f"runs from this environment use {image} (its packages)"
+    return True, ("runs from this environment use the built-in image; `llmscript sandbox "
+                  "build --like-kernel` makes one with this environment's versions")
+
+
 def _isolation() -> tuple[bool, str]:
     """gVisor is optional (runs fall back to plain containers) but worth saying how to add."""
     from .._sandbox.engine import connect, gvisor_applies_seccomp, gvisor_problem
@@ -134,7 +153,8 @@ def _extension() -> tuple[bool, str]:
 
 #: (check, required): a missing key is only a warning, since replay needs none
 CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
-    (_engine, True), (_engine_limits, False), (_image, True), (_isolation, False),
+    (_engine, True), (_engine_limits, False), (_image, True), (_env_image, False),
+    (_isolation, False),
     (_local_sandbox, False),
     (_keys, False), (_providers, False), (_llm_plugins, False), (_extension, True),
 ]

@@ -48,12 +48,27 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--force", action="store_true", help="rebuild even if it exists")
     sb.add_argument("--dockerfile", action="store_true",
                     help="build from the shipped Dockerfile (needs an image registry)")
+    _env_flags(sb)
 
     ex = sub.add_parser("export", help="write each generated cell's code to a .py script")
     ex.add_argument("notebook")
     ex.add_argument("-d", "--dir", default=None,
                     help="output folder (default: beside the notebook)")
     return p
+
+
+def _env_flags(sb: argparse.ArgumentParser) -> None:
+    """build: an image with the kernel's (or the listed) packages, layered over --image."""
+    sb.add_argument("--like-kernel", action="store_true",
+                    help="build: the same versions as this environment's importable packages "
+                    "(Jupyter and llmscript left out)")
+    sb.add_argument("--packages", nargs="+", default=[], metavar="NAME[==VER]",
+                    help="build: add these packages (Linux wheels through this host's pip)")
+    sb.add_argument("--requirements", default=None, metavar="FILE",
+                    help="build: add the packages of a requirements file")
+    sb.add_argument("--python", default=None, metavar="PATH",
+                    help="build --like-kernel: the environment of this interpreter "
+                    "(default: the one running llmscript)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,7 +105,16 @@ def _sandbox(args: argparse.Namespace) -> int:
     from .._sandbox import DEFAULT_IMAGE
     from .._sandbox.image import build_image, list_images, prune
 
-    if args.action == "build":
+    if args.action == "build" and (args.like_kernel or args.packages or args.requirements
+                                   or args.python):
+        from .._sandbox.layers import build_for_env
+
+        built = build_for_env(like_kernel=args.like_kernel, packages=args.packages,
+                              requirements=args.requirements, python=args.python,
+                              base=args.image or DEFAULT_IMAGE,
+                              log=lambda line: print(line, file=sys.stderr, flush=True))
+        print(f"sandbox image ready: {built.ref} (runs from this environment use it)")
+    elif args.action == "build":
         name = build_image(args.image or DEFAULT_IMAGE, offline=not args.dockerfile,
                            force=args.force)
         print(f"sandbox image ready: {name}")

@@ -157,11 +157,15 @@ class LLMScriptMagics(Magics):
                 print(policy_text(gm))
         elif cmd == ["usage"]:
             print(usage_text(gm.session if gm is not None else None))
+        elif cmd[:1] == ["sandbox"]:
+            from .sandbox_env import sandbox_command
+
+            sandbox_command(cmd[1:])
         elif cmd[:1] == ["explain"] and len(cmd) <= 2 and gm is not None:
             self._explain(gm, cmd[1] if len(cmd) == 2 else "")
         else:
             raise UsageError("Usage: %llmscript models | %llmscript usage | "
-                             "%llmscript explain [N]")
+                             "%llmscript explain [N] | %llmscript sandbox build|require ...")
 
     def _explain(self, gm: Any, arg: str) -> None:
         """Show the explanation as Markdown: a display output, kept in the notebook."""

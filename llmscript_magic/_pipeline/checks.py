@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._sandbox.harness.wrapper import UNDEFINED
+from .packages import missing_hint
 from .validate import Check
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ def run_check(result: RunResult) -> Check:
     }
     why = reasons.get(result.status, f"exited with status {result.exit_code}")
     last = tail(result.stderr, 3).strip()
-    return Check("run", "fail", why + (f": {last.splitlines()[-1]}" if last else ""),
-                 layer="run")
+    return Check("run", "fail", why + (f": {last.splitlines()[-1]}" if last else "")
+                 + missing_hint(result.stderr), layer="run")
 
 
 def not_returned(name: str, why: str | None) -> str:

@@ -25,12 +25,14 @@ from .._store.recordings import Recordings, current_scope, lookup
 from ..providers.base import Message, Provider, Reply, Request, Usage, resolve_model
 from .checks import UNEVALUATED, example_check, expr_check, outputs_check, run_check, tail
 from .options import Options
+from .parity import environment_text, parity_check
 from .prompt import Prompt, build_prompt, repair_message
 from .spec import Spec, parse_spec
 from .validate import Check, ValidationReport, validate
 
 if TYPE_CHECKING:
     from .._sandbox import RunResult
+    from .._sandbox.facts import ImageFacts
 
 ChunkCallback = Callable[[str], None]
 
@@ -254,9 +256,31 @@ def sandbox_modules(opts: Options) -> frozenset[str] | None:
     from .._sandbox import available_modules
 
     try:
-        return available_modules(opts.image)
+        return available_modules(sandbox_image(opts) or None)
     except SandboxError:
         return None  # reported by the run itself when the user asked to run
+
+
+def sandbox_image(opts: Options) -> str:
+    """The image a docker run uses: ``--image``, else the one built for this environment
+    (``llmscript sandbox build --like-kernel``), else '' (the built-in one)."""
+    if opts.image or opts.sandbox != "docker":
+        return opts.image
+    from .._sandbox.layers import env_image
+
+    return env_image()
+
+
+def sandbox_facts(opts: Options) -> ImageFacts | None:
+    """The image's Python and library versions (probed once per image); None when unknown."""
+    if opts.sandbox != "docker":
+        return None
+    from .._sandbox.facts import image_facts
+
+    try:
+        return image_facts(sandbox_image(opts) or None)
+    except SandboxError:
+        return None
 
 
 def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
@@ -284,8 +308,8 @@ def _sandbox_options(opts: Options) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if opts.sandbox == "docker":
         options["isolation"] = opts.isolation
-        if opts.image:
-            options["image"] = opts.image
+        if image := sandbox_image(opts):
+            options["image"] = image
     return options
 
 
@@ -303,6 +327,7 @@ def warm_sandbox(opts: Options) -> None:
         return
     sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
     sandbox_modules(opts)
+    sandbox_facts(opts)  # the image's versions, for the prompt and the parity check
     pool = getattr(sandbox, "_pool", None)  # created on first use; it then fills itself
     if pool is not None:
         pool(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
@@ -348,11 +373,13 @@ def generate(
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     completer = _Completer(opts, spec)
     completer.on_thinking = on_thinking
+    available = sandbox_modules(opts)
+    facts = sandbox_facts(opts)
+    env = {"environment": environment_text(facts)} if facts is not None else {}
     prompt = build_prompt(spec, extra_system=opts.system, context=opts.context,
-                          history=opts.history)
+                          history=opts.history, **env)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
     messages = prompt.messages
-    available = sandbox_modules(opts)
     t0 = time.monotonic()
     for n in range(opts.retries + 1):
         request = Request(completer.model, prompt.system, messages, opts.max_tokens,
@@ -361,7 +388,7 @@ def generate(
         gen.timing.setdefault("reply_s", time.monotonic() - t0)
         gen.usage = gen.usage + reply.usage
         gen.entries.append(reply_to_entry(key, reply))
-        attempt = _attempt(reply, spec, opts, available, source)
+        attempt = _attempt(reply, spec, opts, available, source, facts)
         gen.attempts.append(attempt)
         budget = opts.budget_tokens
         spent = gen.usage.input_tokens + gen.usage.output_tokens
@@ -382,7 +409,7 @@ def generate(
 
 
 def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] | None,
-             source: str) -> Attempt:
+             source: str, facts: ImageFacts | None = None) -> Attempt:
     from .extract import extract_code
 
     try:
@@ -394,7 +421,8 @@ def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] 
                        source=source)
     attempt = Attempt(reply.text, found.code, ValidationReport([]), reply.usage,
                       reply.stop_reason, source=source)
-    _check(attempt, spec, opts, available, tree=found.tree)  # parsed once, by extraction
+    _check(attempt, spec, opts, available, tree=found.tree,  # parsed once, by extraction
+           facts=facts)
     how = "; ".join((f"code taken from the reply: {found.how}", *found.notes))
     attempt.report.checks[:0] = [*_model_notes(reply), Check("extract", "pass", how,
                                                              layer="extract")]
@@ -407,16 +435,25 @@ def _model_notes(reply: Reply) -> list[Check]:
 
 
 def _check(attempt: Attempt, spec: Spec, opts: Options,
-           available: frozenset[str] | None, tree: ast.Module | None = None) -> None:
+           available: frozenset[str] | None, tree: ast.Module | None = None,
+           facts: ImageFacts | None = None) -> None:
     """Static layers, then (when asked and they pass) the sandbox run and its checks."""
     assert attempt.code is not None
     report = validate(attempt.code, tree=tree, available=available,
                       allow_imports=_set(opts.allow_imports),
                       deny_imports=_set(opts.deny_imports), strict=opts.strict)
     attempt.report = report
+    parity = _parity(attempt.code, tree, opts, facts) if report.ok else None
+    if parity is not None and parity.status != "pass":  # only a difference is worth a line
+        report.add(parity)
+        if parity.status == "fail":
+            attempt.error = parity.message  # the environment's fault: not sent for repair
     if opts.run and report.ok:
         try:
             attempt.run = _run(attempt, spec, opts, report)
+            if parity is not None and parity.status == "warn":  # shown on the run too
+                attempt.run.warning = "; ".join(filter(None, [attempt.run.warning,
+                                                              parity.message]))
         except SandboxError as err:  # the engine's fault, not the code's: do not repair
             attempt.error = str(err)
             report.add(Check("run", "fail", str(err), layer="run"))
@@ -428,8 +465,19 @@ def check_code(code: str, spec: str | Spec = "", options: Options | None = None,
     opts = replace(options or Options(), **overrides)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     attempt = Attempt("", code, ValidationReport([]), Usage(), None, source="user")
-    _check(attempt, spec, opts, sandbox_modules(opts))
+    _check(attempt, spec, opts, sandbox_modules(opts), facts=sandbox_facts(opts))
     return attempt
+
+
+def _parity(code: str, tree: ast.Module | None, opts: Options,
+            facts: ImageFacts | None) -> Check | None:
+    """Kernel vs image versions of what the code imports (see ``parity.py``)."""
+    if facts is None or opts.sandbox != "docker" or not opts.run:
+        return None  # a cell that is not run here runs only in the kernel: nothing to compare
+    from .validate import imported_modules
+
+    modules = imported_modules(tree if tree is not None else ast.parse(code))
+    return parity_check(modules, facts, image=sandbox_image(opts), refuse=opts.strict_versions)
 
 
 def _set(value: frozenset[str] | None) -> set[str] | None:

@@ -125,6 +125,9 @@ class Options:
     isolation: str = option("auto", "Docker isolation: gvisor (runsc), container (runc) or "
                             "auto (gvisor where the engine has it).", choices=ISOLATIONS)
     image: str = option("", "Sandbox image; '' = the built-in llmscript-sandbox image.")
+    strict_versions: bool = option(False, "Refuse to run when the sandbox's Python or a "
+                                   "library the code imports differs from the kernel's in "
+                                   "major or minor version (default: warn).")
     timeout: float = option(30.0, "Wall-clock seconds a sandbox run may take.", low=0.1)
     memory_mb: int = option(256, "Sandbox memory limit (RAM + swap), e.g. 256m or 1g.",
                             name="memory", parse=parse_memory, text="256m", metavar="SIZE")

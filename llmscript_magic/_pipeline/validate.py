@@ -13,6 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from .packages import add_command, distribution, engine_needs
 from .risk import BOUNDARY, Resolver, find_risks
 
 Status = Literal["pass", "warn", "fail"]
@@ -144,7 +145,8 @@ def check_imports(tree: ast.AST, *, available: frozenset[str] | None = None,
         elif available is not None and module not in available:
             status: Status = "warn" if guarded else "fail"
             tail = ("; the import is inside try/except ImportError, so the script may fall back"
-                    if guarded else ": ask for code without it or use an image that has it")
+                    if guarded else f": ask for code without it, or add it to the sandbox "
+                    f"with `{add_command(distribution(module))}`")
             out.append(Check("imports", status, f"{module} is not in the sandbox image "
                              f"{where}{tail}", line, col))
         else:
@@ -154,6 +156,17 @@ def check_imports(tree: ast.AST, *, available: frozenset[str] | None = None,
         listed = f"imports {', '.join(sorted(fine))} ({scope})" if fine else "no imports"
         out.append(Check("imports", "pass", listed))
     return out
+
+
+def check_engines(tree: ast.AST, available: frozenset[str] | None) -> list[Check]:
+    """Calls whose optional engine the image lacks (read_excel needs openpyxl, ...): they
+    would pass every other static check and fail only when run."""
+    if available is None:
+        return []
+    return [Check("imports", "fail", f"{call} (line {line}) needs {' or '.join(packages)} "
+                  f"for {what}, and the sandbox image has none: ask for code without it, or "
+                  f"add it with `{add_command(packages[0])}`", line, col)
+            for call, what, packages, line, col in engine_needs(tree, available)]
 
 
 def scan_risks(tree: ast.AST, *, strict: bool = False,
@@ -184,6 +197,7 @@ def validate(code: str, *, tree: ast.Module | None = None,
         res = Resolver(tree)
         report.extend(check_imports(tree, available=available, allow=allow_imports,
                                     deny=deny_imports, resolver=res))
+        report.extend(check_engines(tree, available))
         report.extend(scan_risks(tree, strict=strict, resolver=res))
     except RecursionError:  # valid but too deep to walk: say so instead of crashing
         report.add(Check("risk:unscanned", "fail" if strict else "warn",
