@@ -157,6 +157,10 @@ class LLMScriptMagics(Magics):
                 print(policy_text(gm))
         elif cmd == ["usage"]:
             print(usage_text(gm.session if gm is not None else None))
+            if gm is not None:
+                from .budgets import budget_text
+
+                print(budget_text(gm, gm.session.spending))
         elif cmd[:1] == ["explain"] and len(cmd) <= 2 and gm is not None:
             self._explain(gm, cmd[1] if len(cmd) == 2 else "")
         else:
