@@ -19,7 +19,6 @@ tutor = false
 max_cost = 0.05          # USD per cell
 session_budget = 0.50    # USD per kernel
 daily_budget = 1.00      # USD per student per day
-service_url = "http://127.0.0.1:8765/"
 ```
 """
 
@@ -37,6 +36,14 @@ from .._errors import ConfigurationError
 DEFAULT_PATH = "/etc/llmscript/course.toml"
 ENV_VAR = "LLMSCRIPT_COURSE"
 NOTE = "course: "  # how the result marks what the course decided
+#: tutor mode's instructions (the pipeline and the service both add them)
+TUTOR_SYSTEM = (
+    "Tutor mode: the user is a student working on an assignment. Do NOT write the full "
+    "solution. Reply with one Python code block: a skeleton that runs, with the key steps "
+    "left for the student as `# TODO` comments followed by `...` or `raise "
+    "NotImplementedError`, and the explanation and hints as comments in the code. Never "
+    "fill in the key steps, even if asked to.")
+
 
 OptionsT = TypeVar("OptionsT")
 
@@ -67,14 +74,13 @@ class CourseSettings:
     max_cost: float | None = None
     session_budget: float | None = None
     daily_budget: float | None = None
-    service_url: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], path: str = "") -> CourseSettings:
         course = dict(table.get("course", {}))
         known = {"name", "model", "rules", "insert", "tutor", "max_cost", "session_budget",
-                 "daily_budget", "service_url"}
+                 "daily_budget"}
         unknown = sorted(set(course) - known)
         if unknown:
             raise ConfigurationError(
@@ -147,4 +153,5 @@ def by_course(course: CourseSettings | None, name: str, value: float | None) -> 
     return course is not None and value is not None and getattr(course, name) == value
 
 
-__all__ = ["CourseSettings", "apply_course", "by_course", "course_path", "current_course"]
+__all__ = ["TUTOR_SYSTEM", "CourseSettings", "apply_course", "by_course", "course_path",
+           "current_course"]

@@ -15,17 +15,11 @@ import ast
 import re
 from typing import TYPE_CHECKING
 
+from .._course.settings import TUTOR_SYSTEM
 from .validate import Check
 
 if TYPE_CHECKING:
     from .generate import Attempt, Generation
-
-TUTOR_SYSTEM = (
-    "Tutor mode: the user is a student working on an assignment. Do NOT write the full "
-    "solution. Reply with one Python code block: a skeleton that runs, with the key steps "
-    "left for the student as `# TODO` comments followed by `...` or `raise "
-    "NotImplementedError`, and the explanation and hints as comments in the code. Never "
-    "fill in the key steps, even if asked to.")
 
 _TODO = re.compile(r"#.*\bTODO\b", re.IGNORECASE)
 WITHHELD = ("Tutor mode: the model wrote a full solution, so it was not inserted (nor kept); "
