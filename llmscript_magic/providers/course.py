@@ -49,7 +49,8 @@ class CourseProvider(Provider):
         return url.rstrip("/") + "/v1/generate"
 
     def _token(self) -> str:
-        token = self._api_key or os.environ.get(TOKEN_ENV, "")
+        # never GenerateMagics.api_key: that is a provider's key, not for the service's eyes
+        token = os.environ.get(TOKEN_ENV, "")
         if not token:
             raise AuthenticationError(f"No hub token ({TOKEN_ENV}): the course provider works in "
                                       "a server started by the course's JupyterHub.")
@@ -57,6 +58,9 @@ class CourseProvider(Provider):
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self._api_key, os.environ.get(TOKEN_ENV)) if s)
+
+    def api_key(self) -> str | None:
+        return None  # the hub token is checked when the request is made
 
     def stream(self, request: Request, reply: Reply) -> Generator[str, None, None]:
         """POST the request; yield the service's text chunks; fill usage from its last line."""
@@ -101,5 +105,8 @@ class CourseProvider(Provider):
             message = str(json.loads(body).get("error", ""))
         except ValueError:
             message = ""
+        if not message and status == 403:
+            message = ("The course service did not accept your hub token (403): restart your "
+                       "server from the hub's control panel, or ask your teacher.")
         message = message or f"The course service answered {status}: ask your teacher."
         return _ERRORS.get(status, ProviderError)(one_line(message))
