@@ -12,6 +12,7 @@ forwards to an in-process Anthropic stand-in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -259,11 +260,9 @@ def hub() -> Iterator[Hub]:
             h.wait_ready(user)
         yield h
     finally:
-        for user in (*STUDENTS, TEACHER):
-            try:
+        for user in (*STUDENTS, TEACHER):  # the hub also stops them when it exits
+            with contextlib.suppress(Exception):
                 h.api("DELETE", f"/hub/api/users/{user}/server")
-            except Exception:  # the hub may be gone already; it stops servers on exit too
-                pass
         process.terminate()
         try:
             process.wait(30)

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from hub_fixtures import STUDENTS, TEACHER, Hub
 
-
 CODE = "# Step 1: add the numbers up\ntotal = sum([1, 2, 3])\nprint(total)\n"
 SOLUTION = "def mean(xs):\n    return sum(xs) / len(xs)\n\nprint(mean([1, 2, 3]))\n"
 #: each reply is billed 1000 in / 1000 out at haiku's $1/$5: $0.006
@@ -87,13 +86,13 @@ def test_student_cannot_override_the_course(loaded: Hub) -> None:
     assert "model course:anthropic:claude-haiku-5 (set by Data 101; anthropic:claude-opus-5 " \
            "was not used)" in json.dumps(result["display"])
     # going around the kernel's settings does not help: the service checks again
-    raw = hub.run(user, f"""
+    raw = hub.run(user, """
 import json, os, urllib.request, urllib.error
 def post(model, token=os.environ["JUPYTERHUB_API_TOKEN"]):
     req = urllib.request.Request(os.environ["LLMSCRIPT_COURSE_URL"] + "v1/generate",
-        data=json.dumps({{"model": model, "system": "", "max_tokens": 10,
-                         "messages": [{{"role": "user", "content": "hi"}}]}}).encode(),
-        headers={{"Authorization": "token " + token}})
+        data=json.dumps({"model": model, "system": "", "max_tokens": 10,
+                         "messages": [{"role": "user", "content": "hi"}]}).encode(),
+        headers={"Authorization": "token " + token})
     try:
         urllib.request.urlopen(req)
     except urllib.error.HTTPError as err:
