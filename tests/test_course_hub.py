@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from hub_fixtures import STUDENTS, TEACHER, Hub
 
+pytestmark = pytest.mark.hub
+
 CODE = "# Step 1: add the numbers up\ntotal = sum([1, 2, 3])\nprint(total)\n"
 SOLUTION = "def mean(xs):\n    return sum(xs) / len(xs)\n\nprint(mean([1, 2, 3]))\n"
 #: each reply is billed 1000 in / 1000 out at haiku's $1/$5: $0.006
