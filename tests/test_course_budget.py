@@ -198,3 +198,40 @@ def test_tutor_mode_repair_gets_a_skeleton(ip: InteractiveShell, anthropic_stand
     assert run(ip, "--tutor", "Write mean(xs).").success
     assert ip.rl_next_input == SKELETON.rstrip("\n")
     assert anthropic_standin.request_count == 2
+
+
+def test_tutor_mode_withholds_what_passes_the_teachers_test(
+        ip: InteractiveShell, anthropic_standin: Any) -> None:
+    """A TODO comment does not make a skeleton: code that passes the check is the answer."""
+    solution = "def mean(xs):\n    # TODO: nothing left, really\n    return sum(xs) / len(xs)\n" \
+               "\nanswer = mean([1, 2, 3])\n"
+    skeleton = "def mean(xs):\n    # TODO: add up, then divide\n    ...\n\nanswer = mean([1, 2, 3])\n"
+    anthropic_standin.enqueue(f"```python\n{solution}```")
+    anthropic_standin.enqueue(f"```python\n{skeleton}```")
+    result = run(ip, "--tutor --run --sandbox local --retries 1 --check 'answer == 2'",
+                 "Write mean(xs); answer = mean([1, 2, 3]).")
+    assert result.success  # the second reply: a skeleton, which fails the check, as it should
+    assert ip.rl_next_input == skeleton.rstrip("\n")
+    assert "already passes the assignment's check" in str(anthropic_standin.last.body["messages"])
+    assert anthropic_standin.request_count == 2  # the skeleton failing the check is not repaired
+
+
+def test_student_code_against_the_teachers_test(
+        ip: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    course_file(tmp_path, monkeypatch, '\n[tests]\nmean = "answer == 2"\n')
+    ip.run_line_magic("config", "GenerateMagics.sandbox = 'local'")
+    ip.run_cell("def mean(xs):\n    return sum(xs) / len(xs)\n\nanswer = mean([1, 2, 3])\n",
+                store_history=True)
+    capsys.readouterr()
+    ip.run_cell("%llmscript test mean", store_history=True)
+    out = capsys.readouterr().out
+    assert "Test mean on In [" in out and "]: passed (answer == 2)" in out
+    ip.run_cell("def mean(xs):\n    return sum(xs)\n\nanswer = mean([1, 2, 3])\n",
+                store_history=True)
+    ip.run_cell("%llmscript test mean", store_history=True)
+    assert "]: not passed (answer == 2)" in capsys.readouterr().out
+    result = ip.run_cell("%llmscript test nosuch", store_history=True)
+    assert not result.success
+    assert "No test 'nosuch' in the course file: the course has mean." in \
+        capsys.readouterr().err

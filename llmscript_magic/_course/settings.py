@@ -19,6 +19,9 @@ tutor = false
 max_cost = 0.05          # USD per cell
 session_budget = 0.50    # USD per kernel
 daily_budget = 1.00      # USD per student per day
+
+[tests]                  # %llmscript test NAME runs a student's cell against one
+mean = "answer == 2"     # over the values the cell leaves (as --check)
 ```
 """
 
@@ -74,6 +77,8 @@ class CourseSettings:
     max_cost: float | None = None
     session_budget: float | None = None
     daily_budget: float | None = None
+    #: the teacher's tests: name -> a condition over the student's variables (``--check``)
+    tests: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -89,7 +94,8 @@ class CourseSettings:
         for key in ("max_cost", "session_budget", "daily_budget"):
             if key in course:
                 course[key] = float(course[key])
-        return cls(path=path, raw=table, **course)
+        tests = {str(k): str(v) for k, v in dict(table.get("tests", {})).items()}
+        return cls(path=path, raw=table, tests=tests, **course)
 
 
 def course_path() -> Path | None:

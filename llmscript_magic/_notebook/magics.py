@@ -141,7 +141,7 @@ class LLMScriptMagics(Magics):
 
     @line_magic
     def llmscript(self, line: str) -> None:
-        """%llmscript models | usage | explain [N]
+        """%llmscript models | usage | explain [N] | test NAME [N]
 
         ``explain`` explains the last error (or cell In [N], error or not) in prose.
         """
@@ -161,11 +161,18 @@ class LLMScriptMagics(Magics):
                 from .budgets import budget_text
 
                 print(budget_text(gm, gm.session.spending))
+        elif cmd[:1] == ["test"] and gm is not None:  # the teacher's tests (issue 27)
+            from .teacher_tests import run_teacher_test
+
+            try:
+                print(run_teacher_test(gm, self.shell, cmd[1:]))
+            except LLMScriptError as err:
+                raise UsageError(str(err)) from None
         elif cmd[:1] == ["explain"] and len(cmd) <= 2 and gm is not None:
             self._explain(gm, cmd[1] if len(cmd) == 2 else "")
         else:
             raise UsageError("Usage: %llmscript models | %llmscript usage | "
-                             "%llmscript explain [N]")
+                             "%llmscript explain [N] | %llmscript test NAME [N]")
 
     def _explain(self, gm: Any, arg: str) -> None:
         """Show the explanation as Markdown: a display output, kept in the notebook."""

@@ -70,11 +70,16 @@ def tutor_check(attempt: Attempt) -> Check:
                  + (f" and {len(left) - 4} more" if len(left) > 4 else ""), layer="tutor")
 
 
+def gave_solution(attempt: Attempt) -> bool:
+    """Whether the tutor check failed: the only failure tutor mode repairs (a skeleton is
+    expected to fail the teacher's check; "fixing" that would write the solution)."""
+    return any(c.name == "tutor" and c.status == "fail" for c in attempt.report.checks)
+
+
 def withhold_solution(gen: Generation) -> None:
     """Drop the code (and the replies that hold it) when the last attempt is a full solution."""
     last = gen.last if gen.attempts else None
-    if last is None or not any(c.name == "tutor" and c.status == "fail"
-                               for c in last.report.checks):
+    if last is None or not gave_solution(last):
         return
     for attempt in gen.attempts:
         attempt.code = None
@@ -84,4 +89,4 @@ def withhold_solution(gen: Generation) -> None:
     gen.entries = []
 
 
-__all__ = ["TUTOR_SYSTEM", "placeholders", "tutor_check", "tutor_system", "withhold_solution"]
+__all__ = ["gave_solution", "placeholders", "tutor_check", "tutor_system", "withhold_solution"]
