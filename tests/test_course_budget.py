@@ -205,7 +205,8 @@ def test_tutor_mode_withholds_what_passes_the_teachers_test(
     """A TODO comment does not make a skeleton: code that passes the check is the answer."""
     solution = "def mean(xs):\n    # TODO: nothing left, really\n    return sum(xs) / len(xs)\n" \
                "\nanswer = mean([1, 2, 3])\n"
-    skeleton = "def mean(xs):\n    # TODO: add up, then divide\n    ...\n\nanswer = mean([1, 2, 3])\n"
+    skeleton = "def mean(xs):\n    # TODO: add up, then divide\n    ...\n\n" \
+               "answer = mean([1, 2, 3])\n"
     anthropic_standin.enqueue(f"```python\n{solution}```")
     anthropic_standin.enqueue(f"```python\n{skeleton}```")
     result = run(ip, "--tutor --run --sandbox local --retries 1 --check 'answer == 2'",
