@@ -60,3 +60,22 @@ def test_bad_service_table_is_one_line(tmp_path: Path) -> None:
         ServiceSettings.from_table({"service": {"models": [MODEL], "budget": 1}})
     with pytest.raises(ConfigurationError, match="models is empty"):
         ServiceSettings.from_table({"service": {}})
+
+
+def test_cli_reads_the_record_on_the_server(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from llmscript_magic._cli.main import main
+
+    monkeypatch.delenv("LLMSCRIPT_COURSE_URL", raising=False)
+    monkeypatch.setenv("LLMSCRIPT_COURSE", str(tmp_path / "none.toml"))
+    g = gate(tmp_path)
+    g.admit("ann", MODEL, request())
+    g.record("ann", MODEL, Usage(1000, 1000))
+    assert main(["course", "usage", "--file", str(tmp_path / "usage.jsonl")]) == 2
+    assert "Cannot read the course file" in capsys.readouterr().err  # one line, no traceback
+    monkeypatch.delenv("LLMSCRIPT_COURSE")
+    assert main(["course", "usage", "--file", str(tmp_path / "usage.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["student", "requests", "refused"]
+    assert out.splitlines()[1].split()[:3] == ["ann", "1", "0"] and "$0.006" in out
