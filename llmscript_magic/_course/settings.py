@@ -151,6 +151,11 @@ def apply_course(opts: OptionsT, course: CourseSettings | None) -> tuple[Options
             value = _tighter(get(name), getattr(course, name))
             if value != get(name):
                 changes[name] = value
+    if hasattr(opts, "course_locked"):
+        decided = {"model": course.model, "tutor": course.tutor, "insert": course.insert,
+                   "max_cost": course.max_cost, "session_budget": course.session_budget,
+                   "daily_budget": course.daily_budget, "system": course.rules or None}
+        changes["course_locked"] = frozenset(k for k, v in decided.items() if v is not None)
     return (replace(opts, **changes) if changes else opts), notes  # type: ignore[type-var]
 
 
