@@ -77,7 +77,7 @@ class Hub:
         return resp.json() if resp.content else None
 
     def wait_ready(self, user: str) -> None:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             model = self.api("GET", f"/hub/api/users/{user}")
             server = model.get("servers", {}).get("")
@@ -193,8 +193,8 @@ c.JupyterHub.cleanup_servers = True
 # spawn and stop the four side by side
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0, "slow_stop_timeout": 0}}
 c.Spawner.cmd = ["{HUB_ENV}/bin/jupyterhub-singleuser"]
-c.Spawner.start_timeout = 90
-c.Spawner.http_timeout = 90
+c.Spawner.start_timeout = 180
+c.Spawner.http_timeout = 180
 c.Spawner.environment = {{
     "PYTHONPATH": "{ROOT}",
     "LLMSCRIPT_COURSE": "{course}",
@@ -279,7 +279,7 @@ def hub() -> Iterator[Hub]:
 def _wait_for(h: Hub) -> None:
     import httpx2
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # generous: a loaded CI machine starts it slowly
     while time.monotonic() < deadline:
         if h.process.poll() is not None:
             raise RuntimeError("the hub exited: "

@@ -119,6 +119,9 @@ def test_budget_refusal_sends_nothing(loaded: Hub) -> None:
     assert "ask your teacher to raise it" in message
     assert hub.standin.request_count == before  # nothing reached the provider
     assert inserted(result) is None
+    usage = hub.run(user, "%llmscript usage")["stdout"]
+    assert "Course service: $0.006 spent today, $0.006 in all (1 requests, 1 refused); " \
+           "daily budget $0.025, $0.019 left; total budget $1.00, $0.994 left" in usage
 
 
 def test_tutor_mode_inserts_no_full_solution(loaded: Hub) -> None:

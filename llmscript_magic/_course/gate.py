@@ -183,6 +183,13 @@ class Gate:
             extra.append(TUTOR_SYSTEM)
         return "\n\n".join([system, *extra]).strip()
 
+    def status(self, user: str) -> dict[str, Any]:
+        """One student's own row and the course's budgets: what ``%llmscript usage`` shows."""
+        with self.lock:
+            row = asdict(self.usage[user]) if user in self.usage else asdict(StudentUsage())
+        return {**row, "daily_budget": self.settings.daily_budget,
+                "total_budget": self.settings.total_budget, "rate": self.settings.rate}
+
     def report(self) -> dict[str, dict[str, Any]]:
         with self.lock:
             return {user: asdict(row) for user, row in sorted(self.usage.items())}

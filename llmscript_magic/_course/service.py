@@ -12,6 +12,7 @@ token every student's server gets as ``$JUPYTERHUB_API_TOKEN``):
   newline-delimited JSON. Refusals are one line, with HTTP 402 (budget), 403 (model),
   429 (rate).
 - ``GET v1/usage``: the per-student record, for the course's teachers only.
+- ``GET v1/me``: the caller's own spending and budgets (``%llmscript usage`` shows them).
 """
 
 from __future__ import annotations
@@ -111,8 +112,14 @@ def make_app(gate: Gate, keys: dict[str, str], prefix: str = "/") -> Any:
                                  "read the usage report.")
             self.finish({"students": gate.report()})
 
+    class Me(Base):
+        @web.authenticated
+        def get(self) -> None:
+            self.finish(gate.status(self.user()))
+
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-    return web.Application([(prefix + "v1/generate", Generate), (prefix + "v1/usage", Usage)])
+    return web.Application([(prefix + "v1/generate", Generate), (prefix + "v1/usage", Usage),
+                            (prefix + "v1/me", Me)])
 
 
 def read_keys(settings: ServiceSettings) -> dict[str, str]:

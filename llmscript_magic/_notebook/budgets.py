@@ -88,10 +88,30 @@ def budget_text(configured: Any, spending: Spending) -> str:
                      f"{usd(limit.left)} left of {usd(limit.total)}")
     if opts.max_cost is not None:
         lines.append(f"Per cell (--max-cost): at most {usd(opts.max_cost)} a cell")
-    if len(lines) == 1:
+    if opts.model.startswith("course:"):
+        lines.append(_service_line())
+    elif len(lines) == 1:
         lines.append("No budget set (see %config GenerateMagics.session_budget, daily_budget "
                      "and --max-cost).")
     return "\n".join(lines)
+
+
+def _service_line() -> str:
+    """What the course service counts for this student (the budgets that bind)."""
+    from ..providers.course import CourseProvider
+
+    try:
+        me = CourseProvider().status()
+    except LLMScriptError as err:
+        return f"Course service: {err}"
+    parts = [f"Course service: {usd(me['cost_today'])} spent today, "
+             f"{usd(me['cost_total'])} in all ({me['requests']} requests, "
+             f"{me['refused']} refused)"]
+    for name, spent in (("daily_budget", me["cost_today"]), ("total_budget", me["cost_total"])):
+        if me.get(name) is not None:
+            parts.append(f"{name.split('_')[0]} budget {usd(me[name])}, "
+                         f"{usd(max(0.0, me[name] - spent))} left")
+    return "; ".join(parts)
 
 
 def _configured_options(configured: Any) -> CellOptions:

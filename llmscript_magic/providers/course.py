@@ -98,6 +98,22 @@ class CourseProvider(Provider):
         finally:
             reply.text = "".join(parts)
 
+    def status(self) -> dict[str, Any]:
+        """The student's spending and the course's budgets, as the service counts them."""
+        import httpx2
+
+        url = self._url().removesuffix("v1/generate") + "v1/me"
+        try:
+            resp = httpx2.get(url, headers={"Authorization": f"token {self._token()}"},
+                              timeout=min(self.timeout, 10))
+        except httpx2.HTTPError as err:
+            raise ProviderConnectionError(f"Could not reach the course service at {url}: ask "
+                                          "your teacher whether it is running.") from err
+        if resp.status_code != 200:
+            raise self._refused(resp.status_code, resp.content)
+        data: dict[str, Any] = resp.json()
+        return data
+
     @staticmethod
     def _refused(status: int, body: bytes) -> Exception:
         """The service's one-line refusal as the matching error (budget, rate, model, auth)."""
