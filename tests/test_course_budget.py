@@ -236,3 +236,15 @@ def test_student_code_against_the_teachers_test(
     assert not result.success
     assert "No test 'nosuch' in the course file: the course has mean." in \
         capsys.readouterr().err
+
+
+def test_tutor_mode_keeps_a_repaired_solution_out_of_the_notebook(
+        ip: InteractiveShell, anthropic_standin: Any) -> None:
+    """The first reply (a full solution) is in no view, record or inserted cell's metadata."""
+    anthropic_standin.enqueue(f"```python\n{SOLUTION}```")
+    anthropic_standin.enqueue(f"```python\n{SKELETON}```")
+    gm = ip.magics_manager.registry["GenerateMagics"]
+    assert run(ip, "--tutor", "Write mean(xs).").success
+    gen = gm.session.history[-1]
+    assert gen.code == SKELETON and gen.attempts[0].code is None and gen.entries == []
+    assert "return sum(xs) / len(xs)" not in repr(gen.record())

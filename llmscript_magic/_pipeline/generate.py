@@ -28,7 +28,13 @@ from .checks import UNEVALUATED, example_check, expr_check, outputs_check, run_c
 from .options import Options
 from .prompt import Prompt, build_prompt, repair_message
 from .spec import Spec, parse_spec
-from .tutor import gave_solution, tutor_check, tutor_system, withhold_solution
+from .tutor import (
+    gave_solution,
+    hide_solution,
+    tutor_check,
+    tutor_system,
+    withhold_solution,
+)
 from .validate import Check, ValidationReport, validate
 
 if TYPE_CHECKING:
@@ -384,6 +390,8 @@ def generate(
         attempt.will_retry = (attempt.repairable and n < opts.retries
                               and not (budget and spent >= budget)
                               and (not opts.tutor or gave_solution(attempt)))
+        if opts.tutor:
+            hide_solution(attempt)
         if on_attempt:
             on_attempt(attempt)
         if not attempt.will_retry:

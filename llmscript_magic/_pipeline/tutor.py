@@ -76,17 +76,22 @@ def gave_solution(attempt: Attempt) -> bool:
     return any(c.name == "tutor" and c.status == "fail" for c in attempt.report.checks)
 
 
+def hide_solution(attempt: Attempt) -> None:
+    """Blank an attempt that is a full solution before any view sees it (the repair round
+    sends the model its own reply from the conversation, not from here)."""
+    if gave_solution(attempt):
+        attempt.code, attempt.reply, attempt.run = None, "", None
+
+
 def withhold_solution(gen: Generation) -> None:
-    """Drop the code (and the replies that hold it) when the last attempt is a full solution."""
-    last = gen.last if gen.attempts else None
-    if last is None or not gave_solution(last):
-        return
+    """No code if the last attempt is a full solution, and no reply holding one is recorded."""
     for attempt in gen.attempts:
-        attempt.code = None
-        attempt.reply = ""
-        attempt.run = None
-    last.error = WITHHELD
-    gen.entries = []
+        hide_solution(attempt)
+    if any(gave_solution(a) for a in gen.attempts):
+        gen.entries = []  # the record goes into the notebook, which the student can read
+    if gen.attempts and gave_solution(gen.last):
+        gen.last.error = WITHHELD
 
 
-__all__ = ["gave_solution", "placeholders", "tutor_check", "tutor_system", "withhold_solution"]
+__all__ = ["gave_solution", "hide_solution", "placeholders", "tutor_check", "tutor_system",
+           "withhold_solution"]
