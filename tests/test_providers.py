@@ -518,7 +518,8 @@ def test_fake_is_not_a_provider_users_see() -> None:
     assert "fake" not in list_models_text()
     with pytest.raises(UnknownModelError) as info:
         resolve_model("fake:fake")
-    assert "fake'" in str(info.value) and "known providers: anthropic, openai" in str(info.value)
+    assert "fake'" in str(info.value)
+    assert "known providers: anthropic, course, openai" in str(info.value)
 
 
 # -- The public contract and the registry ------------------------------------------------
@@ -630,8 +631,8 @@ def test_a_plugin_exception_in_the_magic_shows_no_traceback(
 
 def test_an_unknown_provider_is_quoted_verbatim(
         ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    said = ("Unknown provider 'x{n}' in --model 'x{n}:y'; known providers: anthropic, openai "
-            "(see %llmscript models).")
+    said = ("Unknown provider 'x{n}' in --model 'x{n}:y'; known providers: anthropic, course, "
+            "openai (see %llmscript models).")
     with pytest.raises(UnknownModelError) as info:
         resolve_model("x{n}:y")
     assert str(info.value) == said
@@ -733,7 +734,7 @@ def test_missing_openai_package_is_an_optional_note() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert "openai  (optional, not installed): pip install 'llmscript-magic[openai]'" in out
-    assert ("(True, \"providers: anthropic; openai: not installed (optional): pip install "
+    assert ("(True, \"providers: anthropic, course; openai: not installed (optional): pip install "
             "'llmscript-magic[openai]'\")") in out
     assert "Provider 'openai' is not installed: pip install 'llmscript-magic[openai]'." in out
     assert "    anthropic:claude-sonnet-5-5" in out
