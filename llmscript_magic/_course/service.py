@@ -150,7 +150,9 @@ def main() -> int:
     app = make_app(gate, keys, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
 
     async def serve() -> None:
-        app.listen(url.port or 80, url.hostname or "127.0.0.1")
+        # the address to bind may differ from the one others use (Kubernetes: http://hub:8765)
+        app.listen(url.port or 80, os.environ.get("LLMSCRIPT_SERVICE_IP")
+                   or url.hostname or "127.0.0.1")
         print(f"{NAME}: listening on {url.geturl()}", file=sys.stderr, flush=True)
         await asyncio.Event().wait()
 
