@@ -200,3 +200,12 @@ def test_teacher_reads_the_usage_report(loaded: Hub) -> None:
         assert user in table
     denied = hub.run(STUDENTS[0], code)  # a student may not read it
     assert "Only the course's teachers" in denied["stderr"]
+    # the page under the hub, through the proxy, as the hub's users would open it
+    import httpx2
+
+    page = httpx2.get(f"{hub.url}/services/llmscript-course/", timeout=30,
+                      headers={"Authorization": f"token {hub.tokens[TEACHER]}"})
+    assert page.status_code == 200 and "<td>lmc-stu3</td><td>1</td><td>1</td>" in page.text
+    page = httpx2.get(f"{hub.url}/services/llmscript-course/", timeout=30,
+                      headers={"Authorization": f"token {hub.tokens[STUDENTS[0]]}"})
+    assert page.status_code == 403

@@ -13,6 +13,8 @@ token every student's server gets as ``$JUPYTERHUB_API_TOKEN``):
   429 (rate).
 - ``GET v1/usage``: the per-student record, for the course's teachers only.
 - ``GET v1/me``: the caller's own spending and budgets (``%llmscript usage`` shows them).
+- ``GET /services/llmscript-course/``: the same report as a page, for teachers signed in
+  to the hub (OAuth through the hub).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from urllib.parse import urlparse
 
 from .._errors import BudgetError, ConfigurationError, LLMScriptError, RateLimitError
 from ..providers.base import Message, Reply, Request
+from .budget import usd
 from .gate import Gate, ServiceSettings
 from .settings import CourseSettings, course_path, load_toml
 
@@ -42,10 +45,17 @@ def _status(err: LLMScriptError) -> int:
 
 def make_app(gate: Gate, keys: dict[str, str], prefix: str = "/") -> Any:
     """The tornado application (tornado and jupyterhub are imported here, on use)."""
-    from jupyterhub.services.auth import HubAuthenticated
+    from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
     from tornado import web
 
-    class Base(HubAuthenticated, web.RequestHandler):
+    auth = HubOAuth(cache_max_age=60)  # one instance: tokens for the API, cookies for the page
+
+    class Base(HubOAuthenticated, web.RequestHandler):
+        hub_auth = auth
+
+        def get_login_url(self) -> str:
+            raise web.HTTPError(403)  # an API: no redirect to a login page
+
         def fail(self, status: int, message: str) -> None:
             self.set_status(status)
             self.finish({"error": message})
@@ -112,14 +122,41 @@ def make_app(gate: Gate, keys: dict[str, str], prefix: str = "/") -> Any:
                                  "read the usage report.")
             self.finish({"students": gate.report()})
 
+    class Page(HubOAuthenticated, web.RequestHandler):
+        """The teacher's page under the hub (browser login through the hub's OAuth)."""
+
+        hub_auth = auth
+
+        @web.authenticated
+        def get(self) -> None:
+            import html
+
+            user = str(self.current_user["name"])
+            if user not in gate.settings.teachers:
+                self.set_status(403)
+                self.finish("<p>Only the course's teachers may read this page.</p>")
+                return
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                    name, r["requests"], r["refused"], r["input_tokens"], r["output_tokens"],
+                    usd(r["cost_today"]), usd(r["cost_total"]), r["last"])) + "</tr>"
+                for name, r in gate.report().items())
+            head = "".join(f"<th>{h}</th>" for h in ("student", "requests", "refused", "in",
+                                                      "out", "today", "total", "last"))
+            self.set_header("Content-Security-Policy", "default-src 'none'")
+            self.finish(f"<!doctype html><title>Course usage</title><h1>Course usage</h1>"
+                        f"<table><tr>{head}</tr>{rows}</table>")
+
     class Me(Base):
         @web.authenticated
         def get(self) -> None:
             self.finish(gate.status(self.user()))
 
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
-    return web.Application([(prefix + "v1/generate", Generate), (prefix + "v1/usage", Usage),
-                            (prefix + "v1/me", Me)])
+    return web.Application(
+        [(prefix, Page), (prefix + "oauth_callback", HubOAuthCallbackHandler),
+         (prefix + "v1/generate", Generate), (prefix + "v1/usage", Usage), (prefix + "v1/me", Me)],
+        cookie_secret=os.urandom(32))
 
 
 def read_keys(settings: ServiceSettings) -> dict[str, str]:
