@@ -52,6 +52,10 @@ def _missing() -> str | None:
         return "configurable-http-proxy is missing: npm install -g configurable-http-proxy"
     if shutil.which("useradd") is None:
         return "useradd is missing"
+    for folder in (ROOT, *ROOT.parents):  # the students' kernels import this checkout
+        if not folder.stat().st_mode & 0o001:
+            return f"{folder} is not searchable by other users: the students' kernels import " \
+                   f"llmscript-magic from {ROOT}; clone it where every user can read it"
     return None
 
 
