@@ -2,11 +2,11 @@
 session budget and the user's daily budget.
 
 A request's worst case is priced before it goes out: its input (estimated high, about
-three bytes a token where English text averages four) plus ``max_tokens`` and the
-thinking budget, for this attempt and every repair round still allowed, each round's
-input grown by the previous reply. When that could exceed what a limit has left, the
-request is refused with one line saying what is left and how to raise it; nothing is
-sent. Replay and cache answers never reach the guard: they cost nothing.
+three bytes a token where English text averages four, at the prompt-cache write rate)
+plus ``max_tokens`` and the thinking budget, for this attempt and every repair round
+still allowed, each round's input grown by the previous reply. When that could exceed
+what a limit has left, the request is refused with one line saying what is left and how
+to raise it; nothing is sent. Replay and cache answers never reach the guard: they cost nothing.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def worst_case(label: str, request: Request, rounds: int,
     tokens_in = input_tokens(request)
     total = 0.0
     for _ in range(max(1, rounds)):
-        total += estimate(model, Usage(input_tokens=tokens_in, output_tokens=out), prices) or 0.0
+        # every input token at the prompt-cache write rate (125%), the dearest one
+        usage = Usage(cache_creation_input_tokens=tokens_in, output_tokens=out)
+        total += estimate(model, usage, prices) or 0.0
         tokens_in += out + REPAIR_REPORT_TOKENS  # the reply and the report go back
     return total
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import BudgetError, ConfigurationError, RateLimitError
+from .._store.cost import price_for
 from ..providers.base import Request, Usage
 from .budget import usage_cost, usd, worst_case
 from .settings import TUTOR_SYSTEM, CourseSettings
@@ -63,6 +64,11 @@ class ServiceSettings:
             raise ConfigurationError("[service] models is empty: list the provider:model "
                                      "names students may use.")
         service["models"] = tuple(service["models"])
+        unpriced = [m for m in service["models"] if price_for(m) is None]
+        if unpriced:
+            raise ConfigurationError(f"No price is known for {', '.join(unpriced)}, so budgets "
+                                     "cannot be checked: allow models listed in "
+                                     "llmscript_magic/_store/cost.py.")
         service["teachers"] = frozenset(service.get("teachers", ()))
         for key in ("daily_budget", "total_budget"):
             if service.get(key) is not None:
