@@ -273,11 +273,20 @@ def hub() -> Iterator[Hub]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+        _stop_proxy(secret / "proxy.pid")
         standin.stop()
         if os.environ.get("LLMSCRIPT_KEEP_HUB"):
             print(f"hub files kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_proxy(pid_file: Path) -> None:
+    """The proxy the hub started, if the hub could not stop it (killed mid-start-up)."""
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
 
 
 def _wait_for(h: Hub) -> None:
