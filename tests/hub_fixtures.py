@@ -273,7 +273,7 @@ def hub() -> Iterator[Hub]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        _stop_proxy(secret / "proxy.pid")
+        _stop_proxy(secret / "proxy.pid", port)
         standin.stop()
         if os.environ.get("LLMSCRIPT_KEEP_HUB"):
             print(f"hub files kept in {base}")
@@ -281,12 +281,16 @@ def hub() -> Iterator[Hub]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-def _stop_proxy(pid_file: Path) -> None:
-    """The proxy the hub started, if the hub could not stop it (killed mid-start-up)."""
+def _stop_proxy(pid_file: Path, port: int) -> None:
+    """The proxy the hub started, if the hub could not stop it (killed mid-start-up);
+    only that process: its command line names the proxy and this hub's port."""
     import signal
 
     with contextlib.suppress(OSError, ValueError):
-        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"configurable-http-proxy" in b" ".join(cmdline) and str(port).encode() in cmdline:
+            os.kill(pid, signal.SIGTERM)
 
 
 def _wait_for(h: Hub) -> None:
