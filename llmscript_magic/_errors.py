@@ -84,3 +84,8 @@ class ImageNotFoundError(SandboxError):
 # -- reproducibility ---------------------------------------------------------
 class ReplayError(LLMScriptError):
     """Replay mode found no recorded generation matching the cell."""
+
+
+# -- budgets and courses (issue 27) ------------------------------------------------
+class BudgetError(LLMScriptError):
+    """A request was refused before it was sent: it could overrun a budget."""

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from llmscript_magic.testing import FakeProvider
 
 # fixtures shared by the test files
-pytest_plugins = ["standins", "sandbox_fixtures", "browser_helpers"]
+pytest_plugins = ["standins", "sandbox_fixtures", "browser_helpers", "hub_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -518,7 +518,7 @@ def test_fake_is_not_a_provider_users_see() -> None:
     assert "fake" not in list_models_text()
     with pytest.raises(UnknownModelError) as info:
         resolve_model("fake:fake")
-    known = ", ".join(sorted(providers()))  # anthropic, openai and any installed plugin (llm)
+    known = ", ".join(sorted(providers()))  # built-ins and installed plugins
     assert "fake'" in str(info.value) and f"known providers: {known} (" in str(info.value)
 
 

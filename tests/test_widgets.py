@@ -472,3 +472,20 @@ def test_a_reply_without_code_stays_readable_in_full(
     code = wv["view"].code.value
     assert "the model's whole reply" in code and "I can do that, but first" in code
     assert "Should missing values count as zero?" in code
+
+
+def test_course_without_insertion_keeps_the_buttons_from_inserting(
+        ip: InteractiveShell, wv: dict[str, Any], fake: FakeProvider, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    course = tmp_path / "course.toml"
+    course.write_text('[course]\nname = "Data 101"\ninsert = false\n')
+    monkeypatch.setenv("LLMSCRIPT_COURSE", str(course))
+    fake.enqueue(fenced(GOOD))
+    assert gen_cell(ip, "--model fake:fake --insert").success
+    assert ip.rl_next_input is None
+    view = wv["view"]
+    sent = len(RecordingComm.all)
+    view.insert_button.click()
+    view.insert_below()
+    assert len(RecordingComm.all) == sent  # nothing asked the front end to insert
+    assert "this course does not insert generated code" in view.notice.value

@@ -4,6 +4,7 @@
     llmscript doctor
     llmscript sandbox build|list|prune|push [--engine URL] [--from URL]
     llmscript export NOTEBOOK [-d DIR]
+    llmscript course usage [--url URL | --file PATH] [--json]
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("notebook")
     ex.add_argument("-d", "--dir", default=None,
                     help="output folder (default: beside the notebook)")
+    course = sub.add_parser("course", help="a course on JupyterHub: the per-student usage "
+                            "report (docs/course.md)")
+    course.add_argument("action", choices=["usage"])
+    course.add_argument("--url", default=None, help="the course service (default: "
+                        "$LLMSCRIPT_COURSE_URL), asked with your hub token")
+    course.add_argument("--file", default=None, help="read this usage record instead (on the "
+                        "server)")
+    course.add_argument("--json", action="store_true", help="JSON instead of a table")
     return p
 
 
@@ -86,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return doctor()
         if args.command == "sandbox":
             return _sandbox(args)
+        if args.command == "course":
+            from .._course.report import usage_report
+
+            print(usage_report(args.url, args.file, args.json))
+            return 0
         if args.command == "export":
             from .headless import export_notebook
 

@@ -15,7 +15,7 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from IPython.core.magic_arguments import argument, magic_arguments
@@ -73,6 +73,15 @@ class CellOptions(Options):
     blocked_providers: frozenset[str] | None = option(
         None, "Comma list of providers that may not be used.", flag=False, parse=name_set,
         metavar="A,B")
+    #: the options the course file decided (_course/settings.py): the widget's buttons obey
+    course_locked: frozenset[str] = field(default=frozenset(), repr=False)
+    # -- budgets (issue 27; see _course/budget.py and budgets.py) ----------------------
+    session_budget: float | None = option(None, "USD this kernel may spend on model requests; "
+                                          "a request that could overrun it is not sent.",
+                                          flag=False, low=0)
+    daily_budget: float | None = option(None, "USD you may spend a day across kernels "
+                                        "(~/.local/share/llmscript-magic/spending.jsonl).",
+                                        flag=False, low=0)
 
 
 def _user_name(name: str, info: OptionInfo) -> str:

@@ -141,7 +141,7 @@ class LLMScriptMagics(Magics):
 
     @line_magic
     def llmscript(self, line: str) -> None:
-        """%llmscript models | usage | explain [N]
+        """%llmscript models | usage | explain [N] | test NAME [N]
 
         ``explain`` explains the last error (or cell In [N], error or not) in prose.
         """
@@ -157,15 +157,27 @@ class LLMScriptMagics(Magics):
                 print(policy_text(gm))
         elif cmd == ["usage"]:
             print(usage_text(gm.session if gm is not None else None))
+            if gm is not None:
+                from .budgets import budget_text
+
+                print(budget_text(gm, gm.session.spending))
         elif cmd[:1] == ["sandbox"]:
             from .sandbox_env import sandbox_command
 
             sandbox_command(cmd[1:])
+        elif cmd[:1] == ["test"] and gm is not None:  # the teacher's tests (issue 27)
+            from .teacher_tests import run_teacher_test
+
+            try:
+                print(run_teacher_test(gm, self.shell, cmd[1:]))
+            except LLMScriptError as err:
+                raise UsageError(str(err)) from None
         elif cmd[:1] == ["explain"] and len(cmd) <= 2 and gm is not None:
             self._explain(gm, cmd[1] if len(cmd) == 2 else "")
         else:
             raise UsageError("Usage: %llmscript models | %llmscript usage | "
-                             "%llmscript explain [N] | %llmscript sandbox build|require ...")
+                             "%llmscript explain [N] | %llmscript sandbox build|require ... | "
+                             "%llmscript test NAME [N]")
 
     def _explain(self, gm: Any, arg: str) -> None:
         """Show the explanation as Markdown: a display output, kept in the notebook."""

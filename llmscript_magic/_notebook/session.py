@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import CancelledError, ConfigurationError, LLMScriptError
 from .._protocol import OUTPUT_KEY
 from ..providers import Message, Usage
+from .budgets import Spending, guarded, with_course
 from .cells import current_count
 from .config import CellOptions
 from .insert import insert_below, parent_cell_id
@@ -66,6 +67,7 @@ class NotebookSession:
         self.cost = 0.0
         self.prices: dict[str, tuple[float, float]] = {}
         self._labels: dict[str, str] = {}  # cell id -> the label of its first run
+        self.spending = Spending()  # budgets and the course (issue 27; budgets.py)
         _usage_errors_as_error_output(shell)
 
     @property
@@ -95,6 +97,7 @@ class NotebookSession:
         from .data_io import encode_inputs, output_note
         from .policy import apply_policy
 
+        opts, notes = with_course(opts, self.spending)  # the teacher's settings win
         opts = apply_policy(opts)  # --model fast -> provider:model; blocked provider: one line
         ns = self.namespace
         variables = [n for n in opts.input_names if n.isidentifier() and n in ns]
@@ -119,7 +122,7 @@ class NotebookSession:
         if opts.replay and not Path(opts.replay).is_file():
             raise ConfigurationError(f"Replay notebook {opts.replay!r} not found: pass "
                                      "--replay PATH to the saved notebook.")
-        blocks, sent = [], []
+        blocks, sent = [], list(notes)
         names = list(dict.fromkeys(opts.context_names + tuple(names_in_spec(spec_text, ns))))
         if names:
             from .cells import error_log
@@ -172,6 +175,7 @@ class NotebookSession:
         from ..providers import resolve_model
 
         cls, model = resolve_model(opts.model)
+        opts = guarded(opts, self.spending, self.prices)  # checked before each request
         view.start(f"{cls.name}:{model}")
         attempts = iter(range(1, opts.retries + 2))
         try:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._course.budget import Guard
 from .._errors import CancelledError, ExtractionError, ReplayError, SandboxError
 from .._store.cache import DiskCache, entry_to_reply, reply_to_entry, request_key
 from .._store.recordings import Recordings, current_scope, lookup
@@ -28,6 +29,13 @@ from .options import Options
 from .parity import environment_text, parity_check
 from .prompt import Prompt, build_prompt, repair_message
 from .spec import Spec, parse_spec
+from .tutor import (
+    gave_solution,
+    hide_solution,
+    tutor_check,
+    tutor_system,
+    withhold_solution,
+)
 from .validate import Check, ValidationReport, validate
 
 if TYPE_CHECKING:
@@ -216,6 +224,8 @@ class _Completer:
 
     #: shown the model's reasoning (extended thinking) as it streams; set by generate()
     on_thinking: ChunkCallback | None = None
+    #: the budgets every model request is checked against; set by generate()
+    guard: Guard | None = None
 
     def _show(self, reply: Reply, on_chunk: ChunkCallback | None) -> None:
         """A stored reply (cache, recording) shown as if it streamed."""
@@ -242,8 +252,15 @@ class _Completer:
                 reply = entry_to_reply(entry)
                 self._show(reply, on_chunk)
                 return reply, key, "cache"
+        provider = self.provider()
+        if self.guard is not None:  # refused here, before anything is sent (_course/budget)
+            self.guard.before(self.label, request, self.opts.retries + 1 - attempt)
         reply = Reply()
-        _stream(self.provider(), request, reply, on_chunk, cancel, self.on_thinking)
+        try:
+            _stream(provider, request, reply, on_chunk, cancel, self.on_thinking)
+        finally:
+            if self.guard is not None:
+                self.guard.after(self.label, reply.usage)
         if self.cache is not None and not reply.truncated:
             self.cache.put(key, reply_to_entry(key, reply))
         return reply, key, "model"
@@ -370,14 +387,19 @@ def generate(
     raise: they are in ``Generation.attempts`` and ``Generation.report``.
     """
     opts = replace(options or Options(), **overrides)
+    if opts.tutor:  # a withheld full solution must not be kept in the user's cache
+        opts = replace(opts, cache=False)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     completer = _Completer(opts, spec)
     completer.on_thinking = on_thinking
     available = sandbox_modules(opts)
     facts = sandbox_facts(opts)
     env = {"environment": environment_text(facts)} if facts is not None else {}
-    prompt = build_prompt(spec, extra_system=opts.system, context=opts.context,
-                          history=opts.history, **env)
+    completer.guard = (opts.guard or Guard()).with_max_cost(opts.max_cost)
+    if opts.tutor:  # a full solution must not stream past the tutor check
+        on_chunk = on_thinking = completer.on_thinking = None
+    prompt = build_prompt(spec, extra_system=tutor_system(opts.system, opts.tutor),
+                          context=opts.context, history=opts.history, **env)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
     messages = prompt.messages
     t0 = time.monotonic()
@@ -393,7 +415,10 @@ def generate(
         budget = opts.budget_tokens
         spent = gen.usage.input_tokens + gen.usage.output_tokens
         attempt.will_retry = (attempt.repairable and n < opts.retries
-                              and not (budget and spent >= budget))
+                              and not (budget and spent >= budget)
+                              and (not opts.tutor or gave_solution(attempt)))
+        if opts.tutor:
+            hide_solution(attempt)
         if on_attempt:
             on_attempt(attempt)
         if not attempt.will_retry:
@@ -401,6 +426,8 @@ def generate(
         messages = (*messages, Message("assistant", reply.text),
                     repair_message(_repair_report(attempt)))
     gen.timing["total_s"] = time.monotonic() - t0
+    if opts.tutor:
+        withhold_solution(gen)
     if opts.audit_log:
         from .audit import log_generation
 
@@ -423,6 +450,8 @@ def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] 
                       reply.stop_reason, source=source)
     _check(attempt, spec, opts, available, tree=found.tree,  # parsed once, by extraction
            facts=facts)
+    if opts.tutor:
+        attempt.report.add(tutor_check(attempt))
     how = "; ".join((f"code taken from the reply: {found.how}", *found.notes))
     attempt.report.checks[:0] = [*_model_notes(reply), Check("extract", "pass", how,
                                                              layer="extract")]

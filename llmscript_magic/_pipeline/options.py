@@ -19,6 +19,7 @@ from .._errors import ConfigurationError
 from ..providers import Message
 
 if TYPE_CHECKING:
+    from .._course.budget import Guard
     from .._sandbox.base import Value
 
 META = "llmscript"
@@ -104,6 +105,12 @@ class Options:
                                     flag=False, low=0.1)
     max_retries: int = option(2, "Transport retries inside the provider's SDK.", flag=False,
                               low=0)
+    # -- budgets and tutor mode (issue 27; see _course/) -------------------------------
+    max_cost: float | None = option(None, "Refuse, before sending, a request whose worst case "
+                                    "(input + max tokens + thinking, repairs included) could "
+                                    "cost more than USD for this cell.", low=0, metavar="USD")
+    tutor: bool = option(False, "Tutor mode: the model explains and leaves the key steps to "
+                         "you (a skeleton with TODOs); a full solution is not inserted.")
     # -- validation and repair ------------------------------------------------------
     retries: int = option(2, "Repair attempts after a failed check (0 disables).", low=0)
     budget_tokens: int = option(0, "Stop repairing once this many tokens are used (0 = no "
@@ -152,6 +159,7 @@ class Options:
     context: tuple[str, ...] = ()  # prompt blocks (data descriptions, input/output notes)
     sent: tuple[str, ...] = ()  # what the context blocks hold, one line each, for the UI
     inputs: tuple[Value, ...] = field(default=(), repr=False)  # variables bound in the script
+    guard: Guard | None = field(default=None, repr=False)  # session/daily budgets (_course)
 
 
 def declared(cls: type) -> list[tuple[str, OptionInfo, Any]]:

@@ -89,8 +89,10 @@ def headline(gen: Generation, prices: dict[str, tuple[float, float]] | None = No
     u = gen.usage
     parts = [gen.model, f"{u.input_tokens} in / {u.output_tokens} out tokens",
              f"est. {format_cost(generation_cost(gen, prices))}"]
-    if gen.sent:  # the size-bounded notebook data that went into the prompt
-        parts.append("context: " + "; ".join(gen.sent))
+    context = [s for s in gen.sent if not s.startswith("course: ")]
+    if context:  # the size-bounded notebook data that went into the prompt
+        parts.append("context: " + "; ".join(context))
+    parts += [s for s in gen.sent if s.startswith("course: ")]  # what the teacher decided
     if gen.source != "model":
         parts.append(f"from {gen.source} (no request made)")
     if len(gen.attempts) > 1:

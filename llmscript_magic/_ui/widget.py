@@ -349,6 +349,9 @@ class WidgetView:
                                  "cell: re-running the spec leaves it alone).")
 
     def _insert(self, data: dict[str, Any], code: str, done: str) -> None:
+        if "insert" in getattr(self.opts, "course_locked", ()):  # the teacher's setting
+            self._notice("Not inserted: this course does not insert generated code.")
+            return
         self.fallback.layout.display = HIDE
         self._notice("Inserting below …")
 

@@ -82,8 +82,31 @@ def _scan() -> tuple[dict[str, type[Provider]], tuple[LoadFailure, ...]]:
                         f"upgrade or uninstall {_dist(ep)}"))
                     continue
                 found[ep.name] = loaded
+            _builtins(found, failures)
             _scanned = (found, tuple(failures))
         return _scanned
+
+
+#: the providers this package ships: found even when it runs from a source folder on
+#: PYTHONPATH, or an install older than one of them, whose metadata lacks the entry point
+BUILTINS = {"anthropic": "llmscript_magic.providers.anthropic:AnthropicProvider",
+            "openai": "llmscript_magic.providers.openai:OpenAIProvider",
+            "course": "llmscript_magic.providers.course:CourseProvider"}
+
+
+def _builtins(found: dict[str, type[Provider]], failures: list[LoadFailure]) -> None:
+    from importlib import import_module
+    from importlib.metadata import EntryPoint
+
+    failed = {f.name for f in failures}
+    for name, target in BUILTINS.items():
+        if name in found or name in failed:
+            continue
+        module, _, attr = target.partition(":")
+        try:
+            found[name] = getattr(import_module(module), attr)
+        except ImportError as err:  # openai's SDK is optional
+            failures.append(_failure(EntryPoint(name, target, ENTRY_POINT_GROUP), err))
 
 
 def rescan() -> None:
