@@ -52,10 +52,6 @@ def _missing() -> str | None:
         return "configurable-http-proxy is missing: npm install -g configurable-http-proxy"
     if shutil.which("useradd") is None:
         return "useradd is missing"
-    for folder in (ROOT, *ROOT.parents):  # the students' kernels import this checkout
-        if not folder.stat().st_mode & 0o001:
-            return f"{folder} is not searchable by other users: the students' kernels import " \
-                   f"llmscript-magic from {ROOT}; clone it where every user can read it"
     return None
 
 
@@ -178,6 +174,7 @@ def _hub_config(base: Path, port: int, hub_port: int, service_port: int, admin: 
                 course: Path, standin_url: str) -> Path:
     secret = base / "secret"
     py = HUB_ENV / "bin" / "python"
+    src = base / "public" / "src"  # the package, copied where every user can read it
     service_url = f"http://127.0.0.1:{service_port}"
     config = secret / "jupyterhub_config.py"
     config.write_text(f"""\
@@ -200,7 +197,7 @@ c.Spawner.cmd = ["{HUB_ENV}/bin/jupyterhub-singleuser"]
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 180
 c.Spawner.environment = {{
-    "PYTHONPATH": "{ROOT}",
+    "PYTHONPATH": "{src}",
     "LLMSCRIPT_COURSE": "{course}",
     "LLMSCRIPT_COURSE_URL": "{service_url}/services/{SERVICE}/",
 }}
@@ -213,7 +210,7 @@ c.JupyterHub.services = [
     {{"name": "test-admin", "api_token": "{admin}"}},
     {{"name": "{SERVICE}", "url": "{service_url}",
       "command": ["{py}", "-m", "llmscript_magic._course.service"],
-      "environment": {{"PYTHONPATH": "{ROOT}", "LLMSCRIPT_COURSE": "{course}",
+      "environment": {{"PYTHONPATH": "{src}", "LLMSCRIPT_COURSE": "{course}",
                        "ANTHROPIC_BASE_URL": "{standin_url}"}}}},
 ]
 """)
@@ -236,6 +233,11 @@ def hub() -> Iterator[Hub]:
     base = Path(tempfile.mkdtemp(prefix="llmscript-hub-"))
     base.chmod(0o711)  # students may reach public/, never list or enter secret/
     (base / "public").mkdir(mode=0o755)
+    # the students' kernels and the service import this checkout's package from a copy
+    # every user can read, wherever the checkout itself lies (CI may clone under /root)
+    shutil.copytree(ROOT / "llmscript_magic", base / "public" / "src" / "llmscript_magic",
+                    ignore=shutil.ignore_patterns("__pycache__", "labextension"))
+    subprocess.run(["chmod", "-R", "a+rX", str(base / "public")], check=True)
     secret = base / "secret"
     secret.mkdir(mode=0o700)
     key_file = secret / "anthropic.key"
