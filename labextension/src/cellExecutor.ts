@@ -65,7 +65,7 @@ async function approve(batch: Options[]): Promise<boolean[]> {
     title: 'Run generated code in the kernel, outside the sandbox?',
     body: confirmationText(cells),
     buttons: [
-      Dialog.cancelButton({ label: 'Don’t run' }),
+      Dialog.cancelButton({ label: 'Do not run' }),
       Dialog.warnButton({ label: 'Run in the kernel' })
     ]
   });
