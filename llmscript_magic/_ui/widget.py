@@ -47,6 +47,10 @@ WIDGET_MIME = rich.WIDGET_MIME
 _shown: dict[str, WidgetView] = {}
 HIDE, SHOW = "none", ""
 NO_EXTENSION = "JupyterLab extension not active: the code is ready to copy below."
+#: No answer within INSERT_WAIT: a busy front end, not a missing extension; a late answer
+#: still inserts and corrects this line.
+NO_ANSWER_YET = ("No answer from the JupyterLab extension yet: the code is ready to copy "
+                 "below; this line updates when it answers.")
 AS_GENERATED = ("Ran the generated code as generated (without the JupyterLab extension, "
                 "edits in the cell below are not seen).")
 EDITED = "Ran your edited version of the generated cell."
@@ -360,25 +364,37 @@ class WidgetView:
             else:
                 self._no_insert(code, f"Not inserted: {reply.get('reason', 'no reason given')}.")
 
-        self._ask("insert", data, answered)
+        self._ask("insert", data, answered, waiting=lambda: self._no_insert(code, NO_ANSWER_YET))
 
     def _ask(self, what: str, data: dict[str, Any],
-             answered: Callable[[dict[str, Any] | None], None]) -> None:
+             answered: Callable[[dict[str, Any] | None], None],
+             waiting: Callable[[], None] | None = None) -> None:
         """One request to the extension's comm target; ``answered(None)`` when it is absent.
 
-        Opens a comm and waits ``INSERT_WAIT`` for the reply without blocking the
-        kernel (the reply is a comm message this kernel must be free to read).
+        Opens a comm and waits for the reply without blocking the kernel (the reply
+        is a comm message this kernel must be free to read). Only the front end
+        closing the comm (no such target) proves the extension absent. Silence for
+        ``INSERT_WAIT`` may be a busy front end: with ``waiting``, that is said and the
+        answer is still taken when it comes; without, the caller goes on without it.
         """
-        done = threading.Event()
+        state = {"done": False}
 
         def once(reply: dict[str, Any] | None) -> None:
-            if not done.is_set():
-                done.set()
+            if not state["done"]:
+                state["done"] = True
                 answered(reply)
 
         def on_reply(msg: dict[str, Any]) -> None:
             once(msg.get("content", {}).get("data") or {})
             comm.close()
+
+        def timed_out() -> None:
+            if state["done"]:
+                return
+            if waiting is None:
+                once(None)
+            else:
+                waiting()
 
         try:
             from comm import create_comm
@@ -390,7 +406,7 @@ class WidgetView:
         self._insert_comm = comm
         comm.on_msg(on_reply)
         comm.on_close(lambda msg: once(None))  # no target registered in the front end
-        self._later(self.INSERT_WAIT, lambda: once(None))
+        self._later(self.INSERT_WAIT, timed_out)
 
     # -- helpers ----------------------------------------------------------------------
     def _no_insert(self, code: str, message: str) -> None:
