@@ -102,7 +102,9 @@ TOKEN_COLORS = (
     ("Name.Class", "def", "#0a7ea4"),
     ("Error", "error", "#d1242f"),
 )
-CODE_PRE = PRE + ";color:var(--jp-content-font-color1,#1f2328)"
+#: the editor's own background: the one the theme chose its token colours for
+CODE_PRE = (PRE + ";background:var(--jp-cell-editor-background,#f6f8fa)"
+            ";color:var(--jp-content-font-color1,#1f2328)")
 
 
 def _token_style(ttype: Any) -> str:
