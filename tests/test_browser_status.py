@@ -18,7 +18,9 @@ pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 90_000
 REPLIES = [{"text": "```python\nprint('first')\n```\n"},
-           {"text": "```python\nprint('second')\n```\n"}]
+           {"text": "```python\nprint('second')\n```\n"},
+           {"text": "```python\nprint('broken'\n```\n"},  # a11y: attempt 1 fails ...
+           {"text": "```python\nprint('fixed')\n```\n"}]  # ... attempt 2 passes
 CELLS_JS = """() => Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)
   .map(c => ({source: c.sharedModel.getSource(), tags: c.getMetadata('tags') || []}))"""
 
@@ -128,3 +130,65 @@ def test_code_block_reads_in_the_dark_theme_and_without_one(
     page.goto(bare.as_uri())
     facts = page.evaluate(CONTRAST_JS, "body")
     assert facts["worst"] >= 3.0 and not facts["theme"], facts
+
+
+# -- accessibility, read from Chromium's own accessibility tree (issue 25, point 10) -------
+PRIVATE_USE = range(0xE000, 0xF900)  # icon-font glyphs
+
+
+def _ax_tree(page: Any) -> list[dict[str, Any]]:
+    cdp = page.context.new_cdp_session(page)
+    nodes: list[dict[str, Any]] = cdp.send("Accessibility.getFullAXTree")["nodes"]
+    cdp.detach()
+    return nodes
+
+
+def _value(node: dict[str, Any], key: str) -> str:
+    return str((node.get(key) or {}).get("value", ""))
+
+
+def _text_under(nodes: list[dict[str, Any]], node: dict[str, Any]) -> str:
+    by_id = {n["nodeId"]: n for n in nodes}
+    out, todo = [], list(node.get("childIds", []))
+    while todo:
+        child = by_id.get(todo.pop(0))
+        if child is None:
+            continue
+        if _value(child, "role") in ("StaticText", "text"):
+            out.append(_value(child, "name"))
+        todo = list(child.get("childIds", [])) + todo
+    return " ".join(out)
+
+
+def test_widget_accessibility_tree(page: Any, lab: LabServer) -> None:
+    themes = lab.home / "settings" / "@jupyterlab" / "apputils-extension"
+    (themes / "themes.jupyterlab-settings").unlink(missing_ok=True)  # back to the light theme
+    lab.write_notebook("a11y.ipynb", [
+        cell("%load_ext llmscript_magic"),
+        cell("%%generate --no-cache --retries 1\nPrint a word.")])
+    page.goto(f"{lab.url}/lab/tree/a11y.ipynb?reset")
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=TIMEOUT_MS)
+    page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    widget = page.locator(".jp-Notebook .llmscript-widget")
+    widget.get_by_role("button", name="Regenerate").wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=TIMEOUT_MS)
+    nodes = _ax_tree(page)
+
+    statuses = [n for n in nodes if _value(n, "role") == "status"]
+    said = [_text_under(nodes, n) for n in statuses]
+    assert any("anthropic:claude" in t and "tokens" in t for t in said), said  # announced
+    live = [p for n in statuses for p in n.get("properties", []) if p["name"] == "live"]
+    assert live and all(p["value"]["value"] == "polite" for p in live), live
+
+    buttons = {_value(n, "name") for n in nodes if _value(n, "role") == "button"}
+    assert {"Previous", "Next", "Regenerate", "Run in sandbox", "Insert copy below"} <= buttons
+    glyphs = [b for b in buttons if any(ord(ch) in PRIVATE_USE for ch in b)]
+    assert not glyphs, glyphs  # no icon-font glyph in any button's name
+
+    # keyboard focus on a widget button shows a clear ring
+    widget.get_by_role("button", name="Previous").click()
+    page.keyboard.press("Tab")
+    ring = page.evaluate("""() => { const el = document.activeElement, s = getComputedStyle(el);
+        return {text: el.innerText, style: s.outlineStyle, width: parseFloat(s.outlineWidth)}; }""")
+    screenshot(page, "a11y-focus-ring")
+    assert ring["style"] not in ("none", "") and ring["width"] >= 2, ring
