@@ -192,3 +192,46 @@ def test_widget_accessibility_tree(page: Any, lab: LabServer) -> None:
         return {text: el.innerText, style: s.outlineStyle, width: parseFloat(s.outlineWidth)}; }""")
     screenshot(page, "a11y-focus-ring")
     assert ring["style"] not in ("none", "") and ring["width"] >= 2, ring
+
+
+# -- reopened without the widget's model: no stale "Loading widget..." (issue 25, point 7) --
+def _saved_widget_notebook(path: Any) -> None:
+    import json
+
+    from llmscript_magic._ui.rich import LIVE_CSS, RESULT_CLASS, WIDGET_MIME
+
+    widget = {"output_type": "display_data", "metadata": {},
+              "data": {WIDGET_MIME: {"model_id": "0123456789abcdef", "version_major": 2,
+                                     "version_minor": 0}}}
+    result = {"output_type": "display_data", "metadata": {},
+              "data": {"text/html": f'<style>{LIVE_CSS}</style><div class="{RESULT_CLASS}">'
+                                    "SAVED RESULT</div>", "text/plain": "SAVED RESULT"}}
+    nb = {"cells": [{"cell_type": "code", "id": "gen", "metadata": {}, "execution_count": 2,
+                     "source": "%%generate\nPrint a word.", "outputs": [widget, result]}],
+          # a kernel this server does not have: the widget manager never arrives
+          "metadata": {"kernelspec": {"name": "gone", "display_name": "Gone",
+                                      "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb), encoding="utf-8")
+
+
+@pytest.mark.parametrize("app", ["lab", "notebook7"])
+def test_no_stale_loading_widget_above_a_saved_result(
+        page: Any, app: str, request: pytest.FixtureRequest) -> None:
+    import subprocess
+    import sys
+
+    server: LabServer = request.getfixturevalue("lab" if app == "lab" else "notebook7")
+    _saved_widget_notebook(server.root / "saved.ipynb")
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(server.root / "saved.ipynb")],
+                   check=True, capture_output=True, env=server.env, timeout=120)
+    page.goto(f"{server.url}/lab/tree/saved.ipynb?reset" if app == "lab"
+              else f"{server.url}/notebooks/saved.ipynb")
+    page.locator(".jp-Notebook .llmscript-result").wait_for(timeout=TIMEOUT_MS)
+    loading = page.locator(".jp-Notebook .jp-OutputArea-output", has_text="Loading widget")
+    assert loading.count() == 1  # the widget renderer is there, still waiting ...
+    page.wait_for_timeout(3000)
+    screenshot(page, f"saved-no-loading-{app}")
+    shown = page.evaluate("() => document.querySelector('.jp-Notebook').innerText")
+    assert "Loading widget" not in shown and "Error displaying widget" not in shown, shown
+    assert "SAVED RESULT" in shown

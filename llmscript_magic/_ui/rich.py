@@ -45,9 +45,13 @@ LIVE_CSS = (
     f"{_AREA}:has(.{WIDGET_CLASS}) > {_CHILD}:has(.{RESULT_CLASS}),"
     f"{_AREA}:has(.{WIDGET_CLASS}) > {_CHILD}:has(.{RESULT_CLASS}) ~ {_CHILD}"
     ":has(.jp-RenderedImage){display:none}"
-    # the widget renderer's node (class jupyter-widgets) once it gave up on the model
+    # the widget renderer's node once it gave up on the model (class jupyter-widgets), or
+    # while it still says "Loading widget..." (no kernel, a manager that never restores):
+    # every other renderer marks its node with data-mime-type, the widget renderer does not
     f"{_AREA}:has(.{RESULT_CLASS}) > {_CHILD}:has(> .jp-OutputArea-output.jupyter-widgets)"
-    f":not(:has(.{WIDGET_CLASS})){{display:none}}"
+    f":not(:has(.{WIDGET_CLASS})),"
+    f"{_AREA}:has(.{RESULT_CLASS}) > {_CHILD}:has(> .jp-OutputArea-output"
+    f":not([data-mime-type])):not(:has(.{WIDGET_CLASS})){{display:none}}"
 )
 
 
