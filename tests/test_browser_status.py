@@ -235,3 +235,4 @@ def test_no_stale_loading_widget_above_a_saved_result(
     shown = page.evaluate("() => document.querySelector('.jp-Notebook').innerText")
     assert "Loading widget" not in shown and "Error displaying widget" not in shown, shown
     assert "SAVED RESULT" in shown
+
