@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 90_000
 CODE = "print('generated ran', 6 * 7)\n"
-REPLIES = [{"text": f"```python\n{CODE}```\n"}] * 10  # Run All regenerates (no cache)
+REPLIES = [{"text": f"```python\n{CODE}```\n"}] * 24  # each Run All regenerates (no cache)
 CELLS_JS = """() => Array.from(window.jupyterapp.shell.currentWidget.content.model.cells)
   .map(c => ({source: c.sharedModel.getSource(), count: c.executionCount,
               tags: c.getMetadata('tags') || [],
