@@ -100,7 +100,9 @@ class LabServer:
 
     @staticmethod
     def isolated_env(home: Path, extra: Mapping[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
+        # JUPYTER_PATH stays: it may point at a worktree's own extension build
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("JUPYTER") or k == "JUPYTER_PATH"}
         for name in ("config", "data", "runtime", "settings", "workspaces", "ipython"):
             (home / name).mkdir(parents=True, exist_ok=True)
         env.update({

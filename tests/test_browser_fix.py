@@ -179,9 +179,19 @@ def test_fix_button_in_jupyterlab(page: Any, lab: LabServer, standin: StandIn) -
     page.wait_for_selector(".llmscript-badge", timeout=TIMEOUT_MS)
     screenshot(page, "fix-2-fixed-below")
 
-    # The fixed code runs as an ordinary cell, without the error.
+    # The fixed code runs in the kernel, not the sandbox, and it never ran there: the
+    # extension asks first, naming the cell; once confirmed it runs, marked not sandboxed.
     run_cell(page, 3)
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=TIMEOUT_MS)
+    assert "Cell 4: it never ran in the sandbox (static checks only)" in dialog.inner_text()
+    assert not ran(page, 3)
+    screenshot(page, "fix-2b-confirm-kernel-run")
+    dialog.get_by_role("button", name="Run in the kernel").click()
     wait_until(lambda: ran(page, 3), "the fixed cell")
+    badge = page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".llmscript-badge")
+    assert badge.inner_text().endswith(
+        "static checks only · ran in the kernel, not sandboxed"), badge.inner_text()
     fixed = cells(page)[3]
     assert not error_names(fixed) and "total 9.0" in stdout(fixed)
     # No Fix button anywhere now: the only traceback is still cell 1's, which keeps its button.

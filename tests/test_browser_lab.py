@@ -299,7 +299,8 @@ def test_comm_route_hello_and_insert(page: Any, lab: LabServer) -> None:
     assert nb[1]["source"] == code
     assert nb[0]["metadata"]["llmscript_record"] == {"code": code}
     badge = page.locator(".llmscript-badge").inner_text()
-    assert badge == "generated · anthropic:claude-sonnet-5-5 · ! check warnings"
+    assert badge == ("generated · anthropic:claude-sonnet-5-5 · ! check warnings · "
+                     "static checks only")
     screenshot(page, "lab-6-comm")
 
     # "source": the generated cell's current text (Run in sandbox runs edits too)

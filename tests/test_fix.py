@@ -162,7 +162,7 @@ def test_fix_run_in_the_docker_sandbox_shows_the_error_gone(
 
 
 # -- %llmscript explain -----------------------------------------------------------------
-def test_explain_the_last_error_as_markdown_with_usage(
+def test_explain_the_last_error_rendered_with_usage(
         shell: InteractiveShell, anthropic_standin: Any,
         capsys: pytest.CaptureFixture[str]) -> None:
     n = failing_cell(shell)
@@ -171,9 +171,12 @@ def test_explain_the_last_error_as_markdown_with_usage(
     with capture_output() as shown:
         res = cell(shell, "%llmscript explain")
     assert res.success, res.error_in_exec
-    markdown = shown.outputs[0].data["text/markdown"]
-    assert "The column is spelled **revenue**" in markdown
-    assert "anthropic:claude-sonnet-5-5 · 800 in / 40 out tokens · $" in markdown
+    data = shown.outputs[0].data
+    assert "text/markdown" not in data  # a trusted notebook would render its raw HTML live
+    assert "The column is spelled <strong>revenue</strong>, not <code>reveune</code>" \
+        in data["text/html"]
+    assert "The column is spelled **revenue**" in data["text/plain"]
+    assert "anthropic:claude-sonnet-5-5 · 800 in / 40 out tokens · $" in data["text/html"]
     body = anthropic_standin.last.body
     assert "You explain Python code and errors" in str(body["system"])
     user = user_text(anthropic_standin)
@@ -188,7 +191,7 @@ def test_explain_the_last_error_as_markdown_with_usage(
     with capture_output() as again:
         cell(shell, "%llmscript explain")
     assert anthropic_standin.request_count == 1
-    assert "(cache)" in again.outputs[0].data["text/markdown"]
+    assert "(cache)" in again.outputs[0].data["text/html"]
     assert session.log[-1].source == "cache"
     shell.run_line_magic("llmscript", "usage")
     assert "explained" in capsys.readouterr().out
@@ -250,7 +253,7 @@ def test_fix_and_explain_in_a_real_kernel(tmp_path: Path, anthropic_standin: Any
     fix_request = user_text(type("R", (), {"last": anthropic_standin.requests[0]})())
     assert "In [3] raised KeyError" in fenced(fix_request, "Err[3]")
     explained = [o for o in nb.cells[4].outputs if o["output_type"] == "display_data"]
-    assert "Misspelled column" in explained[0]["data"]["text/markdown"]
+    assert "Misspelled column: use <code>revenue</code>" in explained[0]["data"]["text/html"]
     assert [o.get("name") for o in nb.cells[-1].outputs] == ["stdout"]
     assert nb.cells[-1].outputs[0]["text"] == "{'north': 15.0, 'south': 3.0}\n"
     assert TEST_ANTHROPIC_KEY not in nbformat.writes(nb)

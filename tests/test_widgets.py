@@ -293,9 +293,21 @@ def test_regenerate_asks_again_and_inserts(ip: InteractiveShell, wv: dict[str, A
     assert data["llmscript"]["code_hash"] == view.gen.code_hash()
     last = wv["displays"][-1]  # the saved output follows the new generation
     assert last["metadata"]["llmscript"]["record"]["id"] == view.gen.id
-    time.sleep(0.3)  # nobody answers: the honest fallback
-    assert "JupyterLab extension not active" in view.notice.value
+    time.sleep(0.3)  # no answer yet (a busy front end?): the code to copy, no false claim
+    assert "No answer from the JupyterLab extension yet" in view.notice.value
+    assert "not active" not in view.notice.value
     assert view.fallback.value == "print('second answer')\n"
+    assert view.fallback.layout.display == ""
+    inserts[0].reply({"ok": True, "cell_id": "gen-1", "replaced": True})  # late: corrected
+    assert "The generated cell below holds this code" in view.notice.value
+    assert view.fallback.layout.display == "none"
+
+    fake.enqueue(fenced("print('third answer')\n"))
+    view.regenerate_button.click()
+    ask = [c for c in RecordingComm.all if c.target_name == "llmscript"][-1]
+    assert ask.close_cb is not None
+    ask.close_cb({})  # the front end has no such comm target: now it is known
+    assert "JupyterLab extension not active" in view.notice.value
     assert view.fallback.layout.display == ""
 
 

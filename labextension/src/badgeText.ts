@@ -9,11 +9,35 @@ const VALIDATION_TEXT = {
   fail: '✗ checks failed'
 } as const;
 
-/** E.g. "generated · anthropic:claude-sonnet-5-5 · ✓ checks passed · edited". */
-export function badgeText(info: IGenerationInfo, edited: boolean): string {
-  const parts = ['generated', info.model, VALIDATION_TEXT[info.validation]];
+/** What was checked: a sandbox run, or only the static checks (no --run). */
+export function checkedText(info: IGenerationInfo): string {
+  if (!info.run) {
+    return 'static checks only';
+  }
+  const ok = info.run.status === 'ok' && (info.run.exit_code ?? 0) === 0;
+  return ok ? 'ran in sandbox' : `sandbox run: ${info.run.status}`;
+}
+
+/**
+ * E.g. "generated · anthropic:claude-sonnet-5-5 · ✓ checks passed · static checks
+ * only · edited · ran in the kernel, not sandboxed".
+ */
+export function badgeText(
+  info: IGenerationInfo,
+  edited: boolean,
+  ranInKernel = false
+): string {
+  const parts = [
+    'generated',
+    info.model,
+    VALIDATION_TEXT[info.validation],
+    checkedText(info)
+  ];
   if (edited) {
     parts.push('edited');
+  }
+  if (ranInKernel) {
+    parts.push('ran in the kernel, not sandboxed');
   }
   return parts.join(' · ');
 }
@@ -38,5 +62,8 @@ export function badgeTooltip(info: IGenerationInfo, edited: boolean): string {
   if (edited) {
     lines.push('Edited by hand since it was generated.');
   }
+  lines.push(
+    'Running this cell runs it in the kernel, outside the sandbox; llmscript asks first when its checks flagged it, it never ran in the sandbox, or it was edited.'
+  );
   return lines.join('\n');
 }

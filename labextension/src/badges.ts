@@ -12,6 +12,8 @@ import { GENERATED_TAG, readInfo } from './protocol';
 const GENERATED_CLASS = 'llmscript-generated-cell';
 const EDITED_CLASS = 'llmscript-mod-edited';
 const BADGE_CLASS = 'llmscript-badge';
+/** A generated cell run in the kernel (by ▶ or Run All): not sandboxed. */
+const KERNEL_RUN_CLASS = 'llmscript-mod-kernel-run';
 
 /** The cell header, or null while the cell is still a placeholder. */
 function badgeHost(cell: Cell): HTMLElement | null {
@@ -44,13 +46,21 @@ function updateCell(cell: Cell): void {
   if (badge.parentElement !== host) {
     host.insertBefore(badge, host.firstChild);
   }
-  const text = badgeText(info, edited);
+  const ranInKernel = cell.hasClass(KERNEL_RUN_CLASS);
+  const text = badgeText(info, edited, ranInKernel);
   if (badge.textContent !== text) {
     badge.textContent = text;
   }
   badge.title = badgeTooltip(info, edited);
   badge.dataset.validation = info.validation;
   badge.dataset.edited = String(edited);
+  badge.dataset.kernelRun = String(ranInKernel);
+}
+
+/** Say on the cell's badge that it ran in the kernel, not in the sandbox. */
+export function markKernelRun(cell: Cell): void {
+  cell.addClass(KERNEL_RUN_CLASS);
+  updateCell(cell);
 }
 
 /** Keep the badges of one notebook panel up to date. */

@@ -11,6 +11,7 @@ import {
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 import { trackBadges } from './badges';
+import { cellExecutorPlugin } from './cellExecutor';
 import { trackFixButtons } from './fixButtons';
 import { generateFromCell } from './generateCommand';
 import { generateIcon } from './icon';
@@ -86,4 +87,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, cellExecutorPlugin];

@@ -2,6 +2,7 @@
  * Per kernel connection: take over llmscript execute-reply payloads and
  * answer the "llmscript" comm.
  */
+import { ICodeCellModel } from '@jupyterlab/cells';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { applyGeneration, ApplyResult } from './applyGeneration';
@@ -13,6 +14,7 @@ import {
   findLlmscriptPayload,
   parseGeneration
 } from './protocol';
+import { staleFailureIndexes } from './staleOutputs';
 import { VERSION } from './version';
 
 const hooked = new WeakSet<Kernel.IKernelConnection>();
@@ -136,7 +138,30 @@ async function answerComm(
       generation.text
     ) as CommReply;
   }
-  return toReply(await applyGeneration(owner, generation));
+  const result = await applyGeneration(owner, generation);
+  if (result.ok) {
+    dropStaleFailures(owner, generation.info.source_cell);
+  }
+  return toReply(result);
+}
+
+/**
+ * The widget's Regenerate succeeded: the source cell's earlier UsageError or
+ * traceback no longer describes it (see staleOutputs.ts).
+ */
+function dropStaleFailures(panel: NotebookPanel, cellId: string | null): void {
+  const cell = Array.from(panel.content.model?.cells ?? []).find(
+    c => c.id === cellId
+  );
+  if (!cell || cell.type !== 'code') {
+    return;
+  }
+  // Through the shared model: it is what is saved, and the output area follows it
+  // (OutputAreaModel.remove would change only the view's copy).
+  const shared = (cell as ICodeCellModel).sharedModel;
+  for (const index of staleFailureIndexes(shared.getOutputs())) {
+    shared.updateOutputs(index, index + 1, []);
+  }
 }
 
 function hookKernel(

@@ -17,22 +17,41 @@ const base: IGenerationInfo = {
 test('badge text per validation result', () => {
   assert.equal(
     badgeText(base, false),
-    'generated · anthropic:claude-sonnet-5-5 · ✓ checks passed'
+    'generated · anthropic:claude-sonnet-5-5 · ✓ checks passed · ran in sandbox'
   );
   assert.equal(
     badgeText({ ...base, validation: 'warn' }, false),
-    'generated · anthropic:claude-sonnet-5-5 · ! check warnings'
+    'generated · anthropic:claude-sonnet-5-5 · ! check warnings · ran in sandbox'
   );
   assert.equal(
     badgeText({ ...base, validation: 'fail' }, false),
-    'generated · anthropic:claude-sonnet-5-5 · ✗ checks failed'
+    'generated · anthropic:claude-sonnet-5-5 · ✗ checks failed · ran in sandbox'
   );
 });
 
-test('badge says edited', () => {
+test('badge says what was checked: static checks only, or the sandbox run', () => {
+  assert.equal(
+    badgeText({ ...base, run: null }, false),
+    'generated · anthropic:claude-sonnet-5-5 · ✓ checks passed · static checks only'
+  );
+  assert.match(
+    badgeText({ ...base, run: { status: 'error', exit_code: 1 } }, false),
+    /· sandbox run: error$/
+  );
+  assert.match(
+    badgeText({ ...base, run: { status: 'ok', exit_code: 2 } }, false),
+    /· sandbox run: ok$/
+  );
+});
+
+test('badge says edited, and ran in the kernel', () => {
   assert.equal(
     badgeText(base, true),
-    'generated · anthropic:claude-sonnet-5-5 · ✓ checks passed · edited'
+    'generated · anthropic:claude-sonnet-5-5 · ✓ checks passed · ran in sandbox · edited'
+  );
+  assert.match(
+    badgeText(base, false, true),
+    /· ran in the kernel, not sandboxed$/
   );
 });
 
@@ -43,4 +62,5 @@ test('tooltip carries checks, run and id', () => {
   assert.match(tip, /Generation: gen-1/);
   assert.match(tip, /Edited by hand/);
   assert.doesNotMatch(badgeTooltip({ ...base, run: null }, false), /Sandbox/);
+  assert.match(tip, /runs it in the kernel, outside the sandbox/);
 });

@@ -37,6 +37,7 @@ from .._pipeline.trust import Policy
 from .._pipeline.untrusted import TRUST_ENV
 from .._protocol import GENERATED_TAG, INFO_KEY, OUTPUT_KEY
 from .._store.recordings import record_of
+from .._ui.inert import printable
 
 MAGIC = "%%generate"
 EXPECT_FAIL_TAG = "llmscript-expect-fail"  # e.g. a safety demo whose code must be blocked
@@ -250,7 +251,7 @@ def _run_one(path: Path, output: Path, replay: bool, timeout: int, kernel: str,
         done[0] += 1
         bar = "#" * (20 * done[0] // max(total, 1))
         first = (cell.source.strip().splitlines() or [""])[0][:40]
-        print(f"{prefix}[{bar:<20}] {done[0]}/{total} cell {cell_index}: {first}",
+        print(printable(f"{prefix}[{bar:<20}] {done[0]}/{total} cell {cell_index}: {first}"),
               file=sys.stderr, flush=True)
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -283,15 +284,17 @@ def _output_for(path: Path, output: str | None, many: bool) -> Path:
 
 
 def print_summary(outcomes: Sequence[NotebookOutcome]) -> None:
+    """The table of cells; every name, source and message in it is terminal-safe."""
     print(f"\n{'notebook':24} {'cell':>4}  {'result':8} {'source':7} {'run':16} {'time':>7} "
           f"{'tokens':>7}  checks")
     for o in outcomes:
         for c in o.cells:
             took = f"{c.duration:.2f}s" if c.result not in ("skipped", "not run") else "-"
-            print(f"{o.path.name[:24]:24} {c.index:>4}  {c.result:8} {c.source[:7]:7} "
-                  f"{c.run[:16]:16} {took:>7} {c.tokens:>7}  {c.checks[:100]}")
+            print(printable(f"{o.path.name[:24]:24} {c.index:>4}  {c.result:8} "
+                            f"{c.source[:7]:7} {c.run[:16]:16} {took:>7} {c.tokens:>7}  "
+                            f"{c.checks[:100]}"))
         status = "ok" if not o.failed else f"FAILED: {o.error or 'a cell failed (see above)'}"
-        print(f"{o.path.name}: {status} -> {o.output}")
+        print(printable(f"{o.path.name}: {status} -> {o.output}"))
 
 
 def run_notebooks(paths: Sequence[str], *, output: str | None = None, replay: bool = False,

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import LLMScriptError
+from .._ui.inert import printable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,10 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .headless import export_notebook
 
             for path in export_notebook(args.notebook, args.dir):
-                print(path)
+                print(printable(str(path)))
             return 0
     except LLMScriptError as err:
-        print(f"llmscript: {err}", file=sys.stderr)
+        print(printable(f"llmscript: {err}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("llmscript: interrupted", file=sys.stderr)

@@ -1,7 +1,10 @@
 """``%llmscript explain [N]``: an error, or any cell, explained in prose.
 
-Prose, not code: the reply is shown as Markdown (a display output, so it stays
-in the saved notebook), nothing is extracted, validated or inserted. It takes
+Prose, not code: the reply's Markdown is shown rendered to inert HTML (a display
+output, so it stays in the saved notebook: raw HTML escaped, http(s) links only,
+no images or styles, see ``_ui/inert.py``), with a plain-text alternative for
+terminals; no ``text/markdown``, which a trusted notebook would render with any
+HTML in it live. Nothing is extracted, validated or inserted. It takes
 the same provider path as a generation (the configured model, alias and
 policy, the reply cache, a registered test provider) and lands in
 ``%llmscript usage`` with its tokens and cost.
@@ -39,6 +42,16 @@ class Explanation:
 
     def markdown(self) -> str:
         return f"{self.text.strip()}\n\n---\n*{self.footer}*"
+
+    def bundle(self) -> dict[str, str]:
+        """The mime bundle to display: inert HTML and terminal-safe text, never the raw
+        Markdown (the model's reply can be steered by the data sent with the request)."""
+        from .._ui.inert import md_html, printable
+        from .._ui.widget_html import esc
+
+        html = (f'<div class="llmscript-explain">{md_html(self.text.strip())}<hr>'
+                f"<p><small><i>{esc(self.footer)}</i></small></p></div>")
+        return {"text/html": html, "text/plain": printable(self.markdown())}
 
 
 def _refs(shell: Any, arg: str) -> tuple[list[CellRef], str, str]:

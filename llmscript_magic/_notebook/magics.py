@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from traitlets import validate
 
 from .._errors import LLMScriptError
+from .._ui.inert import printable
 from .config import CellOptions, arguments, merge, traits
 from .session import NotebookSession
 
@@ -105,13 +106,13 @@ class GenerateMagics(_Traits):  # type: ignore[misc, valid-type]
             view = self._view(cell, opts)
             gen = session.generate(cell, opts, view, cancel=getattr(view, "cancel", None))
         except LLMScriptError as err:
-            raise UsageError(str(err)) from None
-        if gen.code is None:
-            raise UsageError(gen.error or "No code was generated.")
+            raise UsageError(printable(str(err))) from None
+        if gen.code is None:  # the error quotes the reply: no escape sequence reaches a terminal
+            raise UsageError(printable(gen.error or "No code was generated."))
         try:
             session.deliver(gen, opts)
         except LLMScriptError as err:  # e.g. an --output that cannot be decoded
-            raise UsageError(str(err)) from None
+            raise UsageError(printable(str(err))) from None
 
     def options(self, args: Any, spec_text: str = "") -> CellOptions:
         """Traits, then flags on top, then the notebook's data; raises LLMScriptError."""
@@ -188,6 +189,5 @@ class LLMScriptMagics(Magics):
         try:
             found = explain(gm, arg)
         except LLMScriptError as err:
-            raise UsageError(str(err)) from None
-        text = found.markdown()
-        display({"text/markdown": text, "text/plain": text}, raw=True)
+            raise UsageError(printable(str(err))) from None
+        display(found.bundle(), raw=True)

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import widget_html as h
+from .inert import md_text
 from .text import MAX_FIGURES, STATUS_WORD, headline, listed_files, saved_by_name, summary_text
 
 if TYPE_CHECKING:
@@ -44,9 +45,13 @@ LIVE_CSS = (
     f"{_AREA}:has(.{WIDGET_CLASS}) > {_CHILD}:has(.{RESULT_CLASS}),"
     f"{_AREA}:has(.{WIDGET_CLASS}) > {_CHILD}:has(.{RESULT_CLASS}) ~ {_CHILD}"
     ":has(.jp-RenderedImage){display:none}"
-    # the widget renderer's node (class jupyter-widgets) once it gave up on the model
+    # the widget renderer's node once it gave up on the model (class jupyter-widgets), or
+    # while it still says "Loading widget..." (no kernel, a manager that never restores):
+    # every other renderer marks its node with data-mime-type, the widget renderer does not
     f"{_AREA}:has(.{RESULT_CLASS}) > {_CHILD}:has(> .jp-OutputArea-output.jupyter-widgets)"
-    f":not(:has(.{WIDGET_CLASS})){{display:none}}"
+    f":not(:has(.{WIDGET_CLASS})),"
+    f"{_AREA}:has(.{RESULT_CLASS}) > {_CHILD}:has(> .jp-OutputArea-output"
+    f":not([data-mime-type])):not(:has(.{WIDGET_CLASS})){{display:none}}"
 )
 
 
@@ -101,10 +106,11 @@ def _md_stream(name: str, text: str) -> list[str]:
 
 
 def _md_run(run: RunResult, saved: Sequence[Mapping[str, Any]]) -> list[str]:
-    lines = [f"**Run** ({run.backend} sandbox): {STATUS_WORD.get(run.status, run.status)}, "
+    status = md_text(STATUS_WORD.get(run.status, run.status))
+    lines = [f"**Run** ({md_text(run.backend)} sandbox): {status}, "
              f"exit code {run.exit_code}, {run.duration:.2f}s", ""]
     if run.reason:
-        lines += [run.reason, ""]
+        lines += [md_text(run.reason), ""]
     lines += _md_stream("stdout", run.stdout) + _md_stream("stderr", run.stderr)
     where = saved_by_name(saved)
     files, more = listed_files(run, saved)
@@ -112,9 +118,9 @@ def _md_run(run: RunResult, saved: Sequence[Mapping[str, Any]]) -> list[str]:
         lines.append("**Files written:**")
         for f in files:
             entry = where.get(f.name) or {}
-            note = f" → {entry['note']}" if entry.get("note") else ""
-            lines.append(f"- `{f.name}` ({h.human(f.size)}){note}")
-        lines += [f"- {more}"] if more else []
+            note = f" → {md_text(str(entry['note']))}" if entry.get("note") else ""
+            lines.append(f"- {md_text(f.name)} ({h.human(f.size)}){note}")
+        lines += [f"- {md_text(more)}"] if more else []
         lines.append("")
     if run.figures:
         lines += [f"Figures: {min(len(run.figures), MAX_FIGURES)} (below)", ""]
@@ -124,19 +130,21 @@ def _md_run(run: RunResult, saved: Sequence[Mapping[str, Any]]) -> list[str]:
 def result_markdown(gen: Generation, prices: dict[str, tuple[float, float]] | None = None, *,
                     attempt: Attempt | None = None, saved: Sequence[Mapping[str, Any]] = (),
                     note: str = "") -> str:
+    """The result as Markdown that renders literally: every text the model, the script or
+    the notebook chose is escaped (``md_text``) or fenced, so no HTML in it is live."""
     a = _attempt(gen, attempt)
-    parts = headline(gen, prices)
+    parts = [md_text(p) for p in headline(gen, prices)]
     lines = [f"**{parts[0]}** · " + " · ".join(parts[1:]), ""]
     if note:
-        lines += [f"*{note}*", ""]
+        lines += [f"*{md_text(note)}*", ""]
     if a is None:
-        return "\n".join([*lines, gen.error or "No code was generated."])
+        return "\n".join([*lines, md_text(gen.error or "No code was generated.")])
     lines += [_fence(a.code, "python") if a.code is not None else "*No code was extracted.*",
-              "", f"**Checks:** {a.report.summary_line()}", ""]
+              "", f"**Checks:** {md_text(a.report.summary_line())}", ""]
     mark = {"pass": "✓", "warn": "⚠", "fail": "✗"}
     for c in a.report.checks:
-        message = f": {c.message}" if c.message else ""
-        lines.append(f"- {mark.get(c.status, '·')} **{c.name}**{message}")
+        message = f": {md_text(c.message)}" if c.message else ""
+        lines.append(f"- {mark.get(c.status, '·')} **{md_text(c.name)}**{message}")
     lines.append("")
     if a.run is not None:
         lines += _md_run(a.run, saved)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._protocol import OUTPUT_KEY
 from .._store.cost import format_cost, generation_cost
+from .inert import printable
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt, Generation
@@ -103,7 +104,8 @@ def headline(gen: Generation, prices: dict[str, tuple[float, float]] | None = No
 def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None = None, *,
                  attempt: Attempt | None = None, saved: Sequence[Mapping[str, Any]] = (),
                  note: str = "", limit: int | None = None) -> str:
-    """The whole outcome in plain text (no reply text: the code says it).
+    """The whole outcome in plain text (no reply text: the code says it), control
+    characters spelled out: it is what a terminal shows.
 
     ``attempt`` is the one shown (default: the generation's last); ``note``
     says what it is when it is not the generation's own (a run of edited code).
@@ -118,7 +120,7 @@ def summary_text(gen: Generation, prices: dict[str, tuple[float, float]] | None 
     lines.append((a.report if a is not None else gen.report).as_text())
     if a is not None and a.run is not None:
         lines.append(run_text(a.run, saved, limit))
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def saved_files(metadata: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -144,7 +146,7 @@ class TextView:
             if self._thought:  # the answer starts: end the reasoning block
                 sys.stdout.write("\n[answer]\n")
                 self._thought = False
-            sys.stdout.write(text)
+            sys.stdout.write(printable(text))
             sys.stdout.flush()
 
     def thinking(self, text: str) -> None:
@@ -153,13 +155,13 @@ class TextView:
             if not self._thought:
                 sys.stdout.write("[model's reasoning, not code]\n")
             self._thought = True
-            sys.stdout.write(text)
+            sys.stdout.write(printable(text))
             sys.stdout.flush()
 
     def attempt(self, attempt: Attempt, number: int) -> None:
         if self.stream and attempt.will_retry:
-            print(f"\n\nAttempt {number} failed: {attempt.report.summary_line()}; asking the "
-                  "model to fix it …\n", flush=True)
+            print(printable(f"\n\nAttempt {number} failed: {attempt.report.summary_line()}; "
+                            "asking the model to fix it …\n"), flush=True)
 
     def finish(self, gen: Generation, metadata: dict[str, Any]) -> None:
         from IPython.display import display

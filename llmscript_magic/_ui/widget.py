@@ -47,6 +47,10 @@ WIDGET_MIME = rich.WIDGET_MIME
 _shown: dict[str, WidgetView] = {}
 HIDE, SHOW = "none", ""
 NO_EXTENSION = "JupyterLab extension not active: the code is ready to copy below."
+#: No answer within INSERT_WAIT: a busy front end, not a missing extension; a late answer
+#: still inserts and corrects this line.
+NO_ANSWER_YET = ("No answer from the JupyterLab extension yet: the code is ready to copy "
+                 "below; this line updates when it answers.")
 AS_GENERATED = ("Ran the generated code as generated (without the JupyterLab extension, "
                 "edits in the cell below are not seen).")
 EDITED = "Ran your edited version of the generated cell."
@@ -76,9 +80,26 @@ def watch_clicks(button: w.Button, on_click: Callable[[], None], kernel: Any) ->
     return True
 
 
-def _button(description: str, icon: str, tooltip: str, style: str = "") -> w.Button:
-    return w.Button(description=description, icon=icon, tooltip=tooltip, button_style=style,
+def _button(description: str, tooltip: str, style: str = "") -> w.Button:
+    """A button named by its words alone: an icon font's glyph would join its accessible
+    name (Chromium reads CSS ``::before`` content), and ipywidgets cannot hide it."""
+    return w.Button(description=description, tooltip=tooltip, button_style=style,
                     layout=w.Layout(width="auto"))
+
+
+#: A focus ring that shows on every theme (ipywidgets' own is a 1px line).
+WIDGET_CSS = (f".{rich.WIDGET_CLASS} .jupyter-button:focus-visible"
+              "{outline:2px solid var(--jp-brand-color1,#1a73e8);outline-offset:2px}")
+_GLYPHS = ("✓", "✗", "⚠")
+
+
+def live(html: str, cls: str) -> str:
+    """A live region (``role=status``): screen readers announce generation, run and
+    failure as they change; a leading status glyph is hidden from them."""
+    for glyph in _GLYPHS:
+        if html.startswith(glyph):
+            html = f'<span aria-hidden="true">{glyph}</span>{html[len(glyph):]}'
+    return f'<div class="{cls}" role="status" aria-live="polite" aria-atomic="true">{html}</div>'
 
 
 class WidgetView:
@@ -106,14 +127,14 @@ class WidgetView:
         self._insert_comm: Any = None
 
         self.status = w.HTML()
-        self.stop = _button("Stop", "stop", "Stop generating; nothing is inserted", "warning")
+        self.stop = _button("Stop", "Stop generating; nothing is inserted", "warning")
         self.stop.on_click(lambda _: self.request_stop())
         self.stop_live = watch_clicks(self.stop, self.request_stop, kernel)
         if not self.stop_live:
             self.stop.tooltip = "This kernel applies Stop only after the cell: use ■ interrupt"
         self.stream = w.HTML()
-        self.prev = _button("", "chevron-left", "Previous attempt")
-        self.next = _button("", "chevron-right", "Next attempt")
+        self.prev = _button("Previous", "Previous attempt")
+        self.next = _button("Next", "Next attempt")
         self.prev.on_click(lambda _: self.show(self.index - 1))
         self.next.on_click(lambda _: self.show(self.index + 1))
         self.nav_label = w.HTML()
@@ -122,10 +143,10 @@ class WidgetView:
         self.checklist = w.HTML()
         self.run_panel = w.HTML()
         self.figures = w.VBox()
-        self.run_button = _button("Run in sandbox", "play", "Run this code in the sandbox")
-        self.regenerate_button = _button("Regenerate", "refresh", "Ask the model again")
+        self.run_button = _button("Run in sandbox", "Run this code in the sandbox")
+        self.regenerate_button = _button("Regenerate", "Ask the model again")
         self.copy = w.HTML()
-        self.insert_button = _button("Insert copy below", "arrow-down",
+        self.insert_button = _button("Insert copy below",
                                      "Insert this code as a new, ordinary cell below the "
                                      "generated cell (not linked: re-running the spec leaves "
                                      "it alone)")
@@ -136,9 +157,10 @@ class WidgetView:
                                self.insert_button])
         self.notice = w.HTML()
         self.fallback = w.Textarea(rows=10, layout=w.Layout(width="100%"))
-        self.box = w.VBox([w.HBox([self.status, self.stop]), self.stream, self.nav, self.code,
-                           self.checklist, self.run_panel, self.figures, self.actions,
-                           self.notice, self.fallback])
+        self.css = w.HTML(f"<style>{WIDGET_CSS}</style>")
+        self.box = w.VBox([self.css, w.HBox([self.status, self.stop]), self.stream, self.nav,
+                           self.code, self.checklist, self.run_panel, self.figures,
+                           self.actions, self.notice, self.fallback])
         self.box.add_class(rich.WIDGET_CLASS)  # the saved result's CSS looks for it
         for part in (self.nav, self.code, self.checklist, self.run_panel, self.figures,
                      self.actions, self.fallback, self.stop):
@@ -215,7 +237,8 @@ class WidgetView:
         self._flush()
         self.stop.layout.display = HIDE
         if self.gen is not None:  # a failed Regenerate: no cell error, so say it here
-            self._status(f'<span style="color:#cf222e">✗ {h.esc(message)}</span>')
+            self._status('<span style="color:#cf222e"><span aria-hidden="true">✗</span> '
+                         f"{h.esc(message)}</span>")
             self.actions.layout.display = SHOW
             return
         # The cell's own error line says it, once: the widget keeps only what streamed.
@@ -364,25 +387,37 @@ class WidgetView:
             else:
                 self._no_insert(code, f"Not inserted: {reply.get('reason', 'no reason given')}.")
 
-        self._ask("insert", data, answered)
+        self._ask("insert", data, answered, waiting=lambda: self._no_insert(code, NO_ANSWER_YET))
 
     def _ask(self, what: str, data: dict[str, Any],
-             answered: Callable[[dict[str, Any] | None], None]) -> None:
+             answered: Callable[[dict[str, Any] | None], None],
+             waiting: Callable[[], None] | None = None) -> None:
         """One request to the extension's comm target; ``answered(None)`` when it is absent.
 
-        Opens a comm and waits ``INSERT_WAIT`` for the reply without blocking the
-        kernel (the reply is a comm message this kernel must be free to read).
+        Opens a comm and waits for the reply without blocking the kernel (the reply
+        is a comm message this kernel must be free to read). Only the front end
+        closing the comm (no such target) proves the extension absent. Silence for
+        ``INSERT_WAIT`` may be a busy front end: with ``waiting``, that is said and the
+        answer is still taken when it comes; without, the caller goes on without it.
         """
-        done = threading.Event()
+        state = {"done": False}
 
         def once(reply: dict[str, Any] | None) -> None:
-            if not done.is_set():
-                done.set()
+            if not state["done"]:
+                state["done"] = True
                 answered(reply)
 
         def on_reply(msg: dict[str, Any]) -> None:
             once(msg.get("content", {}).get("data") or {})
             comm.close()
+
+        def timed_out() -> None:
+            if state["done"]:
+                return
+            if waiting is None:
+                once(None)
+            else:
+                waiting()
 
         try:
             from comm import create_comm
@@ -394,7 +429,7 @@ class WidgetView:
         self._insert_comm = comm
         comm.on_msg(on_reply)
         comm.on_close(lambda msg: once(None))  # no target registered in the front end
-        self._later(self.INSERT_WAIT, lambda: once(None))
+        self._later(self.INSERT_WAIT, timed_out)
 
     # -- helpers ----------------------------------------------------------------------
     def _no_insert(self, code: str, message: str) -> None:
@@ -422,10 +457,10 @@ class WidgetView:
         self.stream.value = reasoning + h.stream_html(self._text)
 
     def _status(self, html: str) -> None:
-        self.status.value = f'<div class="llmscript-status">{html}</div>'
+        self.status.value = live(html, "llmscript-status")
 
     def _notice(self, html: str) -> None:
-        self.notice.value = f'<div class="llmscript-notice">{html}</div>' if html else ""
+        self.notice.value = live(html, "llmscript-notice") if html else ""
 
     def _headline(self, gen: Generation) -> str:
         from .._store.cost import format_cost, generation_cost

@@ -82,15 +82,60 @@ def code_html(code: str | None, reply: str = "") -> str:
         return ("<div><i>No code was extracted; the model's whole reply:</i></div>"
                 f'<pre class="llmscript-reply" style="white-space:pre-wrap">{esc(shown)}</pre>'
                 + note)
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import PythonLexer
-
     shown, cut = cap(code)
-    body = highlight(shown, PythonLexer(), HtmlFormatter(noclasses=True, linenos="inline",
-                                                         cssstyles=PRE))
+    body = highlighted(shown)
     note = f"<div><i>… {human(cut)} more not shown</i></div>" if cut else ""
     return f'<div class="llmscript-code">{body}{note}</div>'
+
+
+#: Token colours: the theme's own (JupyterLab's editor variables, also in nbconvert's light
+#: and dark HTML), else a mid tone that reads on light and dark backgrounds alike.
+TOKEN_COLORS = (
+    ("Comment", "comment", "#808080"),
+    ("Literal.String", "string", "#1f883d"),
+    ("Literal.Number", "number", "#5f8a00"),
+    ("Keyword", "keyword", "#9c5ccc"),
+    ("Operator.Word", "keyword", "#9c5ccc"),
+    ("Operator", "operator", "#9c5ccc"),
+    ("Name.Builtin", "builtin", "#3178c6"),
+    ("Name.Decorator", "meta", "#3178c6"),
+    ("Name.Function", "def", "#0a7ea4"),
+    ("Name.Class", "def", "#0a7ea4"),
+    ("Error", "error", "#d1242f"),
+)
+#: the editor's own background: the one the theme chose its token colours for
+CODE_PRE = (PRE + ";background:var(--jp-cell-editor-background,#f6f8fa)"
+            ";color:var(--jp-content-font-color1,#1f2328)")
+
+
+def _token_style(ttype: Any) -> str:
+    name = str(ttype).removeprefix("Token.")
+    for prefix, var, fallback in TOKEN_COLORS:
+        if name == prefix or name.startswith(prefix + "."):
+            return f"color:var(--jp-mirror-editor-{var}-color,{fallback})"
+    return ""
+
+
+def highlighted(code: str) -> str:
+    """Python with line numbers, coloured by the theme's variables (inline styles: no
+    stylesheet needed, survives nbconvert), so a dark theme keeps it readable."""
+    from pygments.lexers import PythonLexer
+
+    lines: list[list[str]] = [[]]
+    for ttype, value in PythonLexer(stripnl=False, ensurenl=False).get_tokens(code):
+        style = _token_style(ttype)
+        for i, part in enumerate(value.split("\n")):
+            if i:
+                lines.append([])
+            if part:
+                lines[-1].append(f'<span style="{style}">{esc(part)}</span>' if style
+                                 else esc(part))
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
+    width = len(str(len(lines)))
+    rows = [f'<span style="opacity:.6;user-select:none">{n:>{width}} </span>{"".join(parts)}'
+            for n, parts in enumerate(lines, 1)]
+    return f'<div class="highlight"><pre style="{CODE_PRE}">' + "\n".join(rows) + "</pre></div>"
 
 
 def check_row(check: Check) -> str:
