@@ -433,6 +433,10 @@ def test_forged_runner_frames_are_bounded(isolated_sandbox: Any) -> None:
 
 #: x86_64 numbers of every call our profile denies (the test checks the list is complete).
 _SYSCALL_NR = {
+    "msgget": 68, "msgsnd": 69, "msgrcv": 70, "msgctl": 71, "semget": 64, "semop": 65,
+    "semtimedop": 220, "semctl": 66, "shmget": 29, "shmat": 30, "shmdt": 67, "shmctl": 31,
+    "mq_open": 240, "mq_unlink": 241, "mq_timedsend": 242, "mq_timedreceive": 243,
+    "mq_notify": 244, "mq_getsetattr": 245,
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "add_key": 248,
     "keyctl": 250, "request_key": 249, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323,
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,

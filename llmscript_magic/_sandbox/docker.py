@@ -104,6 +104,11 @@ DENIED_SYSCALLS = (
     "open_by_handle_at", "name_to_handle_at", "fanotify_init", "fanotify_mark", "quotactl",
     "swapon", "swapoff", "reboot", "acct", "syslog", "iopl", "ioperm", "lookup_dcookie",
     "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    # System V IPC and POSIX message queues outlive the process that made them, within
+    # the container's IPC namespace: the same kernel's next run would find them.
+    "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop", "semctl",
+    "shmget", "shmat", "shmdt", "shmctl", "mq_open", "mq_unlink", "mq_timedsend",
+    "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
 
 

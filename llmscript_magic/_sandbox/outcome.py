@@ -29,6 +29,9 @@ def child_env(limits: Limits) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "OPENBLAS_NUM_THREADS": threads,
         "OMP_NUM_THREADS": threads,
+        # glibc reserves 64 MiB of address space per thread arena: under a run's
+        # RLIMIT_AS a few threads would use up the limit without using the memory
+        "MALLOC_ARENA_MAX": "2",
     }
 
 

@@ -580,7 +580,7 @@ def sweep(uids: tuple[int, ...]) -> bool:
     """
     for path in _owned(uids):
         with contextlib.suppress(OSError):
-            os.unlink(path)  # files; folders raise and go below
+            _rm(path)  # files, and folders the run left open to all; the rest below
     for uid in uids:
         if _owned((uid,)):
             with contextlib.suppress(OSError, ValueError):
@@ -802,6 +802,9 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
     timeout = float(job["timeout"])
     grace = float(job.get("grace", 1.0))
     rlimits = {**_rlimits(config), **_rlimits(job)}
+    # matplotlib's config folder of its own (see wrapper's _mpl_home), for interpreters
+    # that import it afresh; the zygote's copy already holds its font list
+    env = {**job["env"], "MPLCONFIGDIR": f"/tmp/.mpl-{uid}"}
     oom_before = _oom_kills()
     proc: Any = None
     twin: tuple[int, int] | None = None
@@ -812,7 +815,7 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
         if check:
             theirs += [pipes[3][0], pipes[4][1]]
         order = {"job": spec, "uid": uid, "twin_uid": twin_uid if check else None,
-                 "env": job["env"], "rlimits": rlimits, "memory": job.get("memory")}
+                 "env": env, "rlimits": rlimits, "memory": job.get("memory")}
         reply = zygote.fork(order, theirs)
         for fd in theirs:
             os.close(fd)
@@ -825,7 +828,7 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
                     (pipes[3][1], pipes[4][0]) if check else ())):
                 os.close(fd)
     if proc is None:
-        proc, status_r = spawn(["python3", "-B", "-I", wrapper, spec, "{fd}"], env=job["env"],
+        proc, status_r = spawn(["python3", "-B", "-I", wrapper, spec, "{fd}"], env=env,
                                cwd=None,
                                preexec_fn=functools.partial(_enter_work, rlimits, True, uid))
     leftovers = [0]

@@ -391,6 +391,9 @@ def _warm_up(modules: str, fd: int) -> str:
     return path
 
 
+AS_SLACK = 256 * 2**20  # address space a run may reserve beyond its memory limit
+
+
 def _vm_size() -> int:
     """This process's address space in bytes (the base its RLIMIT_AS is added to)."""
     with open("/proc/self/status") as fh:
@@ -414,7 +417,7 @@ def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
     """In a child of the zygote: become the run's own uid and session, then run its job.
 
     Still root here (the zygote is): the rlimits are set first (the run's
-    address space is this copy's plus its memory limit), then the uid, so the
+    address space is this copy's plus its memory limit and ``AS_SLACK``), then the uid, so the
     run may only lower them. Nothing of the zygote's process state is shared
     back: whatever the script changes (modules, builtins, environment, signal
     handlers, rlimits) ends with this process.
@@ -423,8 +426,8 @@ def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
 
     os.setsid()
     limits = dict(order.get("rlimits") or {})
-    if order.get("memory"):
-        limits["as"] = _vm_size() + int(order["memory"])
+    if order.get("memory"):  # address space, not memory: thread stacks and arenas count
+        limits["as"] = _vm_size() + int(order["memory"]) + AS_SLACK
     for name, value in limits.items():
         which = getattr(resource, f"RLIMIT_{str(name).upper()}", None)
         if which is not None:
@@ -517,10 +520,30 @@ def _place_files(job: dict[str, Any]) -> None:
                 dst.write(chunk)
 
 
+MPL_SHARED = "/tmp/.config/matplotlib"  # the runner's copy of the image's font list
+
+
+def _mpl_home() -> None:
+    """A matplotlib config folder of the run's own (MPLCONFIGDIR), open for the runner to remove.
+
+    matplotlib wants it writable, else it builds its font list anew, slowly,
+    in a temporary folder; the image's prebuilt list is linked in.
+    """
+    home = os.environ.get("MPLCONFIGDIR")
+    if not home or os.path.isdir(home):
+        return
+    with contextlib.suppress(OSError):
+        os.makedirs(home)
+        os.chmod(home, 0o777)
+        for name in os.listdir(MPL_SHARED):
+            os.symlink(os.path.join(MPL_SHARED, name), os.path.join(home, name))
+
+
 def _run_job(job_path: str, fd: int) -> None:
     """Run the job at job_path in this process (already the script's uid, in /work); exits."""
     with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
+    _mpl_home()
     os.set_inheritable(fd, False)
     try:
         _place_files(job)
