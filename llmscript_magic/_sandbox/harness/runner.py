@@ -389,7 +389,22 @@ def read_work(fn: Callable[..., Any], *args: Any, uid: int = SCRIPT_UID) -> Any:
     try:
         return fn(*args)
     except OSError:
-        return as_script_user(fn, *args, uid=uid)
+        return as_script_user(_opened, fn, *args, uid=uid)
+
+
+def _opened(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) after opening the work dir's folders to their owner (the run's uid, here).
+
+    A run may close a folder even to itself (mode 0); it is over, so its
+    folders are opened for reading what it left.
+    """
+    for dirpath, dirnames, _ in os.walk("/work"):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o700)
+    return fn(*args)
 
 
 def _copy_tree(src: str, dst: str) -> None:
@@ -588,16 +603,50 @@ def sweep(uids: tuple[int, ...]) -> bool:
     return not _owned(uids) and not os.listdir("/work")
 
 
-def _pack(names: list[str]) -> str:
-    """The changed files as a tar (``work/NAME`` members), latin-1 text for JSON."""
-    import io
+class _Frames:
+    """A write-only file that sends what is written as ``t`` frames of at most 1 MiB."""
+
+    def __init__(self, emit: Callable[[bytes, bytes], None]) -> None:
+        self.emit = emit
+        self.buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.buf += data
+        while len(self.buf) >= 2**20:
+            self.emit(b"t", bytes(self.buf[:2**20]))
+            del self.buf[:2**20]
+        return len(data)
+
+    def close(self) -> None:
+        if self.buf:
+            self.emit(b"t", bytes(self.buf))
+            self.buf.clear()
+
+
+def _pack(changed: list[list[Any]], budget: int, emit: Callable[[bytes, bytes], None]) -> int:
+    """Stream the changed files as a tar (``work/NAME`` members) in ``t`` frames.
+
+    Files are taken in order while their apparent sizes fit in budget (the
+    work dir's size: a sparse file counts in full); the host says what was
+    cut. Every file is opened first, so a file only the run's uid may read
+    sends the whole tar from a child with that uid instead (see ``read_work``).
+    """
     import tarfile
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+    names, used = [], 0
+    for rel, size in changed:
+        if used + int(size) <= budget:
+            names.append(str(rel))
+            used += int(size)
+    for rel in names:
+        with open(os.path.join("/work", rel), "rb"):
+            pass
+    sink = _Frames(emit)
+    with tarfile.open(fileobj=sink, mode="w|") as tar:  # type: ignore[call-overload]
         for rel in names:
             tar.add(os.path.join("/work", rel), arcname="work/" + rel, recursive=False)
-    return buf.getvalue().decode("latin-1")
+    sink.close()
+    return len(names)
 
 
 def _rlimits(config: dict[str, Any]) -> dict[str, int]:
@@ -860,16 +909,18 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
         emit(b"f", png)
     for value in info.pop("values"):
         emit(b"v", value)
-    changed = read_work(changed_files, "/work", before, uid=uid)
-    if changed:
-        tar = read_work(_pack, [n for n, _ in changed], uid=uid).encode("latin-1")
-        for i in range(0, len(tar), 2**20):
-            emit(b"t", tar[i:i + 2**20])
+    unreadable = False
+    try:
+        changed = read_work(changed_files, "/work", before, uid=uid)
+        if changed:
+            read_work(_pack, changed, int(job.get("disk_bytes") or 2**26), emit, uid=uid)
+    except (OSError, ValueError):
+        changed, unreadable = [], True  # no files rather than no report
     info["changed"] = changed
     clean = sweep((uid, twin_uid))
     alive = zygote is None or (not zygote.dead and zygote.proc.poll() is None)
     info["left"] = leftovers[0]  # processes still running when the script's main one ended
-    info["reusable"] = bool(gone and clean and alive and not leftovers[0] and
+    info["reusable"] = bool(gone and clean and alive and not leftovers[0] and not unreadable and
                             not info["oom"] and not info["timed_out"] and not info["capped"])
     emit(b"r", json.dumps(info).encode())
     return bool(info["reusable"])
