@@ -240,3 +240,47 @@ print("denied", denied)
     attack, _ = after(sandbox, baseline, tracer)
     # Under bubblewrap it can stop the namespace's own init (its uid's) and so its own run
     assert attack.status == "ok" or sandbox.backend == "local", attack.stderr
+
+
+KERNEL = r'''
+import os, signal, sys, threading, time
+from llmscript_magic._sandbox import Limits, get_sandbox
+from llmscript_magic._sandbox.image import owner_id
+sandbox = get_sandbox("docker", isolation=sys.argv[1])
+code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(600)\n"
+        "print('running', flush=True)\ntime.sleep(600)\n")
+threading.Thread(target=sandbox.run, args=(code,), kwargs={"limits": Limits(timeout=300)},
+                 daemon=True).start()
+print(owner_id(), flush=True)
+time.sleep(4)  # the run is under way
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.mark.parametrize("isolation", ["gvisor", "container"])
+def test_a_kernel_killed_mid_run_leaves_nothing_running(isolation: str, docker_client: Any,
+                                                        tmp_path: Any) -> None:
+    """Issue 22: the container's life is its owner's; nothing waits for the run's 300 s."""
+    import subprocess
+    import sys
+
+    from llmscript_magic._sandbox.engine import gvisor_problem
+    from llmscript_magic._sandbox.image import LABEL, OWNER_LABEL
+
+    if isolation == "gvisor" and gvisor_problem(docker_client) is not None:
+        pytest.skip("no gVisor")
+    script = tmp_path / "kernel.py"
+    script.write_text(KERNEL)
+    proc = subprocess.run([sys.executable, str(script), isolation], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    owner = proc.stdout.split()[0]
+
+    def theirs() -> list[Any]:
+        rows = docker_client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
+        return [row for row in rows if (row.get("Labels") or {}).get(OWNER_LABEL) == owner]
+
+    deadline = time.monotonic() + 8
+    while theirs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert theirs() == [], "a killed kernel's sandbox kept running"

@@ -156,6 +156,31 @@ def _labels() -> dict[str, str]:
     return {LABEL: "1", OWNER_LABEL: _owner[1]}
 
 
+_reaped: set[str] = set()
+
+
+def _reap_orphans_once(client: Any) -> None:
+    """On a process's first sandbox for an engine: remove sandboxes whose owner died.
+
+    A kernel killed mid-run has its container end by itself (the runner exits
+    when its stdin closes); this takes whatever an older version or an engine
+    restart left, in the background, off the first run's path.
+    """
+    url = engine_id(client)
+    if url in _reaped or url != (os.environ.get("DOCKER_HOST") or url):
+        return
+    _reaped.add(url)
+    import threading
+
+    from .image import prune
+
+    def reap() -> None:
+        with contextlib.suppress(Exception):
+            prune()
+
+    threading.Thread(target=reap, name="llmscript-sandbox-prune", daemon=True).start()
+
+
 def _held_elsewhere(client: Any) -> int:
     """Running sandbox containers of other owners on this engine (for the warm cap)."""
     mine = _labels()[OWNER_LABEL]
@@ -336,6 +361,7 @@ class DockerSandbox(Sandbox):
         self.pool_size = pool_size
         #: the warm interpreter imports numpy/pandas/matplotlib (None: LLMSCRIPT_PREIMPORT)
         self.preimport = preimport_wanted() if preimport is None else preimport
+        _reap_orphans_once(self.client)
         try:
             self.image_id = self.client.images.get(image).id
         except docker.errors.ImageNotFound:
