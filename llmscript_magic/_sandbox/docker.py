@@ -63,7 +63,7 @@ from .engine import (  # engine_warning, *_option: engine differences (Podman)
     seccomp_option,
     unreachable,
 )
-from .files import Outputs, read_outputs, safe_name
+from .files import Outputs, outputs_from_tar, safe_name
 from .harness.runner import VALUE_CAP
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
@@ -599,11 +599,7 @@ class DockerSandbox(Sandbox):
         output_files: Outputs = Outputs()
         if report is not None and report.get("changed"):
             wanted = {str(n) for n, size in report["changed"]}
-            output_files = read_outputs(iter(tar), limits, files, wanted)
-            lost = wanted - {f.name for f in output_files}
-            if lost and not output_files.cut:  # left out by the runner: over the work dir's size
-                output_files.cut = (f"output files cut: {len(lost)} file(s) over the "
-                                    f"{limits.disk_mb} MB the work dir holds")
+            output_files = outputs_from_tar(tar, limits, files, wanted)
         oom = bool(report and report.get("oom"))
         if report is None and not host_capped:
             _kill(api, cid)

@@ -165,7 +165,8 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str | None, timeout: 
 def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
           output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
           cleanup: Callable[[], None] | None = None,
-          owner_fd: int | None = None) -> dict[str, Any]:
+          owner_fd: int | None = None, files_fd: int | None = None,
+          files_cap: int = 0) -> dict[str, Any]:
     """Supervise a started process from now on: the wall clock starts at this call.
 
     A warm interpreter is spawned long before its job, so the clock and the
@@ -174,10 +175,15 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
     process of the run's uid there, escaped process groups included).
     ``owner_fd`` (the container's stdin) is watched too: its end of file means
     the host process that owns this sandbox died mid-run (see ``owner_gone``).
+    ``files_fd`` (the local backend's): a tar of the changed files, kept in
+    ``info["tar"]`` up to ``files_cap`` bytes (``info["tar_cut"]`` past it).
     """
     assert proc.stdout is not None and proc.stderr is not None
     start = time.monotonic()
     streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e", status_r: b"s"}
+    tar = bytearray()
+    if files_fd is not None:
+        streams[files_fd] = b"t"
     status_buf = bytearray()
     info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None,
                             "figures": [], "values": [], "check_values": [], "value_bytes": 0}
@@ -221,6 +227,12 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
                 del streams[fd]
                 continue
             kind = streams[fd]
+            if kind == b"t":
+                if len(tar) + len(data) > files_cap:
+                    info["tar_cut"] = True
+                else:
+                    tar += data
+                continue
             if kind == b"s":
                 status_bytes += len(data)
                 if status_bytes <= STATUS_CAP:
@@ -239,6 +251,9 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
                 emit(kind, data)
     proc.wait()
     os.close(status_r)
+    if files_fd is not None:
+        os.close(files_fd)
+        info["tar"] = bytes(tar)
     proc.stdout.close()
     proc.stderr.close()
     info.update(returncode=proc.returncode, elapsed=time.monotonic() - start)
@@ -460,7 +475,7 @@ def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any
             for chunk in chunks:
                 fh.write(chunk)
                 digest.update(chunk)
-        placed.append({"name": name, "path": path})
+        placed.append({"name": name, "path": path, "sha256": digest.hexdigest()})
         before[name] = digest.hexdigest()
     script = os.path.join(folder, "script.py")
     spec = {"script": script, "inputs": listed, "files": placed,
@@ -737,7 +752,7 @@ class Forked:
 
 # A zygote still importing after this long is not waited for: that run gets a fresh
 # interpreter (the host allows the run its time limit plus a few seconds from the hand-over).
-READY_SECONDS = 1.5
+READY_SECONDS = 0.5
 
 
 def _ask_twin(twin: tuple[int, int], path: str, seconds: float) -> dict[str, Any] | None:
@@ -926,5 +941,46 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
     return bool(info["reusable"])
 
 
+def _write(sink: IO[bytes], data: bytes) -> None:
+    sink.write(data)
+
+
+def collect(argv: list[str]) -> int:
+    """``--collect JOB FILES_FD BUDGET -- CMD...``: the local backend's supervisor in the sandbox.
+
+    Runs CMD (the wrapper, which inherits our stdout, stderr and status fd),
+    then, once it ended, kills every other process of the sandbox (all of
+    them are this uid's, in bubblewrap's PID namespace) and only then streams
+    the work dir's changed files, as a tar within BUDGET bytes, to FILES_FD:
+    a snapshot nothing of the run can still change. Not dumpable, so the
+    script (same uid) can neither trace it nor read its memory.
+    """
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    sep = argv.index("--")
+    job_path, files_fd, budget = argv[0], int(argv[1]), int(argv[2])
+    with open(job_path, encoding="utf-8") as fh:
+        before = {str(f["name"]): str(f["sha256"]) for f in json.load(fh).get("files") or []}
+    code = subprocess.call(argv[sep + 1:], pass_fds=tuple(
+        int(a) for a in argv[sep + 1:] if a.isdigit()))
+    for _ in range(500):
+        try:
+            os.kill(-1, signal.SIGKILL)  # every process we may signal but us and the init
+        except ProcessLookupError:
+            break
+        reap()
+        time.sleep(0.002)
+    with os.fdopen(files_fd, "wb") as sink, contextlib.suppress(OSError):
+        changed = changed_files("/work", before)
+        listed = json.dumps(changed).encode()
+        sink.write(HEADER.pack(len(listed)) + listed)  # what changed, then the tar of it
+        _pack(changed, budget, lambda kind, data: _write(sink, data))
+    return code if code >= 0 else 128 - code
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--collect"]:
+        sys.exit(collect(sys.argv[2:]))
     main()
