@@ -303,9 +303,9 @@ def warm_sandbox(opts: Options) -> None:
         return
     sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
     sandbox_modules(opts)
-    pool = getattr(sandbox, "_pool", None)  # created on first use; it then fills itself
-    if pool is not None:
-        pool(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
+    warm = getattr(sandbox, "warm", None)  # backends with a container to start ahead
+    if warm is not None:
+        warm(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:

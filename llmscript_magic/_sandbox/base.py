@@ -136,5 +136,8 @@ class Sandbox(abc.ABC):
         script's (``RunResult.check``), so nothing the script does can pass it.
         """
 
+    def warm(self, limits: Limits | None = None) -> None:  # noqa: B027  (optional hook)
+        """Start (in the background) what a run with limits needs, so it does not wait."""
+
     def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Release warm resources (pooled containers); safe to call twice."""
