@@ -1,28 +1,31 @@
-"""Supervisor shared by both backends: starts the script, relays capped output.
+"""Supervisor shared by both backends: starts each run, relays capped output.
 
 In Docker this file is the container's main process (``python3 -I -S -c
-SOURCE WRAPPER MPL_CACHE CONFIG``): it prepares everything, starts the
-script's interpreter ahead (as the script's uid, with the image's heavy
-libraries imported; see ``main``), then blocks on stdin for the job (a JSON
-header, then the input values' bytes), so a pooled container answers in
-milliseconds. No ``timeout`` or ``python3`` is started per run: this
-supervisor enforces the wall clock (SIGTERM, then SIGKILL after the grace).
-Everything it sends the host is framed (1 type byte, 4-byte length,
-payload) on stdout: ``o``/``e`` output chunks, ``f`` PNG figures, ``v``
-values of ``--output`` variables, ``r`` the result (exit, limits, changed
-files, check verdict, outputs that cannot come back). The local backend
-imports ``supervise``/``snapshot``/``changed_files`` directly. Standard
-library only: the image has nothing else that we control.
+SOURCE WRAPPER MPL_CACHE CONFIG``) for all the runs of one kernel: it starts
+the zygote (``wrapper.py --zygote``: the image's heavy libraries imported
+once), then serves jobs from stdin (a JSON header, then the input values'
+and files' bytes) one after another until the host closes it. Each run is
+a process the zygote forks under the run's own uid (``Zygote``, ``Forked``);
+this supervisor enforces the wall clock (SIGTERM, then SIGKILL after the
+grace), then kills every process of that uid and removes its files
+(``kill_uid``, ``sweep``) before the report. Everything it sends the host is
+framed (1 type byte, 4-byte length, payload) on stdout: ``o``/``e`` output
+chunks, ``f`` PNG figures, ``v`` values of ``--output`` variables, ``t`` the
+changed files as a tar, ``r`` the result (exit, limits, changed files, check
+verdict, outputs that cannot come back, whether the container is still fit
+for a run). The local backend runs ``collect`` inside bubblewrap and imports
+``relay``/``judge``/``write_job``. Standard library only: the image has
+nothing else that we control.
 
-Two uids when the engine starts this runner as root (with only the SETUID,
-SETGID and KILL capabilities): the script then runs as ``SCRIPT_UID``, so it
-can neither ptrace nor signal the runner, nor open its stdout through
-``/proc/1/fd/1`` to forge frames, nor change the harness's files; the steps
-that read what the script closed to others in its work dir run in a child
-with the script's uid (``read_work``).
+The engine starts this runner as root with only the SETUID, SETGID and KILL
+capabilities: each run (uid ``job["uid"]``) can neither ptrace nor signal
+the runner or the zygote, nor open the runner's stdout through
+``/proc/1/fd/1`` to forge frames, nor change the harness's files, nor reach
+an earlier or later run (another uid, and nothing of it left); the steps
+that read what a run closed to others run in a child with its uid
+(``read_work``). Its check's evaluator has the next uid (see ``judge``).
 Started as a non-root user, the runner and the script share that uid (the
-frames it reads are then checked, never trusted). A third uid, ``TWIN_UID``
-in ``wrapper.py``, is the check's evaluator's (see ``judge``).
+frames it reads are then checked, never trusted).
 """
 
 import contextlib

@@ -1,11 +1,11 @@
 """Runs the user's script as __main__ with its inputs bound, then reports on it.
 
 Executed as a standalone file by the sandbox's own Python (stdlib only):
-``python3 -B -I wrapper.py JOB STATUS_FD``, or, started warm before the job
-exists, ``python3 -B -I wrapper.py --warm MODULES STATUS_FD [EVAL_JOB_FD
-EVAL_STATUS_FD]``: it imports MODULES (comma-separated), hides them (see
-``_Stash``), then reads JOB's path from stdin (the runner's go-signal) and
-carries on in this process.
+``python3 -B -I wrapper.py JOB STATUS_FD`` (a fresh interpreter), or as a
+container's zygote, ``python3 -B -I wrapper.py --zygote MODULES CTL_FD``: it
+imports MODULES (comma-separated) once, hides them (see ``_Stash``), and
+forks one process per run, which becomes the run's uid and runs its JOB
+(see ``_zygote``).
 
 JOB is a JSON file written by the runner: ``{"script": path, "inputs":
 [{"name", "format", "path"}], "outputs": [names], "check": expr or null,
@@ -18,10 +18,11 @@ The check's verdict is not the script's process's to give: anything that
 process says, the script could have written. It is evaluated by ``verdict``
 over the values as data (``{"check": expr, "values": [{"name", "format",
 "path"} | {"name", "module"} | {"name", "opaque"}]}``), in a process the
-script cannot reach: forked by the warm interpreter at the go-signal, before
-anything of the script runs, under a uid of its own (``_start_twin``), or
+script cannot reach: forked by the zygote before anything of the script
+runs, under a uid of its own (``_fork_twin``), or
 else a fresh ``python3 -B -I wrapper.py --verdict VJOB STATUS_FD`` that the
-runner starts once every process of the script is gone. A check that calls
+runner starts once every process of the script is gone (and, in the local
+backend, in a sandbox of its own over what the run left). A check that calls
 what cannot cross as data (the script's own functions or classes) is not
 evaluated, and says how to write it instead: nothing of the script runs in
 the evaluator.
@@ -298,39 +299,12 @@ class _Loaded(importlib.abc.Loader):
             module.__spec__ = self.spec  # importlib set ours: put the real one back
 
 
-SCRIPT_UID, TWIN_UID = 65534, 65533  # the script's uid; its check evaluator's
-
-
 def _become(uid: int) -> None:
     """Drop from root to uid for good (a no-op when not root: the runner did it)."""
     if os.getuid() == 0:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-
-
-def _start_twin(job_fd: int, stat_fd: int, status_fd: int) -> None:
-    """Fork the check's evaluator at the go-signal: the imports done, nothing of the script yet.
-
-    It has a uid of its own and its own session, so the script (uid 65534)
-    can neither signal, trace nor read it, and its group's kill at the end
-    of the run does not reach it. It keeps only its two pipes to the runner,
-    says it is there (``w``), and evaluates the check job whose path comes
-    on the first (see ``verdict``); the runner kills it after the verdict.
-    This saves a fresh interpreter and its imports per check (about 0.2 s
-    for plain values and 0.9 s for a DataFrame under gVisor). Forked only for
-    a job with a check: under gVisor the script then pays for copy-on-write
-    faults on the pages it shares with the evaluator.
-    """
-    if os.fork():
-        os.close(job_fd)
-        os.close(stat_fd)
-        return
-    try:  # pragma: no cover (the evaluator)
-        os.close(status_fd)  # the script's channel is not the evaluator's
-        _twin(job_fd, stat_fd, TWIN_UID)
-    finally:
-        os._exit(0)
 
 
 def _twin(job_fd: int, stat_fd: int, uid: int) -> None:
@@ -372,23 +346,6 @@ def _import_hidden(modules: str) -> None:
         del sys.modules[name]
     if loaded:
         sys.meta_path.insert(0, _Stash(loaded))
-
-
-def _warm_up(modules: str, fd: int) -> str:
-    """Import the heavy modules, hide them, say so (a ``w`` frame), then wait for the job.
-
-    The runner starts the script's clock only after the ``w`` frame, so the
-    imports never eat into the script's time limit.
-    """
-    _import_hidden(modules)
-    _send(fd, b"w", b"")
-    path = sys.stdin.buffer.readline().decode("utf-8").strip()
-    if not path:
-        os._exit(0)  # the container was discarded before its job came
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # the script's stdin is empty, as in a fresh interpreter
-    os.close(devnull)
-    return path
 
 
 AS_SLACK = 256 * 2**20  # address space a run may reserve beyond its memory limit
@@ -446,7 +403,15 @@ def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
 
 
 def _fork_twin(job_fd: int, stat_fd: int, uid: int, close: list[int]) -> int:
-    """The check's evaluator for one run, forked before its script (see ``_start_twin``)."""
+    """The check's evaluator for one run, forked before its script.
+
+    It has a uid of its own and its own session, so the script can neither
+    signal, trace nor read it, and the kill of the run's uid does not reach
+    it. It keeps only its two pipes to the runner, says it is there (``w``),
+    and evaluates the check job whose path comes on the first (see
+    ``verdict``); the runner kills it after the verdict. This saves a fresh
+    interpreter and its imports per check.
+    """
     pid = os.fork()
     if pid:
         return pid
@@ -594,24 +559,7 @@ def main() -> None:
     if sys.argv[1] == "--zygote":
         _zygote(sys.argv[2], int(sys.argv[3]))
         os._exit(0)
-    twin = None
-    if sys.argv[1] == "--warm":
-        twin = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else None
-        job_path = _warm_up(sys.argv[2], int(sys.argv[3]))
-        del sys.argv[1]
-    else:
-        job_path = sys.argv[1]
-    fd = int(sys.argv[2])
-    if twin is not None:  # started as root: the evaluator (for a check), then our uid
-        with open(job_path, encoding="utf-8") as fh:
-            wants_check = bool(json.load(fh).get("check"))
-        if wants_check:
-            _start_twin(*twin, fd)
-        else:
-            os.close(twin[0])
-            os.close(twin[1])
-        _become(SCRIPT_UID)
-        os.chdir("/work")
+    job_path, fd = sys.argv[1], int(sys.argv[2])  # a fresh interpreter, already our uid
     _run_job(job_path, fd)
 
 
