@@ -753,9 +753,10 @@ class Forked:
         return self.returncode
 
 
-# A zygote still importing after this long is not waited for: that run gets a fresh
-# interpreter (the host allows the run its time limit plus a few seconds from the hand-over).
-READY_SECONDS = 0.5
+# A zygote still importing after this long is not waited for by a run that uses its
+# libraries (others do not wait at all): that run gets a fresh interpreter (the host
+# allows the run its time limit plus a few seconds from the hand-over).
+READY_SECONDS = 2.5
 
 
 def _ask_twin(twin: tuple[int, int], path: str, seconds: float) -> dict[str, Any] | None:
@@ -876,7 +877,7 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
     proc: Any = None
     twin: tuple[int, int] | None = None
     if zygote is not None and job["env"] == config.get("env") and \
-            zygote.wait_ready(READY_SECONDS):
+            zygote.wait_ready(READY_SECONDS if job.get("wait_warm") else 0.05):
         pipes = [os.pipe() for _ in range(5 if check else 3)]
         theirs = [pipes[0][1], pipes[1][1], pipes[2][1]]
         if check:
