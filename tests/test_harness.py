@@ -389,16 +389,17 @@ def test_a_warm_interpreter_hides_its_imports_and_shares_nothing(
 
 def test_names_planted_in_the_local_job_folder_are_not_written_through(
         tmp_path: Any) -> None:
-    """The local job folder is the script's to write: the evaluator's job goes in a new one."""
+    """The local job folder is read-only to the script; the evaluator's job goes in a new one."""
     target = tmp_path / "host.txt"
     target.write_text("host data\n")
-    code = ("import os\nhere = os.path.dirname(__file__)\n"
+    code = ("import os\nhere = os.path.dirname(__file__)\nblocked = 0\n"
             f"for name in ('verdict.json', 'check-0', 'check-1'):\n"
-            f"    os.symlink({str(target)!r}, os.path.join(here, name))\n"
-            "x = [1, 2]\n")
+            f"    try:\n        os.symlink({str(target)!r}, os.path.join(here, name))\n"
+            "    except OSError:\n        blocked += 1\n"
+            "x = [1, 2]\nprint(blocked)\n")
     r = get_sandbox("local").run(code, check="x == [1, 2]", limits=LIMITS)
 
-    assert r.status == "ok", r.stderr
+    assert (r.status, r.stdout) == ("ok", "3\n"), r.stderr
     assert r.check == (True, "")
     assert target.read_text() == "host data\n"
 

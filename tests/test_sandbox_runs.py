@@ -145,7 +145,8 @@ print("left a daemon")
 
 def test_a_daemon_does_not_reach_the_next_run(sandbox: Any, baseline: dict[str, Any]) -> None:
     attack, _ = after(sandbox, baseline, DAEMON)
-    assert attack.status == "ok"
+    # Under bubblewrap its kills reach its own supervisor (its uid's), so its own run fails
+    assert attack.status == "ok" or sandbox.backend == "local"
     time.sleep(0.5)  # the daemon, were it alive, would have written and killed by now
     probe(sandbox)
 

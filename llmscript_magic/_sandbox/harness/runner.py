@@ -977,7 +977,7 @@ def collect(argv: list[str]) -> int:
         reap()
         time.sleep(0.002)
     with os.fdopen(files_fd, "wb") as sink, contextlib.suppress(OSError):
-        changed = changed_files("/work", before)
+        changed = _opened(changed_files, "/work", before)  # folders it closed, reopened
         listed = json.dumps(changed).encode()
         sink.write(HEADER.pack(len(listed)) + listed)  # what changed, then the tar of it
         _pack(changed, budget, lambda kind, data: _write(sink, data))
