@@ -158,28 +158,35 @@ def _labels() -> dict[str, str]:
 
 
 _reaped: set[str] = set()
+#: Orphans younger than this are left alone: a killed kernel's sandbox ends by itself
+#: within seconds, and `llmscript sandbox prune` is there for the impatient.
+ORPHAN_AGE = 120.0
 
 
 def _reap_orphans_once(client: Any) -> None:
-    """On a process's first sandbox for an engine: remove sandboxes whose owner died.
+    """On a process's first sandbox for an engine: remove old sandboxes whose owner died.
 
     A kernel killed mid-run has its container end by itself (the runner exits
-    when its stdin closes); this takes whatever an older version or an engine
+    when its stdin closes); this takes what an older version or an engine
     restart left, in the background, off the first run's path.
     """
     url = engine_id(client)
-    if url in _reaped or url != (os.environ.get("DOCKER_HOST") or url):
+    if url in _reaped:
         return
     _reaped.add(url)
     import threading
 
-    from .image import prune
+    from .image import owner_gone
 
     def reap() -> None:
         with contextlib.suppress(Exception):
-            prune()
+            for row in client.api.containers(all=True, filters={"label": f"{LABEL}=1"}):
+                labels = row.get("Labels") or {}
+                if time.time() - float(row.get("Created") or 0) > ORPHAN_AGE and \
+                        owner_gone(labels.get(OWNER_LABEL)):
+                    remove(client, row["Id"])
 
-    threading.Thread(target=reap, name="llmscript-sandbox-prune", daemon=True).start()
+    threading.Thread(target=reap, name="llmscript-sandbox-reap", daemon=True).start()
 
 
 def _held_elsewhere(client: Any) -> int:
