@@ -373,7 +373,7 @@ def _with_pids(client: Any, pids: int) -> list[Any]:
             nproc = json.loads((c.attrs["Config"]["Cmd"] or [""])[-1])["rlimits"].get("nproc")
         except (ValueError, TypeError, KeyError, AttributeError):
             nproc = None
-        if c.attrs["HostConfig"]["PidsLimit"] in (pids, pids * 10 + 256) or nproc == pids:
+        if c.attrs["HostConfig"]["PidsLimit"] in (pids + 16, pids * 10 + 256) or nproc == pids:
             found.append(c)  # runc, runsc, or the rlimit
     return found
 
@@ -398,7 +398,7 @@ def test_pool_does_not_outlive_the_interpreter(docker_client: Any, ending: str,
     proc = subprocess.run([sys.executable, "-c", code, ending], capture_output=True,
                           text=True, timeout=120,
                           env={**os.environ, "LLMSCRIPT_MAX_WARM": "64"})  # see below
-    assert "warm 2" in proc.stdout, proc.stdout + proc.stderr  # the pool was really full
+    assert "warm 1" in proc.stdout, proc.stdout + proc.stderr  # the kernel's one container
     deadline = time.monotonic() + 15
     while _with_pids(docker_client, pids) and time.monotonic() < deadline:
         time.sleep(0.2)

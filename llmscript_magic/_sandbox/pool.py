@@ -206,6 +206,7 @@ class Pool:
         self._failed = False
         self._creating = 0
         self._busy = 0
+        self._waiting = 0  # takers waiting for a container being made
         self._peak = 0  # most runs at once since the pool was last quiet
         self._retired = False  # shrunk to nothing while another pool was in use
         self._last_take = time.monotonic()
@@ -230,6 +231,14 @@ class Pool:
     def take(self) -> Slot:
         """A ready container, or a fresh one if the pool is empty; pair with done()."""
         with self._cond:
+            # One being made ahead is nearly there: wait for it rather than make a second
+            # (a kernel's first run would otherwise leave it two containers).
+            deadline = time.monotonic() + 30
+            while not self._ready and self._creating > self._waiting and not self._closed \
+                    and not self._failed and time.monotonic() < deadline:
+                self._waiting += 1
+                self._cond.wait(timeout=1.0)
+                self._waiting -= 1
             slot = self._ready.pop(0) if self._ready else None
             self._failed = False
             self._retired = False
@@ -354,6 +363,7 @@ class Pool:
                         slot.discard(now=True)
                     else:
                         self._ready.append(slot)
+                        self._cond.notify_all()
                 elif over:
                     self._cond.wait(timeout=2.0)  # another kernel's run may end meanwhile
 
