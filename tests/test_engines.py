@@ -166,24 +166,6 @@ def podman_memory_hog(isolated_sandbox: Any) -> None:
     _names_unenforced(r.warning, "total-memory")
 
 
-def podman_disk_fill(isolated_sandbox: Any) -> None:
-    """The work dir is plain disk there: the file-size cap (RLIMIT_FSIZE) stops one file."""
-    code = ("chunk = b'0' * 2**20\nwith open('big.bin', 'wb') as f:\n"
-            "    for i in range(1000):\n        f.write(chunk)\n        f.flush()\n")
-    r = isolated_sandbox.run(code, limits=Limits(timeout=20, disk_mb=16, memory_mb=256))
-    assert r.status == "error" and r.reason == "The script raised OSError"
-    assert "File too large" in r.stderr  # at file_bytes (32 MB), not at the 16 MB work dir
-    _names_unenforced(r.warning, "work-dir-size")
-    three = ("for i in range(3):\n    open(f'p{i}', 'wb').write(bytes(8 << 20))\n"
-             "print('wrote 24 MB')")
-    parts = isolated_sandbox.run(three, limits=Limits(timeout=20, disk_mb=16))
-    assert (parts.status, parts.stdout) == ("ok", "wrote 24 MB\n"), parts.stderr
-    _names_unenforced(parts.warning, "work-dir-size")
-    # what comes back to the host is still bounded by the work dir's size
-    assert "[sandbox] output files cut: more than the 16 MB the work dir holds" in parts.stderr
-    assert sum(f.size for f in parts.files) <= 16 * 2**20
-
-
 def podman_profile(isolated_sandbox: Any, docker_client: Any) -> None:
     """Podman reads the seccomp option as a file on its machine: the file holds our profile.
 
@@ -211,7 +193,6 @@ def podman_profile(isolated_sandbox: Any, docker_client: Any) -> None:
 #: or on a detail of Docker's API that Podman's differs in.
 PODMAN_VARIANTS: dict[str, Callable[..., None]] = {
     "test_memory_hog_reports_memory": podman_memory_hog,
-    "test_filling_the_disk_is_bounded": podman_disk_fill,
     "test_every_container_gets_our_profile_and_masks": podman_profile,
 }
 
@@ -370,12 +351,13 @@ def test_podman_says_which_limits_it_cannot_enforce(podman_engine: PodmanEngine,
     _use(monkeypatch, DOCKER_HOST=podman_engine.url)
     ok = get_sandbox("docker", isolation="container").run("print(6 * 7)")
     assert (ok.status, ok.stdout) == ("ok", "42\n"), ok.stderr
-    for lost in ("total-memory", "CPU-share", "work-dir-size"):
+    for lost in ("total-memory", "CPU-share"):
         _names_unenforced(ok.warning, lost)
     assert ok.warning is not None and "rootless Podman" in ok.warning
     assert "cgroups v1" in ok.warning
     unenforced = ok.warning.partition(_WARNING_SPLIT)[0]
     assert "process-count" not in unenforced and "file-size" not in unenforced
+    assert "work-dir-size" not in unenforced  # a tmpfs mount, which Podman honours
     _, out, _ = run_cli(["doctor"])
     assert "rootless Podman" in out and "NOT enforced" in out
 
@@ -402,8 +384,8 @@ def test_generate_run_and_run_api_use_podman(podman_engine: PodmanEngine, ip: An
     import llmscript_magic
 
     _use(monkeypatch, DOCKER_HOST=podman_engine.url)
-    r = llmscript_magic.run("import os\nprint(os.getuid(), 6 * 7)")
-    assert (r.status, r.stdout) == ("ok", "65534 42\n")
+    r = llmscript_magic.run("import os\nprint(os.getuid() not in (0, 65534), 6 * 7)")
+    assert (r.status, r.stdout) == ("ok", "True 42\n")  # a uid of the run's own
     assert r.warning and "NOT enforced" in r.warning
     anthropic_standin.enqueue("```python\nprint(sum(range(5)))\n```")
     res = ip.run_cell("%%generate --run\nPrint the sum of 0..4.")

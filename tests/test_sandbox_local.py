@@ -170,17 +170,25 @@ def test_sparse_file_is_not_returned_and_the_cut_is_said(local: LocalSandbox) ->
     tracemalloc.stop()
     assert r.status == "ok", r.stderr
     assert [(f.name, f.data) for f in r.files] == [("small.txt", b"kept")]
-    assert "1 output file(s) not returned" in r.stderr
+    assert "output files cut: 1 file(s) over the 64 MB" in r.stderr
     assert peak < 32 * 2**20  # the 256 MiB of zeros were never read
     assert r.duration < 8
 
 
-def test_returned_files_are_capped_in_total(local: LocalSandbox) -> None:
-    code = "for i in range(5):\n    open(f'f{i}.bin', 'wb').write(bytes(2**20))\n"
-    r = local.run(code, limits=Limits(timeout=10, disk_mb=3))
+@pytest.mark.parametrize("folder", [".", "/tmp"])
+def test_the_disk_limit_holds_in_the_work_dir_and_tmp(local: LocalSandbox, folder: str) -> None:
+    """Issue 22: 192 MiB went to /tmp and to a 64 MiB work dir; now both are 64 MiB tmpfs."""
+    code = (f"import os\nwritten = 0\ntry:\n    for i in range(12):\n"
+            f"        with open(os.path.join({folder!r}, f'f{{i}}.bin'), 'wb') as fh:\n"
+            "            fh.write(bytes(16 * 2**20))\n"
+            "        written += 16\nexcept OSError as e:\n    print(written, e.errno)\n"
+            "x = 1\n")
+    r = local.run(code, limits=Limits(timeout=20, disk_mb=64, file_bytes=32 * 2**20),
+                  check="x == 1")
     assert r.status == "ok", r.stderr
-    assert sum(f.size for f in r.files) <= 3 * 2**20 and len(r.files) == 3
-    assert "2 output file(s) not returned" in r.stderr
+    written, errno = map(int, r.stdout.split())
+    assert written <= 64 and errno == 28  # ENOSPC: nothing past the limit, host or not
+    assert sum(f.size for f in r.files) <= 64 * 2**20 and r.check == (True, "")
 
 
 def test_forged_figure_that_is_not_a_png_is_dropped(local: LocalSandbox) -> None:

@@ -93,6 +93,9 @@ class RunResult:
     # be (it calls the script's own functions); the whole None: it did not run
     check: tuple[bool | None, str] | None = None
     isolation: str = ""  # what walled the run in: "gvisor", "container" or "bubblewrap"
+    # limit name -> "run" (held for this run alone) or "container" (shared with the same
+    # kernel's earlier and later runs, one at a time, in one sandbox container)
+    limit_scope: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -132,6 +135,9 @@ class Sandbox(abc.ABC):
         is evaluated over the values it names, in a process apart from the
         script's (``RunResult.check``), so nothing the script does can pass it.
         """
+
+    def warm(self, limits: Limits | None = None) -> None:  # noqa: B027  (optional hook)
+        """Start (in the background) what a run with limits needs, so it does not wait."""
 
     def close(self) -> None:  # noqa: B027  (optional hook, not abstract)
         """Release warm resources (pooled containers); safe to call twice."""

@@ -39,7 +39,6 @@ same rules in its own kernel.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import json
@@ -52,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError, ImageNotFoundError, SandboxError, SandboxUnavailableError
-from .base import Limits, OutputFile, RunResult, Sandbox, Value
+from .base import Limits, RunResult, Sandbox, Value
 from .engine import (  # engine_warning, *_option: engine differences (Podman)
     RUNSC,
     _why,
@@ -65,7 +64,7 @@ from .engine import (  # engine_warning, *_option: engine differences (Podman)
     seccomp_option,
     unreachable,
 )
-from .files import read_outputs, tar_inputs
+from .files import Outputs, outputs_from_tar, safe_name
 from .harness.runner import VALUE_CAP
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
@@ -106,6 +105,11 @@ DENIED_SYSCALLS = (
     "open_by_handle_at", "name_to_handle_at", "fanotify_init", "fanotify_mark", "quotactl",
     "swapon", "swapoff", "reboot", "acct", "syslog", "iopl", "ioperm", "lookup_dcookie",
     "vhangup", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    # System V IPC and POSIX message queues outlive the process that made them, within
+    # the container's IPC namespace: the same kernel's next run would find them.
+    "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop", "semctl",
+    "shmget", "shmat", "shmdt", "shmctl", "mq_open", "mq_unlink", "mq_timedsend",
+    "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
 
 
@@ -153,6 +157,38 @@ def _labels() -> dict[str, str]:
     return {LABEL: "1", OWNER_LABEL: _owner[1]}
 
 
+_reaped: set[str] = set()
+#: Orphans younger than this are left alone: a killed kernel's sandbox ends by itself
+#: within seconds, and `llmscript sandbox prune` is there for the impatient.
+ORPHAN_AGE = 120.0
+
+
+def _reap_orphans_once(client: Any) -> None:
+    """On a process's first sandbox for an engine: remove old sandboxes whose owner died.
+
+    A kernel killed mid-run has its container end by itself (the runner exits
+    when its stdin closes); this takes what an older version or an engine
+    restart left, in the background, off the first run's path.
+    """
+    url = engine_id(client)
+    if url in _reaped:
+        return
+    _reaped.add(url)
+    import threading
+
+    from .image import owner_gone
+
+    def reap() -> None:
+        with contextlib.suppress(Exception):
+            for row in client.api.containers(all=True, filters={"label": f"{LABEL}=1"}):
+                labels = row.get("Labels") or {}
+                if time.time() - float(row.get("Created") or 0) > ORPHAN_AGE and \
+                        owner_gone(labels.get(OWNER_LABEL)):
+                    remove(client, row["Id"])
+
+    threading.Thread(target=reap, name="llmscript-sandbox-reap", daemon=True).start()
+
+
 def _held_elsewhere(client: Any) -> int:
     """Running sandbox containers of other owners on this engine (for the warm cap)."""
     mine = _labels()[OWNER_LABEL]
@@ -178,16 +214,18 @@ def _prune_volumes(client: Any) -> bool:
     return True
 
 
-#: How many recent scripts of a pool decide whether its next containers pre-import.
-HEAVY_WINDOW = 8
-_recent_heavy: dict[tuple[Any, ...], collections.deque[bool]] = {}
 _HEAVY_IMPORT = re.compile(
     r"^\s*(?:import|from)\s+(?:[\w.]+\s*,\s*)*(?:numpy|pandas|matplotlib)\b|"
     r"__import__|import_module", re.MULTILINE)
 
 
 def uses_preimported(code: str) -> bool:
-    """Whether a script (likely) imports what the warm interpreter imports ahead."""
+    """Whether a script (likely) imports what the zygote imports ahead.
+
+    Such a run waits a little for a zygote still importing rather than import
+    the same libraries again in a fresh interpreter (CPU spent twice); others
+    start at once.
+    """
     return bool(_HEAVY_IMPORT.search(code))
 
 
@@ -196,18 +234,30 @@ def preimport_wanted() -> bool:
     return os.environ.get("LLMSCRIPT_PREIMPORT", "1").strip().lower() not in ("0", "no", "false")
 
 
-def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any:
-    """The hardened host config: the runner keeps RUNNER_CAPS, the script gets none."""
-    from docker.types import DriverConfig, Mount, Ulimit
+#: Memory the container holds beyond a run's own limit: the runner and the zygote
+#: with its imports (about 90 MB resident under runc, 150 MB counted under gVisor).
+ZYGOTE_MB = 160
+LEAN_ZYGOTE_MB = 48  # without the heavy imports
+
+
+def container_memory_mb(limits: Limits, preimport: bool) -> int:
+    """The container's memory cap: a run's own limit plus what the container itself holds."""
+    heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
+    return limits.memory_mb + (ZYGOTE_MB if heavy else LEAN_ZYGOTE_MB)
+
+
+def _host_config(client: Any, limits: Limits, runtime: str | None = None,
+                 preimport: bool = True) -> Any:
+    """The hardened host config: the runner keeps RUNNER_CAPS, the runs get none.
+
+    /work, /tmp and /dev/shm are root's, world-writable and sticky: each run
+    (a uid of its own) writes there, and the runner, owning the folders,
+    removes what a run left at their top (see ``harness/runner.py``'s ``sweep``).
+    """
+    from docker.types import Ulimit
 
     size = f"{limits.disk_mb}m"
-    work = Mount(
-        target=WORK, source=None, type="volume", no_copy=True, labels=_labels(),
-        driver_config=DriverConfig("local", {
-            "type": "tmpfs", "device": "tmpfs",
-            "o": f"size={size},uid=65534,gid=65534,mode=0755,nosuid,nodev",
-        }),
-    )
+    memory = container_memory_mb(limits, preimport)
     config = client.api.create_host_config(
         network_mode="none",
         runtime=runtime,
@@ -217,22 +267,21 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any
                       *filter(None, [seccomp_option(client, seccomp_profile(runtime == RUNSC)),
                                      mask_option(client, MASKED_PATHS)])],
         read_only=True,
-        mounts=[work],
-        tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={size},mode=1777"},
+        tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={size},mode=1777",
+               WORK: f"rw,exec,nosuid,nodev,size={size},mode=1777"},
         shm_size=f"{min(limits.disk_mb, 64)}m",
-        mem_limit=f"{limits.memory_mb}m",
-        memswap_limit=f"{limits.memory_mb}m",
+        mem_limit=f"{memory}m",
+        memswap_limit=f"{memory}m",
         nano_cpus=int(limits.cpus * 1e9),
-        pids_limit=limits.pids if runtime != RUNSC else limits.pids * 10 + 256,
+        pids_limit=limits.pids + 16 if runtime != RUNSC else limits.pids * 10 + 256,
         ulimits=[
             Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
             Ulimit(name="nofile", soft=256, hard=256),
             Ulimit(name="core", soft=0, hard=0),
             # gVisor's own host threads count in the host pids cgroup (about 6-9 per
             # process of the script), and hitting that cap kills the whole sandbox: there
-            # the host cap gets headroom and gVisor enforces the script's limit as
-            # RLIMIT_NPROC, which it counts inside the sandbox only (under runc it would
-            # count every process of uid 65534 on the host).
+            # the host cap gets headroom and gVisor enforces the run's limit as
+            # RLIMIT_NPROC (per uid, so per run: each run has a uid of its own).
             *([Ulimit(name="nproc", soft=limits.pids, hard=limits.pids)]
               if runtime == RUNSC else []),
         ],
@@ -243,26 +292,32 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None) -> Any
     return config
 
 
+#: Runs one container serves before it is replaced (each uses two uids from its base).
+MAX_RUNS = 50
+UID_LOW, UID_HIGH = 20000, 60000  # run uids: inside a rootless engine's 65536 mapped ids
+
+
 def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
              preimport: bool = True) -> Slot:
-    """Create, attach and start one container whose runner waits for a job.
+    """Create, attach and start one container whose runner waits for its runs.
 
-    detach=False + stdin_open sets StdinOnce: closing our socket ends the runner.
-    preimport: the warm interpreter imports PREIMPORT before the job (for a
-    container made ahead of time; one made for a waiting job skips them, so a
-    script that needs none of them does not wait for them).
+    detach=False + stdin_open sets StdinOnce: closing our socket (or our process
+    dying) ends the runner, even mid-run, and the engine removes the container.
+    preimport: its zygote imports PREIMPORT once, for every run it forks.
     """
+    import secrets
+
     runner = (_HARNESS / "runner.py").read_text()
     wrapper = (_HARNESS / "wrapper.py").read_text()
-    warm = {"env": child_env(limits),
-            "preimport": list(PREIMPORT) if preimport and limits.memory_mb >= PREIMPORT_MIN_MB
-            else [], "rlimits": fallback_rlimits(client, limits)}
+    heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
+    warm = {"env": child_env(limits), "preimport": list(PREIMPORT) if heavy else [],
+            "rlimits": fallback_rlimits(client, limits)}
     created = client.api.create_container(
         image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE,
                         json.dumps(warm)],
         user=UID, working_dir=WORK, environment={}, labels=_labels(),
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
-        host_config=_host_config(client, limits, runtime),
+        host_config=_host_config(client, limits, runtime, preimport),
     )
     cid = created["Id"]
     try:
@@ -275,7 +330,9 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
         raise
     # Over TLS (an https:// engine) raw is the SSL socket itself; the HTTP response
     # docker-py hangs on it still holds a reference, so it is closed with the socket.
-    return Slot(client, cid, sock, raw if raw is not sock else getattr(raw, "_response", None))
+    base = UID_LOW + 2 * secrets.randbelow((UID_HIGH - UID_LOW) // 2 - 2 * MAX_RUNS)
+    return Slot(client, cid, sock, raw if raw is not sock else getattr(raw, "_response", None),
+                uid_base=base)
 
 
 class _Stream:
@@ -313,7 +370,7 @@ class DockerSandbox(Sandbox):
 
     backend = "docker"
 
-    def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 2,
+    def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 1,
                  isolation: str = "auto", preimport: bool | None = None) -> None:
         import docker
 
@@ -327,6 +384,7 @@ class DockerSandbox(Sandbox):
         self.pool_size = pool_size
         #: the warm interpreter imports numpy/pandas/matplotlib (None: LLMSCRIPT_PREIMPORT)
         self.preimport = preimport_wanted() if preimport is None else preimport
+        _reap_orphans_once(self.client)
         try:
             self.image_id = self.client.images.get(image).id
         except docker.errors.ImageNotFound:
@@ -341,31 +399,29 @@ class DockerSandbox(Sandbox):
 
     def _pool(self, limits: Limits) -> Pool:
         key = self._key(limits)
-        recent = _recent_heavy.setdefault(key, collections.deque(maxlen=HEAVY_WINDOW))
 
         def factory(ahead: bool) -> Slot:
-            # Ahead of demand, import the libraries only while recent scripts used them
-            # (or before any ran): for scripts that never do, it is CPU spent for nothing.
-            heavy = not recent or any(recent)
             return _factory(self.client, self.image, limits, self.runtime,
-                            preimport=ahead and self.preimport and heavy)
+                            preimport=self.preimport)
 
         return get_pool(key, factory, self.pool_size,
                         held_elsewhere=functools.partial(_held_elsewhere, self.client))
+
+    def warm(self, limits: Limits | None = None) -> None:
+        """Have this kernel's sandbox container for limits started (or starting) now."""
+        self._pool(limits or Limits())
 
     def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
             outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         limits = limits or Limits()
-        files = dict(files or {})
-        tar = tar_inputs(files) if files else b""
+        placed = {safe_name(k): bytes(v) for k, v in (files or {}).items()}
         job = harness_job(code, inputs, outputs, check)
         start, wall_start = time.monotonic(), time.time()
         pool = self._pool(limits)
-        _recent_heavy[self._key(limits)].append(uses_preimported(code))
         for attempt in (1, 2, 3):
             slot = self._take(pool)
-            done = False
+            keep = False
             try:
                 if attempt < 3 and not slot.alive():
                     # Lost while warm (engine restart, a prune elsewhere): not the code's
@@ -373,19 +429,21 @@ class DockerSandbox(Sandbox):
                     self._drop_stale(pool)
                     continue
                 try:
-                    self._hand_over(slot, job, inputs, tar, limits)
+                    self._hand_over(slot, job, inputs, placed, limits)
                 except (OSError, self._docker_error) as exc:
                     if attempt == 3:
                         raise self._engine_failed(exc) from None
                     self._drop_stale(pool)
                     continue
                 try:
-                    result = self._collect(slot, files, limits, start, outputs)
+                    result, fit = self._collect(slot, placed, limits, start, outputs)
                 except (OSError, self._docker_error) as exc:
                     raise self._engine_failed(exc) from None
-                done = True
+                slot.runs += 1
+                keep = fit and slot.runs < MAX_RUNS
                 self._prune_volumes()
                 result.isolation = self.isolation
+                result.limit_scope = limit_scope(self.runtime)
                 if self.engine_warning:  # a limit this engine cannot enforce: never silently
                     result.warning = "; ".join(filter(None, [result.warning,
                                                              self.engine_warning]))
@@ -396,8 +454,11 @@ class DockerSandbox(Sandbox):
                     result.stderr += f"\n[sandbox] {cut}\n"
                 return result
             finally:
-                slot.discard(now=not done)  # on errors and Ctrl-C: removed before we return
-                pool.done()
+                if keep:
+                    pool.give_back(slot)
+                else:  # unfit, used up, or an error / Ctrl-C: removed before we return
+                    slot.discard(now=not keep)
+                    pool.done()
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -479,45 +540,65 @@ class DockerSandbox(Sandbox):
         except (OSError, self._docker_error) as exc:
             raise self._engine_failed(exc) from None
 
-    def _hand_over(self, slot: Slot, job: dict[str, Any], inputs: Sequence[Value], tar: bytes,
-                   limits: Limits) -> None:
-        """Files in, then the job (the go-signal) and the input values' bytes after it."""
-        if tar:
-            self.client.api.put_archive(slot.container_id, WORK, tar)
+    def _hand_over(self, slot: Slot, job: dict[str, Any], inputs: Sequence[Value],
+                   files: dict[str, bytes], limits: Limits) -> None:
+        """The job (the go-signal), then the input values' and files' bytes after it.
+
+        The run's uids come from the container's base: two per run, never reused
+        within the container.
+        """
+        uid = slot.uid_base + 2 * slot.runs
         payload = json.dumps({**job, "timeout": limits.timeout, "grace": GRACE,
                               "output_bytes": limits.output_bytes,
-                              "env": child_env(limits)}).encode()
+                              "env": child_env(limits), "uid": uid,
+                              "wait_warm": uses_preimported(job["code"]),
+                              "memory": limits.memory_mb * 2**20,
+                              "disk_bytes": limits.disk_mb * 2**20,
+                              "rlimits": {"nproc": limits.pids},
+                              "files": [{"name": n, "size": len(d)} for n, d in files.items()],
+                              }).encode()
         slot.sock.sendall(struct.pack(">I", len(payload)) + payload)
         for value in inputs:
             slot.sock.sendall(value.data)
+        for data in files.values():
+            slot.sock.sendall(data)
 
     def _collect(self, slot: Slot, files: dict[str, bytes], limits: Limits,
-                 start: float, outputs: Sequence[str] = ()) -> RunResult:
-        """Read the capped stream until the report (or the host deadline), then files."""
+                 start: float, outputs: Sequence[str] = ()) -> tuple[RunResult, bool]:
+        """Read the capped stream until the report (or the host deadline): (result, fit).
+
+        fit: the runner said the container may serve another run (nothing of
+        this one is left, no limit was breached).
+        """
         api, cid = self.client.api, slot.container_id
         deadline = time.monotonic() + limits.timeout + GRACE + HOST_SLACK
         stream = _Stream()
         out, err = bytearray(), bytearray()
         figures: list[bytes] = []
         values: list[bytes] = []
+        tar: list[bytes] = []
         report: dict[str, Any] | None = None
         host_capped = host_timeout = False
         # Code in the container can reach the runner's stdout (/proc/1/fd/1) and forge
         # frames, so the host bounds everything it buffers, not just stdout+stderr.
         budget = limits.output_bytes + FIGURE_BUDGET + DIAG_CAP + 2**20
+        budget += limits.disk_mb * 2**20 + 2**20  # the changed files' tar
         budget, received = budget + (VALUE_CAP if outputs else 0), 0
+        data = bytes(slot.pending)
+        slot.pending.clear()
         while report is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                host_timeout = True
-                break
-            slot.sock.settimeout(min(left, 1.0))
-            try:
-                data = slot.sock.recv(262144)
-            except TimeoutError:
-                continue
             if not data:
-                break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    host_timeout = True
+                    break
+                slot.sock.settimeout(min(left, 1.0))
+                try:
+                    data = slot.sock.recv(262144)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
             received += len(data)
             if received > budget:
                 host_capped = True
@@ -531,24 +612,40 @@ class DockerSandbox(Sandbox):
                     figures.append(body)
                 elif kind == b"v" and outputs:
                     values.append(body)
+                elif kind == b"t":
+                    tar.append(body)
                 elif kind == b"r":
                     report = clean_report(body)
                     break  # the first report counts; nothing after it is trusted
+            data = b""
             if host_capped:
                 break
-        output_files: list[OutputFile] = []
+        output_files: Outputs = Outputs()
         if report is not None and report.get("changed"):
             wanted = {str(n) for n, size in report["changed"]}
-            chunks, _ = api.get_archive(cid, WORK)
-            output_files = read_outputs(iter(chunks), limits, files, wanted)
+            output_files = outputs_from_tar(tar, limits, files, wanted)
         oom = bool(report and report.get("oom"))
         if report is None and not host_capped:
             _kill(api, cid)
             oom = _oom_killed(api, cid)
-        return build_result(report, bytes(out), bytes(err), figures, output_files, limits,
-                       time.monotonic() - start, self.image, oom=oom,
-                       host_timeout=host_timeout, host_capped=host_capped,
-                       diag=bytes(stream.diag), values=values_from(values, outputs))
+        result = build_result(report, bytes(out), bytes(err), figures, output_files, limits,
+                              time.monotonic() - start, self.image, oom=oom,
+                              host_timeout=host_timeout, host_capped=host_capped,
+                              diag=bytes(stream.diag), values=values_from(values, outputs))
+        fit = bool(report and report.get("reusable")) and not stream.mux and not stream.proto
+        return result, fit
+
+
+def limit_scope(runtime: str | None) -> dict[str, str]:
+    """Which limits hold for each run and which for the container it shares with the
+    same kernel's other runs (one after another), for ``RunResult.limit_scope``."""
+    return {
+        "timeout": "run", "output_bytes": "run", "file_bytes": "run",
+        "pids": "run",  # RLIMIT_NPROC of the run's own uid (and the container's pids cgroup)
+        "memory_mb": "run",  # each process's address space; the container's cgroup adds the
+        # zygote's share on top, and a run that reaches it ends the container too
+        "cpus": "container", "disk_mb": "container",  # emptied after every run
+    }
 
 
 def _kill(api: Any, cid: str) -> None:

@@ -261,20 +261,17 @@ def limits_problem(client: Any) -> str | None:
     A rootless engine on cgroups v1 has no cgroup it may write to, so memory,
     CPU and pids caps are accepted and then dropped (Podman prints "Resource
     limits are not supported and ignored on cgroups V1 rootless systems").
-    Rootless Podman 4.3's compatible API also drops the ulimits and makes the
-    tmpfs work volume a plain directory on the engine's disk (seen in
-    /proc/self/mountinfo). The runner sets what rlimits can stand in for
-    (``fallback_rlimits``): the process count, each process's memory and the
-    file size hold; the total memory, the CPU share and the work dir's size
-    do not. The wall clock, the output cap, /tmp's size, the read-only root,
+    Rootless Podman 4.3's compatible API also drops the ulimits. The runner
+    sets what rlimits can stand in for (``fallback_rlimits``): the process
+    count, each process's memory and the file size hold; the total memory and
+    the CPU share do not. The wall clock, the output cap, the sizes of /tmp
+    and the work dir (tmpfs mounts, which Podman honours), the read-only root,
     no network and no capabilities still hold.
     """
     facts = engine_facts(client)
     lost = []
     if facts["rootless"] and facts["cgroup"] == "1":
         lost.append("total-memory (each process is capped, not their sum) and CPU-share")
-    if facts["rootless"] and facts["name"] == "Podman":
-        lost.append("work-dir-size")
     if not lost:
         return None
     return (f"{' and '.join(lost)} limits are NOT enforced: rootless {facts['name']} "

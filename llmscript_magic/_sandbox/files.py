@@ -77,7 +77,7 @@ def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
 
     class _Reader(io.RawIOBase):
         def __init__(self) -> None:
-            self.buf = b""
+            self.buf = memoryview(b"")
 
         def readable(self) -> bool:
             return True
@@ -89,7 +89,7 @@ def read_outputs(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
                     over.append(f"collecting took over {seconds:g} s")
                     raise _Bound
                 try:
-                    self.buf = next(chunks)
+                    self.buf = memoryview(next(chunks))  # sliced without copying
                 except StopIteration:
                     return 0
                 read += len(self.buf)
@@ -176,3 +176,18 @@ def _close_stream(chunks: Any) -> None:
     with contextlib.suppress(Exception):
         if response is not None:
             response.close()
+
+
+def outputs_from_tar(chunks: Any, limits: Limits, inputs: Mapping[str, bytes],
+                     wanted: set[str]) -> Outputs:
+    """The changed files from the runner's tar (either backend), and what was cut.
+
+    The runner sends the files its report names as changed, in order, while
+    their sizes fit in the work dir's; one it left out is named in ``cut``.
+    """
+    out = read_outputs(iter(chunks), limits, inputs, wanted)
+    lost = wanted - {f.name for f in out}
+    if lost and not out.cut:
+        out.cut = (f"output files cut: {len(lost)} file(s) over the {limits.disk_mb} MB "
+                   "the work dir holds")
+    return out

@@ -29,8 +29,8 @@ from typing import Any
 
 from .._errors import SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
-from .files import safe_name
-from .harness.runner import changed_files, judge, snapshot, supervise, write_job
+from .files import outputs_from_tar, safe_name
+from .harness.runner import judge, relay, spawn, supervise, write_job
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 
 WARNING = ("local sandbox: weaker isolation than Docker (bubblewrap namespaces on your "
@@ -41,6 +41,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 MAX_FIGURES = 64
 MAX_FILES = 10_000
 WORK = "/work"
+HARNESS_DIR = str(Path(__file__).parent / "harness")
 ENV_ROOT = "/opt/llmscript-python"
 UID = 65534
 
@@ -76,14 +77,23 @@ def _python(python: str) -> tuple[list[str], str]:
     return ["--ro-bind", str(root), ENV_ROOT], f"{ENV_ROOT}/{exe.parent.name}/{exe.name}"
 
 
-def _bwrap(work: str, binds: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """The bubblewrap command line up to (not including) the program to run."""
+def _bwrap(work: str | None, binds: Sequence[str], env: Mapping[str, str],
+           disk_bytes: int = 64 * 2**20) -> list[str]:
+    """The bubblewrap command line up to (not including) the program to run.
+
+    /tmp, and /work unless a host folder is given for it (read-only: the
+    check's evaluator reads what the run left), are tmpfs of disk_bytes each:
+    the run's disk limits hold in memory, never on the host's disk.
+    """
     exe = shutil.which("bwrap") or "bwrap"
+    size = str(int(disk_bytes))
+    work_mount = (["--ro-bind", work, WORK] if work is not None
+                  else ["--size", size, "--perms", "0755", "--tmpfs", WORK])
     args = [exe, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--uid", str(UID), "--gid", str(UID),
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind", work, WORK,
-            *_system_binds(), *binds, "--chdir", WORK]  # later mounts go over earlier ones
+            "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
+            *work_mount, *_system_binds(), *binds, "--chdir", WORK]  # later mounts go over
     for key, value in env.items():
         args += ["--setenv", key, value]
     return [*args, "--"]
@@ -94,12 +104,11 @@ def bubblewrap_problem() -> str | None:
     """None when bubblewrap can build the sandbox here; else what to do (one line)."""
     if shutil.which("bwrap") is None:
         return INSTALL_HINT
-    with tempfile.TemporaryDirectory(prefix="llmscript-bwrap-") as tmp:
-        cmd = [*_bwrap(tmp, [], {"PATH": "/usr/bin"}), "/usr/bin/true"]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"bubblewrap does not start ({type(exc).__name__}): use --sandbox docker"
+    cmd = [*_bwrap(None, [], {"PATH": "/usr/bin"}), "/usr/bin/true"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap does not start ({type(exc).__name__}): use --sandbox docker"
     if proc.returncode != 0:
         why = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1][:160]
         return (f"bubblewrap cannot create its namespaces here ({why}): allow unprivileged "
@@ -148,42 +157,64 @@ class LocalSandbox(Sandbox):
         limits = limits or Limits()
         job = harness_job(code, inputs, outputs, check)
         start = time.monotonic()
+        disk = limits.disk_mb * 2**20
         with tempfile.TemporaryDirectory(prefix="llmscript-local-") as tmp:
             root = Path(tmp)
-            work, home = root / "work", root / "home"
-            work.mkdir()
-            home.mkdir()
             placed = {safe_name(k): bytes(v) for k, v in (files or {}).items()}
-            for name, data in placed.items():
-                (work / name).parent.mkdir(parents=True, exist_ok=True)
-                (work / name).write_bytes(data)
-            harness = root / "harness"  # the wrapper's job and input values: not in work
+            harness = root / "harness"  # the job, its values and files: never the work dir
             harness.mkdir()
-            spec = write_job(str(harness), job, [(v.name, v.format, [v.data]) for v in inputs])
+            job["files"] = [{"name": n, "size": len(d)} for n, d in placed.items()]
+            spec, _ = write_job(str(harness), job,
+                                [(v.name, v.format, [v.data]) for v in inputs],
+                                [(n, [d]) for n, d in placed.items()])
             env = child_env(limits)  # HOME, TMPDIR, MPLCONFIGDIR: the sandbox's own /tmp
             python_binds, python = _python(self.python)
             env["PATH"] = os.pathsep.join([str(Path(python).parent), "/usr/bin", "/bin"])
-            wrapper_dir = str(Path(__file__).parent / "harness")
-            before = snapshot(str(work))
             out, err = bytearray(), bytearray()
 
             def emit(kind: bytes, data: bytes) -> None:
                 (out if kind == b"o" else err).extend(data)
 
             # The job dir at its own path (its paths are in the job), over the private /tmp
-            binds = ["--ro-bind", wrapper_dir, "/opt/llmscript/harness",
-                     "--bind", str(harness), str(harness)]
-            wrapper = [*_bwrap(str(work), [*python_binds, *binds], env), python, "-B", "-I",
-                       "/opt/llmscript/harness/wrapper.py"]
+            binds = ["--ro-bind", HARNESS_DIR, "/opt/llmscript/harness",
+                     "--ro-bind", str(harness), str(harness)]
+            sandboxed = [*_bwrap(None, [*python_binds, *binds], env, disk), python, "-B", "-I"]
+            files_r, files_w = os.pipe()
             nproc = _user_processes() + limits.pids
-            info = supervise([*wrapper, spec, "{fd}"], env=env, cwd=str(work),
-                             timeout=limits.timeout,
-                             output_bytes=limits.output_bytes, emit=emit,
-                             preexec_fn=functools.partial(_limit, limits, nproc))
+            try:
+                proc, status_r = spawn(
+                    [*sandboxed, "/opt/llmscript/harness/runner.py", "--collect", spec,
+                     str(files_w), str(disk), "--", python, "-B", "-I",
+                     "/opt/llmscript/harness/wrapper.py", spec, "{fd}"],
+                    env=env, cwd=str(root), pass_fds=(files_w,),
+                    preexec_fn=functools.partial(_limit, limits, nproc))
+            finally:
+                os.close(files_w)
+            info = relay(proc, status_r, timeout=limits.timeout,
+                         output_bytes=limits.output_bytes, emit=emit, files_fd=files_r,
+                         files_cap=disk + 2**20)
+            wanted, tar = _changed(info.pop("tar", b""))
+            output = outputs_from_tar([tar], limits, placed, wanted)
+            if info.pop("tar_cut", False) and not output.cut:
+                output.cut = (f"output files cut: more than the {limits.disk_mb} MB the work "
+                              "dir holds")
+            work = root / "work"  # what the run left, for the check's evaluator to read
+            work.mkdir()
+            for f in [*output, *(OutputFile(n, len(d), d) for n, d in placed.items()
+                                 if n in wanted and n not in {o.name for o in output})]:
+                (work / f.name).parent.mkdir(parents=True, exist_ok=True)
+                (work / f.name).write_bytes(f.data)
+            for name, data in placed.items():
+                if name not in wanted:  # unchanged inputs: the check may read them too
+                    (work / name).parent.mkdir(parents=True, exist_ok=True)
+                    (work / name).write_bytes(data)
+            evaluator = [*_bwrap(str(work), [*python_binds, *binds,
+                                             "--bind", str(harness), str(harness)], env, disk),
+                         python, "-B", "-I", "/opt/llmscript/harness/wrapper.py"]
 
             def evaluate(path: str, seconds: float) -> dict[str, Any]:
-                return supervise([*wrapper, "--verdict", path, "{fd}"], env=env,
-                                 cwd=str(work), timeout=seconds,
+                return supervise([*evaluator, "--verdict", path, "{fd}"], env=env,
+                                 cwd=str(root), timeout=seconds,
                                  output_bytes=2**16, emit=lambda kind, data: None,
                                  preexec_fn=functools.partial(_limit, limits, nproc))
 
@@ -191,49 +222,27 @@ class LocalSandbox(Sandbox):
             figures, values = info.pop("figures"), info.pop("values")
             rc = info["returncode"]
             info["returncode"] = 128 - rc if rc < 0 else rc  # -9 -> 137, as in Docker
-            output, cut = _collect(work, before, limits)
             figures = [f for f in figures if f.startswith(PNG)][:MAX_FIGURES]
         report = clean_report(json.dumps(info).encode())  # the wrapper's verdicts, checked
-        result = build_result(report, bytes(out), bytes(err), figures, output, limits,
+        result = build_result(report, bytes(out), bytes(err), figures, list(output), limits,
                               time.monotonic() - start, None, oom=False, host_timeout=False,
                               host_capped=False, diag=b"",
                               values=values_from(values, outputs))
         result.backend = "local"
         result.warning = WARNING
         result.isolation = self.isolation
-        if cut:
-            result.stderr += f"\n[sandbox] {cut}\n"
+        result.limit_scope = {name: "run" for name in (
+            "timeout", "output_bytes", "file_bytes", "pids", "memory_mb", "cpus", "disk_mb")}
+        if output.cut:
+            result.stderr += f"\n[sandbox] {output.cut}\n"
         return result
 
 
-def _collect(work: Path, before: dict[str, str], limits: Limits) -> tuple[list[OutputFile], str]:
-    """Changed files, bounded in count and total bytes by apparent size (sparse files count).
-
-    Nothing of the script runs any more (its PID namespace is gone), so files
-    cannot change under us; symlinks are never followed (``changed_files``).
-    Returns the files and, when some were left out, one line saying why.
-    """
-    budget, used, out, skipped = limits.disk_mb * 2**20, 0, [], 0
-    changed = changed_files(str(work), before)
-    for rel, _ in changed[:MAX_FILES]:
-        path = work / rel
-        try:
-            size = os.lstat(path).st_size  # apparent size: a sparse file counts in full
-        except OSError:
-            continue
-        if size > limits.file_bytes or used + size > budget:
-            skipped += 1
-            continue
-        with open(path, "rb") as fh:
-            data = fh.read(size + 1)
-        if len(data) != size:
-            skipped += 1
-            continue
-        used += size
-        out.append(OutputFile(name=rel, size=size, data=data))
-    skipped += max(0, len(changed) - MAX_FILES)
-    cut = ""
-    if skipped:
-        cut = (f"{skipped} output file(s) not returned: over the {limits.file_bytes}-byte file "
-               f"cap, the {limits.disk_mb} MB total or the {MAX_FILES}-file count")
-    return out, cut
+def _changed(sent: bytes) -> tuple[set[str], bytes]:
+    """The collector's stream: (names of the changed files, the tar of those that fit)."""
+    try:
+        size = int.from_bytes(sent[:4], "big")
+        names = {str(row[0]) for row in json.loads(sent[4:4 + size])}
+    except (ValueError, TypeError, IndexError, RecursionError):
+        return set(), b""
+    return names, sent[4 + size:]

@@ -18,18 +18,25 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass
 class Slot:
-    """A started container and the attach socket that feeds its stdin."""
+    """A started container and the attach socket that feeds its stdin.
+
+    One container serves many runs of one kernel (``runs`` so far); each run
+    gets uids of its own from ``uid_base``.
+    """
 
     client: Any
     container_id: str
     sock: Any
     wrapper: Any = None  # what attach_socket returned around sock: closed with it
+    uid_base: int = 0
+    runs: int = 0
+    pending: bytearray = field(default_factory=bytearray)  # read between runs (diagnostics)
 
     def discard(self, *, now: bool = False) -> None:
         """Close the socket and remove the container (now, or on the reaper).
@@ -51,16 +58,28 @@ class Slot:
     def alive(self) -> bool:
         """False when the engine already closed the attach stream (container gone).
 
-        A waiting runner writes nothing, so anything readable on the socket
-        means EOF or a reset: the container was removed, or the engine restarted.
+        A waiting runner writes nothing on its report channel; what is readable
+        is either the end (the container was removed, or the engine restarted)
+        or diagnostics, kept in ``pending`` for the next run's reader.
         """
         import select
 
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable
+        for _ in range(64):
+            try:
+                readable, _, _ = select.select([self.sock], [], [], 0)
+            except (OSError, ValueError):
+                return False
+            if not readable:
+                return True
+            try:
+                self.sock.settimeout(0.5)
+                data = self.sock.recv(65536)
+            except (OSError, ValueError):
+                return False
+            if not data:
+                return False
+            self.pending += data
+        return False
 
 
 def already_gone(exc: Exception) -> bool:
@@ -151,6 +170,9 @@ def _env_number(name: str, default: float) -> float:
 MAX_WARM = 8
 #: Seconds without a run after which a pool shrinks back to its base size.
 IDLE_SECONDS = 30.0
+#: Seconds without a run after which a kernel gives back even its last container
+#: (LLMSCRIPT_SANDBOX_RELEASE); its next run then starts one again.
+RELEASE_SECONDS = 300.0
 #: Containers one pool creates at the same time (creation mostly waits on the engine).
 FILLERS = 2
 
@@ -176,6 +198,7 @@ class Pool:
         self.engine = engine
         self.cap = int(_env_number("LLMSCRIPT_MAX_WARM", MAX_WARM)) if cap is None else cap
         self.idle = _env_number("LLMSCRIPT_POOL_IDLE", IDLE_SECONDS) if idle is None else idle
+        self.release = _env_number("LLMSCRIPT_SANDBOX_RELEASE", RELEASE_SECONDS)
         self.held_elsewhere = held_elsewhere
         self._ready: list[Slot] = []
         self._cond = threading.Condition()
@@ -183,6 +206,7 @@ class Pool:
         self._failed = False
         self._creating = 0
         self._busy = 0
+        self._waiting = 0  # takers waiting for a container being made
         self._peak = 0  # most runs at once since the pool was last quiet
         self._retired = False  # shrunk to nothing while another pool was in use
         self._last_take = time.monotonic()
@@ -197,7 +221,7 @@ class Pool:
         """How many ready containers the pool aims at now."""
         if self.size <= 0 or self._retired:
             return 0
-        return max(self.size, min(self._peak + 1, max(self.cap, self.size)))
+        return max(self.size, min(self._peak, max(self.cap, self.size)))
 
     def warm(self) -> int:
         """Ready and being created (what this pool holds that no run uses)."""
@@ -207,6 +231,14 @@ class Pool:
     def take(self) -> Slot:
         """A ready container, or a fresh one if the pool is empty; pair with done()."""
         with self._cond:
+            # One being made ahead is nearly there: wait for it rather than make a second
+            # (a kernel's first run would otherwise leave it two containers).
+            deadline = time.monotonic() + 30
+            while not self._ready and self._creating > self._waiting and not self._closed \
+                    and not self._failed and time.monotonic() < deadline:
+                self._waiting += 1
+                self._cond.wait(timeout=1.0)
+                self._waiting -= 1
             slot = self._ready.pop(0) if self._ready else None
             self._failed = False
             self._retired = False
@@ -232,18 +264,26 @@ class Pool:
             slot.discard()
 
     def done(self) -> None:
-        """A run ended: refilling may use the CPU again."""
+        """A run ended and its container went: refilling may use the CPU again."""
         with self._cond:
             self._busy -= 1
             self._cond.notify_all()
 
+    def give_back(self, slot: Slot) -> None:
+        """A run ended in a container fit for the next one: it is ready again (first in line)."""
+        with self._cond:
+            self._busy -= 1
+            closed = self._closed
+            if not closed:
+                self._ready.insert(0, slot)
+            self._cond.notify_all()
+        if closed:
+            slot.discard(now=True)
+
     def _idle(self) -> bool:
-        full = len(self._ready) + self._creating >= self.target
-        # One run at a time with a container still ready: wait for the running script
-        # to finish before refilling, so container creation does not slow it down on a
-        # small machine. Overlapping runs need the refill now.
-        quiet = self._peak <= 1 and self._busy > 0 and bool(self._ready)
-        return full or self._failed or quiet
+        # containers in use come back after their run: they count as held
+        full = len(self._ready) + self._creating + self._busy >= self.target
+        return full or self._failed
 
     def _shrink(self) -> list[Slot]:
         """After idle seconds without a run: back to the base size (returns the extra).
@@ -255,7 +295,8 @@ class Pool:
         if self._busy or time.monotonic() - self._last_take < self.idle:
             return []
         self._peak = 0
-        keep = self.size if _latest(self.engine) is self else 0
+        quiet_for = time.monotonic() - self._last_take
+        keep = self.size if _latest(self.engine) is self and quiet_for < self.release else 0
         self._retired = keep == 0
         extra = self._ready[keep:]
         del self._ready[keep:]
@@ -322,6 +363,7 @@ class Pool:
                         slot.discard(now=True)
                     else:
                         self._ready.append(slot)
+                        self._cond.notify_all()
                 elif over:
                     self._cond.wait(timeout=2.0)  # another kernel's run may end meanwhile
 

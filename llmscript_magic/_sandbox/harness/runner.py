@@ -1,32 +1,34 @@
-"""Supervisor shared by both backends: starts the script, relays capped output.
+"""Supervisor shared by both backends: starts each run, relays capped output.
 
 In Docker this file is the container's main process (``python3 -I -S -c
-SOURCE WRAPPER MPL_CACHE CONFIG``): it prepares everything, starts the
-script's interpreter ahead (as the script's uid, with the image's heavy
-libraries imported; see ``main``), then blocks on stdin for the job (a JSON
-header, then the input values' bytes), so a pooled container answers in
-milliseconds. No ``timeout`` or ``python3`` is started per run: this
-supervisor enforces the wall clock (SIGTERM, then SIGKILL after the grace).
-Everything it sends the host is framed (1 type byte, 4-byte length,
-payload) on stdout: ``o``/``e`` output chunks, ``f`` PNG figures, ``v``
-values of ``--output`` variables, ``r`` the result (exit, limits, changed
-files, check verdict, outputs that cannot come back). The local backend
-imports ``supervise``/``snapshot``/``changed_files`` directly. Standard
-library only: the image has nothing else that we control.
+SOURCE WRAPPER MPL_CACHE CONFIG``) for all the runs of one kernel: it starts
+the zygote (``wrapper.py --zygote``: the image's heavy libraries imported
+once), then serves jobs from stdin (a JSON header, then the input values'
+and files' bytes) one after another until the host closes it. Each run is
+a process the zygote forks under the run's own uid (``Zygote``, ``Forked``);
+this supervisor enforces the wall clock (SIGTERM, then SIGKILL after the
+grace), then kills every process of that uid and removes its files
+(``kill_uid``, ``sweep``) before the report. Everything it sends the host is
+framed (1 type byte, 4-byte length, payload) on stdout: ``o``/``e`` output
+chunks, ``f`` PNG figures, ``v`` values of ``--output`` variables, ``t`` the
+changed files as a tar, ``r`` the result (exit, limits, changed files, check
+verdict, outputs that cannot come back, whether the container is still fit
+for a run). The local backend runs ``collect`` inside bubblewrap and imports
+``relay``/``judge``/``write_job``. Standard library only: the image has
+nothing else that we control.
 
-Two uids when the engine starts this runner as root (with only the SETUID,
-SETGID and KILL capabilities): the script then runs as ``SCRIPT_UID``, so it
-can neither ptrace nor signal the runner, nor open its stdout through
-``/proc/1/fd/1`` to forge frames, nor change the harness's files; the steps
-that read what the script closed to others in its work dir run in a child
-with the script's uid (``read_work``).
+The engine starts this runner as root with only the SETUID, SETGID and KILL
+capabilities: each run (uid ``job["uid"]``) can neither ptrace nor signal
+the runner or the zygote, nor open the runner's stdout through
+``/proc/1/fd/1`` to forge frames, nor change the harness's files, nor reach
+an earlier or later run (another uid, and nothing of it left); the steps
+that read what a run closed to others run in a child with its uid
+(``read_work``). Its check's evaluator has the next uid (see ``judge``).
 Started as a non-root user, the runner and the script share that uid (the
-frames it reads are then checked, never trusted). A third uid, ``TWIN_UID``
-in ``wrapper.py``, is the check's evaluator's (see ``judge``).
+frames it reads are then checked, never trusted).
 """
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import json
@@ -37,7 +39,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 HEADER = struct.Struct(">I")
@@ -165,17 +167,26 @@ def supervise(cmd: list[str], *, env: dict[str, str], cwd: str | None, timeout: 
 
 def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
           output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
-          cleanup: Callable[[], None] | None = None) -> dict[str, Any]:
+          cleanup: Callable[[], None] | None = None,
+          owner_fd: int | None = None, files_fd: int | None = None,
+          files_cap: int = 0) -> dict[str, Any]:
     """Supervise a started process from now on: the wall clock starts at this call.
 
     A warm interpreter is spawned long before its job, so the clock and the
     output cap count from the go-signal, not from the spawn. ``cleanup`` runs
     once the main process has exited (the container's root runner kills every
-    process of the sandbox there, escaped process groups included).
+    process of the run's uid there, escaped process groups included).
+    ``owner_fd`` (the container's stdin) is watched too: its end of file means
+    the host process that owns this sandbox died mid-run (see ``owner_gone``).
+    ``files_fd`` (the local backend's): a tar of the changed files, kept in
+    ``info["tar"]`` up to ``files_cap`` bytes (``info["tar_cut"]`` past it).
     """
     assert proc.stdout is not None and proc.stderr is not None
     start = time.monotonic()
     streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e", status_r: b"s"}
+    tar = bytearray()
+    if files_fd is not None:
+        streams[files_fd] = b"t"
     status_buf = bytearray()
     info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None,
                             "figures": [], "values": [], "check_values": [], "value_bytes": 0}
@@ -207,12 +218,24 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
         poller = select.poll()
         for fd in streams:
             poller.register(fd, select.POLLIN)
+        if owner_fd is not None:
+            poller.register(owner_fd, select.POLLIN)
         for fd, _ in poller.poll(50):
+            if fd == owner_fd:
+                if not os.read(fd, 1):
+                    owner_gone()
+                continue
             data = os.read(fd, 65536)
             if not data:
                 del streams[fd]
                 continue
             kind = streams[fd]
+            if kind == b"t":
+                if len(tar) + len(data) > files_cap:
+                    info["tar_cut"] = True
+                else:
+                    tar += data
+                continue
             if kind == b"s":
                 status_bytes += len(data)
                 if status_bytes <= STATUS_CAP:
@@ -231,6 +254,9 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
                 emit(kind, data)
     proc.wait()
     os.close(status_r)
+    if files_fd is not None:
+        os.close(files_fd)
+        info["tar"] = bytes(tar)
     proc.stdout.close()
     proc.stderr.close()
     info.update(returncode=proc.returncode, elapsed=time.monotonic() - start)
@@ -304,32 +330,29 @@ def judge(info: dict[str, Any], check: str | None, folder: str, timeout: float,
         info["check"] = [False, "its evaluator ended without a verdict (out of memory?)"]
 
 
-SCRIPT_UID = 65534  # nobody: the script's uid when the runner starts as root
+SCRIPT_UID = 65534  # nobody: the script's uid when the runner starts as root (no run uid)
 
 
-def drop_to_script_user() -> None:
-    """In a child: become the script's uid, so it can neither ptrace nor signal the runner.
+def drop_to_script_user(uid: int = SCRIPT_UID) -> None:
+    """In a child: become uid, so it can neither ptrace nor signal the runner.
 
     A no-op unless this process is root (the container's main process when the
     engine starts it so): the local backend already runs as the user.
     """
     if os.getuid() == 0:
         os.setgroups([])
-        os.setgid(SCRIPT_UID)
-        os.setuid(SCRIPT_UID)
+        os.setgid(uid)
+        os.setuid(uid)
 
 
-def _enter_work(rlimits: dict[str, int], enter: bool = True) -> None:
-    """preexec for the script: its rlimits, its uid, then its work dir (its own).
-
-    ``enter=False`` sets the rlimits only: a warm interpreter that forks the
-    check's evaluator drops to the script's uid itself, after the fork.
+def _enter_work(rlimits: dict[str, int], enter: bool = True, uid: int = SCRIPT_UID) -> None:
+    """preexec for a fresh interpreter: its rlimits, its uid, then its work dir.
 
     ``rlimits`` (``{"nproc": 128, "data": bytes, "fsize": bytes}``) stand in
     for the caps an engine drops: rootless Podman on cgroups v1 ignores the
-    memory, pids and ulimit settings, so the runner (root in the container's
-    user namespace) sets them on the script's process itself. Set while still
-    root, they hold after the switch to the script's uid, which may only lower them.
+    memory, pids and ulimit settings, and gVisor counts RLIMIT_NPROC in its
+    own kernel, per uid, so per run. Set while still root, they hold after
+    the switch to the run's uid, which may only lower them.
     """
     import resource
 
@@ -338,15 +361,16 @@ def _enter_work(rlimits: dict[str, int], enter: bool = True) -> None:
         if which is not None:
             resource.setrlimit(which, (int(value), int(value)))
     if enter:
-        drop_to_script_user()
+        drop_to_script_user(uid)
         os.chdir("/work")
 
 
-def as_script_user(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args) in a child with the script's uid; its JSON-able result comes back.
+def as_script_user(fn: Callable[..., Any], *args: Any, uid: int = SCRIPT_UID) -> Any:
+    """fn(*args) in a child with uid; its JSON-able result comes back.
 
-    A root runner without DAC capabilities cannot read what the script closed
-    to others or make files the script may write, so those steps run as the script.
+    A root runner without DAC capabilities cannot read what a run closed
+    to others, nor remove its files from the sticky /tmp, so those steps run
+    as the run's uid.
     """
     if os.getuid() != 0:
         return fn(*args)
@@ -356,7 +380,7 @@ def as_script_user(fn: Callable[..., Any], *args: Any) -> Any:
         code = 1
         try:
             os.close(read_end)
-            drop_to_script_user()
+            drop_to_script_user(uid)
             data = json.dumps(fn(*args)).encode()
             while data:
                 data = data[os.write(write_end, data):]
@@ -368,23 +392,37 @@ def as_script_user(fn: Callable[..., Any], *args: Any) -> Any:
         data = fh.read()
     _, status = os.waitpid(pid, 0)
     if status != 0:
-        raise OSError(f"a step as uid {SCRIPT_UID} failed with status {status}")
+        raise OSError(f"a step as uid {uid} failed with status {status}")
     return json.loads(data)
 
 
-def read_work(fn: Callable[..., Any], *args: Any) -> Any:
+def read_work(fn: Callable[..., Any], *args: Any, uid: int = SCRIPT_UID) -> Any:
     """fn(*args) over the work dir, by the runner itself where the script left it readable.
 
-    The work dir is 0755 and the script's files 0644 by default, so the root
-    runner (which has no DAC capability) reads them as anyone may, without a
-    fork: under gVisor a fork of this interpreter costs about 12 ms, twice a
-    run. A file or folder the script closed to others is read by a child with
-    the script's uid instead. Nothing of the script runs any more by then.
+    The script's files are 0644 by default, so the root runner (which has no
+    DAC capability) reads them as anyone may, without a fork (under gVisor a
+    fork costs about 12 ms). A file or folder the script closed to others is
+    read by a child with the run's uid instead. Nothing of the run runs any more.
     """
     try:
         return fn(*args)
     except OSError:
-        return as_script_user(fn, *args)
+        return as_script_user(_opened, fn, *args, uid=uid)
+
+
+def _opened(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) after opening the work dir's folders to their owner (the run's uid, here).
+
+    A run may close a folder even to itself (mode 0); it is over, so its
+    folders are opened for reading what it left.
+    """
+    for dirpath, dirnames, _ in os.walk("/work"):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o700)
+    return fn(*args)
 
 
 def _copy_tree(src: str, dst: str) -> None:
@@ -396,7 +434,7 @@ def _copy_tree(src: str, dst: str) -> None:
     warns on the script's stderr and caches in a folder the script cannot use).
     """
     os.makedirs(dst, exist_ok=True)
-    os.chmod(dst, 0o777)
+    os.chmod(dst, 0o755)
     try:
         for name in os.listdir(src):
             with open(os.path.join(src, name), "rb") as fin, \
@@ -416,11 +454,14 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes:
     return data
 
 
-def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any]]) -> str:
+def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any]],
+              files: Sequence[tuple[str, Any]] = ()) -> Any:
     """The wrapper's JSON job in folder (the harness's own, never the work dir).
 
     inputs are (name, format, chunks): each value's bytes go to a file of
-    their own, which the wrapper reads, binds and deletes.
+    their own, which the wrapper reads, binds and deletes. files are (work
+    dir name, chunks): the wrapper copies them into the work dir as the run's
+    uid. Returns the job's path, and with files, (path, {name: sha256}) of them.
     """
     listed = []
     for i, (name, fmt, chunks) in enumerate(inputs):
@@ -429,8 +470,18 @@ def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any
             for chunk in chunks:
                 fh.write(chunk)
         listed.append({"name": name, "format": fmt, "path": path})
+    placed, before = [], {}
+    for i, (name, chunks) in enumerate(files):
+        path = os.path.join(folder, f"file-{i}")
+        digest = hashlib.sha256()
+        with open(path, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                digest.update(chunk)
+        placed.append({"name": name, "path": path, "sha256": digest.hexdigest()})
+        before[name] = digest.hexdigest()
     script = os.path.join(folder, "script.py")
-    spec = {"script": script, "inputs": listed,
+    spec = {"script": script, "inputs": listed, "files": placed,
             "outputs": [str(n) for n in job.get("outputs") or []],
             "check": job.get("check") or None, "parquet": bool(job.get("parquet"))}
     with open(script, "w", encoding="utf-8") as fh:
@@ -438,7 +489,7 @@ def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any
     path = os.path.join(folder, "job.json")
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(spec, fh)
-    return path
+    return (path, before) if files or "files" in job else path
 
 
 def _chunks(stream: IO[bytes], size: int) -> Any:
@@ -448,17 +499,172 @@ def _chunks(stream: IO[bytes], size: int) -> Any:
         yield chunk
 
 
-def _kill_the_rest() -> None:
-    """As the container's root pid 1: SIGKILL every other process in the sandbox.
+def owner_gone() -> None:
+    """The host end of stdin closed mid-run: the process that owns this sandbox is gone.
 
-    kill(-1) reaches every process of the PID namespace but pid 1 itself, so a
-    script's double-forked, setsid children cannot keep running (or keep
-    changing files) while the report is made. A no-op elsewhere: the local
-    backend's PID namespace ends with the script.
+    A kernel SIGKILLed mid-run cannot remove its container; its attach socket
+    closes instead, and the engine closes our stdin (StdinOnce). As the
+    container's pid 1 we then kill every other process and exit, and the
+    engine removes the container (auto-remove): nothing of its runs goes on.
     """
-    if os.getpid() == 1 and os.getuid() == 0:
-        with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):
+        if os.getpid() == 1:
             os.kill(-1, signal.SIGKILL)
+    os._exit(0)
+
+
+def _live_pids(uid: int) -> list[int]:
+    """Processes of uid that are not zombies (pid 1 reaps those)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                state = fh.read().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            out.append(int(entry))
+    return out
+
+
+def reap() -> list[int]:
+    """Collect zombies: pid 1 inherits a run's orphans. Returns the pids collected."""
+    done = []
+    with contextlib.suppress(ChildProcessError):
+        while (pid := os.waitpid(-1, os.WNOHANG)[0]) != 0:
+            done.append(pid)
+    return done
+
+
+def kill_uid(uid: int, *, reaping: bool = True, rounds: int = 500) -> tuple[int, bool]:
+    """SIGKILL every process of uid until none is left: (how many were found, whether none is).
+
+    Each run has a uid of its own, so this reaches every process it made,
+    whatever process group or session it moved to, and nothing else. The
+    root runner holds CAP_KILL for this; the run cannot change its uid.
+    """
+    seen: set[int] = set()
+    for _ in range(rounds):
+        pids = _live_pids(uid)
+        if not pids:
+            return len(seen), True
+        seen.update(pids)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.002)
+        if reaping:
+            reap()
+    return len(seen), False
+
+
+def _rm(path: str) -> None:
+    """Remove path (a folder with what is in it), as its owner: open it first if it is closed."""
+    import stat
+
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+        for name in os.listdir(path):
+            _rm(os.path.join(path, name))
+        os.rmdir(path)
+    else:
+        os.unlink(path)
+
+
+SCRATCH = ("/work", "/tmp", "/dev/shm")  # where a run can write (the root is read-only)
+
+
+def _owned(uids: tuple[int, ...], roots: tuple[str, ...] = SCRATCH) -> list[str]:
+    """Top-level entries of the scratch folders that belong to uids."""
+    out = []
+    for root in roots:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(root):
+                path = os.path.join(root, name)
+                with contextlib.suppress(OSError):
+                    if os.lstat(path).st_uid in uids:
+                        out.append(path)
+    return out
+
+
+def _remove_own(uid: int) -> list[str]:
+    """As uid (in a child): remove what it owns in the scratch folders; what stayed."""
+    left = []
+    for path in _owned((uid,)):
+        try:
+            _rm(path)
+        except OSError:
+            left.append(path)
+    return left
+
+
+def sweep(uids: tuple[int, ...]) -> bool:
+    """Remove every file the run's uids left in /work, /tmp and /dev/shm; True when all went.
+
+    Those folders are root's and sticky, so the root runner (without DAC
+    capabilities) can unlink what lies at their top; the inside of a run's
+    own folder needs its uid, in a child. Anything still there afterwards
+    makes the container unfit for another run.
+    """
+    for path in _owned(uids):
+        with contextlib.suppress(OSError):
+            _rm(path)  # files, and folders the run left open to all; the rest below
+    for uid in uids:
+        if _owned((uid,)):
+            with contextlib.suppress(OSError, ValueError):
+                as_script_user(_remove_own, uid, uid=uid)
+    return not _owned(uids) and not os.listdir("/work")
+
+
+class _Frames:
+    """A write-only file that sends what is written as ``t`` frames of at most 1 MiB."""
+
+    def __init__(self, emit: Callable[[bytes, bytes], None]) -> None:
+        self.emit = emit
+        self.buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.buf += data
+        while len(self.buf) >= 2**20:
+            self.emit(b"t", bytes(self.buf[:2**20]))
+            del self.buf[:2**20]
+        return len(data)
+
+    def close(self) -> None:
+        if self.buf:
+            self.emit(b"t", bytes(self.buf))
+            self.buf.clear()
+
+
+def _pack(changed: list[list[Any]], budget: int, emit: Callable[[bytes, bytes], None]) -> int:
+    """Stream the changed files as a tar (``work/NAME`` members) in ``t`` frames.
+
+    Files are taken in order while their apparent sizes fit in budget (the
+    work dir's size: a sparse file counts in full); the host says what was
+    cut. Every file is opened first, so a file only the run's uid may read
+    sends the whole tar from a child with that uid instead (see ``read_work``).
+    """
+    import tarfile
+
+    names, used = [], 0
+    for rel, size in changed:
+        if used + int(size) <= budget:
+            names.append(str(rel))
+            used += int(size)
+    for rel in names:
+        with open(os.path.join("/work", rel), "rb"):
+            pass
+    sink = _Frames(emit)
+    with tarfile.open(fileobj=sink, mode="w|") as tar:  # type: ignore[call-overload]
+        for rel in names:
+            tar.add(os.path.join("/work", rel), arcname="work/" + rel, recursive=False)
+    sink.close()
+    return len(names)
 
 
 def _rlimits(config: dict[str, Any]) -> dict[str, int]:
@@ -466,109 +672,116 @@ def _rlimits(config: dict[str, Any]) -> dict[str, int]:
     return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
-@dataclasses.dataclass
-class _Warm:
-    """A warm interpreter, and the check's evaluator it forked (see ``_start_warm``)."""
+class Zygote:
+    """The container's warm interpreter, which forks one process per run (``--zygote``)."""
 
-    proc: Any
-    status_r: int  # its frames
-    go_w: int  # the go-signal: the job's path
-    twin_w: int | None = None  # the evaluator's job path
-    twin_r: int | None = None  # the evaluator's frames
+    def __init__(self, wrapper: str, config: dict[str, Any]) -> None:
+        import socket
 
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        modules = ",".join(str(m) for m in config.get("preimport") or [])
+        try:
+            self.proc = subprocess.Popen(
+                ["python3", "-B", "-I", wrapper, "--zygote", modules, str(theirs.fileno())],
+                env=config["env"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), start_new_session=True,
+                preexec_fn=functools.partial(_enter_work, _rlimits(config), False))
+        finally:
+            theirs.close()
+        self.sock = mine
+        self.ready = False
+        self.dead = False
 
-def _start_warm(wrapper: str, config: dict[str, Any]) -> _Warm | None:
-    """Start the script's interpreter now, before the job.
+    def wait_ready(self, seconds: float) -> bool:
+        if not self.ready and not self.dead:
+            got = self.recv(seconds)  # None: still importing; {}: gone
+            self.ready = bool(got and got.get("ready"))
+            self.dead = self.dead or (got is not None and not self.ready)
+        return self.ready and not self.dead
 
-    It imports ``config["preimport"]`` and then blocks on its stdin (the go
-    pipe) until the job's path arrives, so the job pays for neither an exec
-    nor those imports. Started as root by a root runner, it stays root until
-    the job comes, forks the check's evaluator with those imports if the job
-    has a check (``wrapper.py``'s ``_start_twin``: uid 65533, its own session,
-    so the script can neither signal, trace nor read it), then becomes the
-    script's uid before anything of the job is decoded. None when there is
-    nothing to start it with.
-    """
-    env = config.get("env")
-    if not isinstance(env, dict):
-        return None
-    modules = ",".join(str(m) for m in config.get("preimport") or [])
-    cmd = ["python3", "-B", "-I", wrapper, "--warm", modules, "{fd}"]
-    go_r, go_w = os.pipe()
-    mine: list[int] = [go_w]
-    theirs: list[int] = [go_r]
-    twin = os.getuid() == 0
-    if twin:
-        job_r, job_w = os.pipe()
-        stat_r, stat_w = os.pipe()
-        mine += [job_w, stat_r]
-        theirs += [job_r, stat_w]
-        cmd += [str(job_r), str(stat_w)]
-    try:
-        proc, status_r = spawn(cmd, env=env, cwd=None, stdin=go_r, pass_fds=tuple(theirs[1:]),
-                               preexec_fn=functools.partial(_enter_work, _rlimits(config),
-                                                            not twin))
-    except OSError:
-        for fd in mine:
-            os.close(fd)
-        return None
-    finally:
-        for fd in theirs:
-            os.close(fd)
-    return _Warm(proc, status_r, go_w, *(mine[1:] if twin else ()))
-
-
-READY = frame(b"w", b"")
-# A warm interpreter still importing after this long is given up for a fresh one: the
-# host allows the run its time limit plus a few seconds from the hand-over.
-READY_SECONDS = 1.5
-
-
-def _wait_ready(warm: _Warm, seconds: float = READY_SECONDS) -> bool:
-    """Wait until the warm interpreter has imported what it was asked to (its ``w`` frame).
-
-    False when it died (e.g. the memory cap took it while importing) or
-    wrote anything else first: then the job gets a fresh interpreter.
-    """
-    got = b""
-    deadline = time.monotonic() + seconds
-    poller = select.poll()
-    poller.register(warm.status_r, select.POLLIN)
-    while len(got) < len(READY):
-        left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(int(left * 1000)):
-            return False
-        data = os.read(warm.status_r, len(READY) - len(got))
+    def recv(self, seconds: float | None) -> dict[str, Any] | None:
+        """The zygote's next message; None when none came in time; {} when it is gone."""
+        self.sock.settimeout(seconds)
+        try:
+            data = self.sock.recv(65536)
+        except (TimeoutError, BlockingIOError):
+            return None
+        except OSError:
+            data = b""
         if not data:
-            return False
-        got += data
-    return got == READY and warm.proc.poll() is None
+            self.dead = True
+            return {}
+        return dict(json.loads(data))
+
+    def fork(self, order: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
+        import socket
+
+        try:
+            socket.send_fds(self.sock, [json.dumps(order).encode()], fds)
+        except OSError:
+            self.dead = True
+            return None
+        reply = self.recv(10.0)
+        if not reply or "pid" not in reply:
+            self.dead = True
+            return None
+        return reply
 
 
-def _ask_twin(warm: _Warm, path: str, seconds: float) -> dict[str, Any] | None:
+class Forked:
+    """A run forked by the zygote, with the face ``relay`` expects of a Popen."""
+
+    def __init__(self, pid: int, zygote: Zygote, out_r: int, err_r: int) -> None:
+        self.pid = pid
+        self.zygote = zygote
+        self.returncode: int | None = None
+        self.stdout = os.fdopen(out_r, "rb", buffering=0)
+        self.stderr = os.fdopen(err_r, "rb", buffering=0)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            got = self.zygote.recv(0.0)
+            if got is not None:
+                self.returncode = int(got.get("exit", -signal.SIGKILL))
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.returncode is None:
+            got = self.zygote.recv(None)
+            if got is not None:
+                self.returncode = int(got.get("exit", -signal.SIGKILL))
+        return self.returncode
+
+
+# A zygote still importing after this long is not waited for by a run that uses its
+# libraries (others do not wait at all): that run gets a fresh interpreter (the host
+# allows the run its time limit plus a few seconds from the hand-over).
+READY_SECONDS = 2.5
+
+
+def _ask_twin(twin: tuple[int, int], path: str, seconds: float) -> dict[str, Any] | None:
     """The forked evaluator's report on the check job at path; None: it is not there.
 
     What comes back is what ``relay`` gives for a fresh evaluator: ``check``
     from its ``c`` frame, or ``timed_out``, or neither when it died.
     """
-    if warm.twin_w is None or warm.twin_r is None:
-        return None
+    job_w, stat_r = twin
     try:
-        os.write(warm.twin_w, path.encode() + b"\n")
+        os.write(job_w, path.encode() + b"\n")
     except OSError:
         return None  # gone before its job (the memory cap): a fresh evaluator instead
     buf = bytearray()
     info: dict[str, Any] = {"figures": [], "values": [], "check_values": [], "value_bytes": 0}
     deadline = time.monotonic() + seconds
     poller = select.poll()
-    poller.register(warm.twin_r, select.POLLIN)
+    poller.register(stat_r, select.POLLIN)
     while "check" not in info:
         left = deadline - time.monotonic()
         if left <= 0:
             return {"timed_out": True}
         if not poller.poll(int(left * 1000) + 1):
             continue
-        data = os.read(warm.twin_r, 65536)
+        data = os.read(stat_r, 65536)
         if not data:
             break
         buf += data
@@ -578,107 +791,200 @@ def _ask_twin(warm: _Warm, path: str, seconds: float) -> dict[str, Any] | None:
     return {"check": info.get("check")}
 
 
-def _discard(warm: _Warm | None) -> None:
-    """Kill a warm interpreter (and, by closing its pipes, its evaluator) and close its fds."""
-    if warm is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(warm.proc.pid, signal.SIGKILL)
-    warm.proc.wait()
-    for fd in (warm.status_r, warm.go_w, warm.twin_w, warm.twin_r):
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    for stream in (warm.proc.stdout, warm.proc.stderr):
-        if stream is not None:
-            stream.close()
+def _read_job(stdin: Any, folder: str) -> tuple[dict[str, Any], str, dict[str, str]] | None:
+    """The next job (None at end of input): header, input values' and files' bytes after it."""
+    try:
+        size = HEADER.unpack(_read_exact(stdin, 4))[0]
+    except EOFError:
+        return None
+    job = json.loads(_read_exact(stdin, size))
+    os.makedirs(folder, mode=0o755)
+    inputs = [(str(i["name"]), str(i["format"]), _chunks(stdin, int(i["size"])))
+              for i in job.get("inputs") or []]
+    files = [(str(f["name"]), _chunks(stdin, int(f["size"]))) for f in job.get("files") or []]
+    spec, before = write_job(folder, job, inputs, files)
+    return job, spec, before
 
 
 def main() -> None:
-    """Container entry point: prepare, wait for the job, run once, report, wait for EOF.
+    """Container entry point: prepare, then serve runs until the host closes stdin.
 
     argv: WRAPPER_SOURCE MPL_CACHE [CONFIG_JSON]. CONFIG (``{"env": ...,
-    "preimport": [...], "rlimits": {...}}``) asks for a warm interpreter started
-    before the job (see ``_start_warm``) and the rlimits of ``_enter_work``; a
-    job whose environment differs from it, or one that finds it dead (e.g.
-    killed by the memory cap while importing), runs in a fresh interpreter
-    instead. One job per container either way.
+    "preimport": [...], "rlimits": {...}}``) starts the zygote (``Zygote``)
+    that forks each run; a job whose environment differs, or one that finds
+    the zygote not ready or dead, runs in a fresh interpreter instead. Each
+    run has its own uid (the job's ``uid``; its check evaluator ``uid + 1``):
+    after it, every process of those uids is killed and their files removed
+    before the report, and the report says whether the container is still
+    fit (``reusable``); the host replaces it when not.
     """
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
     config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    tmp = "/tmp/.llmscript"  # the harness's files: the script may read, never change them
+    tmp = "/tmp/.llmscript"  # the harness's files: runs may read, never change them
     os.makedirs(tmp, mode=0o755, exist_ok=True)
+    with contextlib.suppress(OSError):  # ours (the engine copies the image's 0755 up)
+        os.chmod("/work", 0o1777)
     wrapper = os.path.join(tmp, "wrapper.py")
     with open(wrapper, "w") as fh:
         fh.write(wrapper_src)
-    as_script_user(_copy_tree, mpl_cache, "/tmp/.config/matplotlib")  # the script's to write
-    warm = _start_warm(wrapper, config)
+    _copy_tree(mpl_cache, "/tmp/.config/matplotlib")
+    zygote = Zygote(wrapper, config) if isinstance(config.get("env"), dict) else None
     out = sys.stdout.buffer
-    stdin = sys.stdin.buffer
-    try:
-        job = json.loads(_read_exact(stdin, HEADER.unpack(_read_exact(stdin, 4))[0]))
-        for name, source in (job.get("harness") or {}).items():
-            if name == "codec.py":  # the harness's own module, by name (the warm
-                with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
-                    fh.write(source)  # interpreter already runs this container's wrapper)
-        inputs = [(str(i["name"]), str(i["format"]), _chunks(stdin, int(i["size"])))
-                  for i in job.get("inputs") or []]
-        spec = write_job(tmp, job, inputs)
-    except (EOFError, ValueError):
-        _discard(warm)
-        return  # the pool was shut down before this container was used
-    before = read_work(snapshot, "/work")
-    oom_before = _oom_kills()
-    timeout = float(job["timeout"])
-    grace = float(job.get("grace", 1.0))
+    stdin: Any = sys.stdin.buffer.raw  # type: ignore[union-attr]  # unbuffered: nothing read ahead of a job
 
     def emit(kind: bytes, data: bytes) -> None:
         out.write(frame(kind, data))
         out.flush()
 
-    if warm is not None and (job["env"] != config.get("env") or not _wait_ready(warm)):
-        _discard(warm)
-        warm = None
-    if warm is not None:
-        proc, status_r = warm.proc, warm.status_r
-        with contextlib.suppress(OSError):  # died just now: the relay reports how
-            os.write(warm.go_w, spec.encode() + b"\n")  # the go-signal: the job's path
-        os.close(warm.go_w)
-    else:
-        proc, status_r = spawn(["python3", "-B", "-I", wrapper, spec, "{fd}"], env=job["env"],
+    fit = True
+    runs = 0
+    while fit:
+        folder = os.path.join(tmp, f"run-{runs}")
+        runs += 1
+        try:
+            got = _read_job(stdin, folder)
+        except (EOFError, ValueError):
+            got = None
+        if got is None:
+            break  # the host closed the sandbox
+        job, spec, before = got
+        for name, source in (job.get("harness") or {}).items():
+            if name == "codec.py":  # the harness's own module, by name (the zygote
+                with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
+                    fh.write(source)  # already runs this container's wrapper)
+        fit = _serve(job, spec, before, folder, zygote, config, wrapper, emit, stdin.fileno())
+        _rm(folder)
+    if zygote is not None:
+        zygote.sock.close()
+    while stdin.read(65536):  # unfit: wait for the host to let go (it removes us)
+        pass
+
+
+def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
+           zygote: Zygote | None, config: dict[str, Any], wrapper: str,
+           emit: Callable[[bytes, bytes], None], owner_fd: int) -> bool:
+    """One run, from the go-signal to the report; True when the container is fit for another."""
+    uid = int(job.get("uid") or SCRIPT_UID)
+    twin_uid = uid + 1 if job.get("uid") else 65533
+    check = job.get("check") or None
+    timeout = float(job["timeout"])
+    grace = float(job.get("grace", 1.0))
+    rlimits = {**_rlimits(config), **_rlimits(job)}
+    # matplotlib's config folder of its own (see wrapper's _mpl_home), for interpreters
+    # that import it afresh; the zygote's copy already holds its font list
+    env = {**job["env"], "MPLCONFIGDIR": f"/tmp/.mpl-{uid}"}
+    oom_before = _oom_kills()
+    proc: Any = None
+    twin: tuple[int, int] | None = None
+    if zygote is not None and job["env"] == config.get("env") and \
+            zygote.wait_ready(READY_SECONDS if job.get("wait_warm") else 0.05):
+        pipes = [os.pipe() for _ in range(5 if check else 3)]
+        theirs = [pipes[0][1], pipes[1][1], pipes[2][1]]
+        if check:
+            theirs += [pipes[3][0], pipes[4][1]]
+        order = {"job": spec, "uid": uid, "twin_uid": twin_uid if check else None,
+                 "env": env, "rlimits": rlimits, "memory": job.get("memory")}
+        reply = zygote.fork(order, theirs)
+        for fd in theirs:
+            os.close(fd)
+        if reply is not None:
+            proc = Forked(int(reply["pid"]), zygote, pipes[0][0], pipes[1][0])
+            status_r = pipes[2][0]
+            twin = (pipes[3][1], pipes[4][0]) if check else None
+        else:
+            for fd in (pipes[0][0], pipes[1][0], pipes[2][0], *(
+                    (pipes[3][1], pipes[4][0]) if check else ())):
+                os.close(fd)
+    if proc is None:
+        proc, status_r = spawn(["python3", "-B", "-I", wrapper, spec, "{fd}"], env=env,
                                cwd=None,
-                               preexec_fn=functools.partial(_enter_work, _rlimits(config)))
-    # With a forked evaluator the script's leftovers are killed after the verdict: the
-    # root runner's kill(-1) would take the evaluator too, and they cannot reach it.
-    twin = warm is not None and warm.twin_w is not None and bool(job.get("check"))
+                               preexec_fn=functools.partial(_enter_work, rlimits, True, uid))
+    leftovers = [0]
+
+    def reap_run() -> None:
+        leftovers[0] += kill_uid(uid)[0]
+
     info = relay(proc, status_r, timeout=timeout, output_bytes=int(job["output_bytes"]),
-                 emit=emit, grace=grace, cleanup=None if twin else _kill_the_rest)
+                 emit=emit, grace=grace, cleanup=reap_run, owner_fd=owner_fd)
+    gone = kill_uid(uid)[1]  # a timeout's kill: nothing of the run goes on during the verdict
     info["oom"] = _oom_kills() > oom_before
 
     def evaluate(path: str, seconds: float) -> dict[str, Any]:
-        if twin and warm is not None and (asked := _ask_twin(warm, path, seconds)) is not None:
+        if twin is not None and (asked := _ask_twin(twin, path, seconds)) is not None:
             return asked
-        _kill_the_rest()  # a fresh evaluator has the script's uid: nothing of it may remain
         proc, status_r = spawn(["python3", "-B", "-I", wrapper, "--verdict", path, "{fd}"],
                                env=job["env"], cwd=None,
-                               preexec_fn=functools.partial(_enter_work, _rlimits(config)))
+                               preexec_fn=functools.partial(_enter_work, rlimits, True,
+                                                            twin_uid))
         return relay(proc, status_r, timeout=seconds, output_bytes=2**16,
-                     emit=lambda kind, data: None, cleanup=_kill_the_rest)
+                     emit=lambda kind, data: None, cleanup=lambda: None)
 
-    judge(info, job.get("check"), tmp, timeout, evaluate)
-    _kill_the_rest()  # the evaluator and anything the script left, before its files are read
-    for fd in (warm.twin_w, warm.twin_r) if warm is not None else ():
-        if fd is not None:
-            os.close(fd)
+    judge(info, check, folder, timeout, evaluate)
+    gone = kill_uid(twin_uid)[1] and gone
+    for fd in twin or ():
+        os.close(fd)
+    reap()
     for png in info.pop("figures"):
         emit(b"f", png)
     for value in info.pop("values"):
         emit(b"v", value)
-    info["changed"] = read_work(changed_files, "/work", before)
+    unreadable = False
+    try:
+        changed = read_work(changed_files, "/work", before, uid=uid)
+        if changed:
+            read_work(_pack, changed, int(job.get("disk_bytes") or 2**26), emit, uid=uid)
+    except (OSError, ValueError):
+        changed, unreadable = [], True  # no files rather than no report
+    info["changed"] = changed
+    clean = sweep((uid, twin_uid))
+    alive = zygote is None or (not zygote.dead and zygote.proc.poll() is None)
+    info["left"] = leftovers[0]  # processes still running when the script's main one ended
+    info["reusable"] = bool(gone and clean and alive and not leftovers[0] and not unreadable and
+                            not info["oom"] and not info["timed_out"] and not info["capped"])
     emit(b"r", json.dumps(info).encode())
-    while stdin.read(65536):  # hold the work volume until the host has the files
-        pass
+    return bool(info["reusable"])
+
+
+def _write(sink: IO[bytes], data: bytes) -> None:
+    sink.write(data)
+
+
+def collect(argv: list[str]) -> int:
+    """``--collect JOB FILES_FD BUDGET -- CMD...``: the local backend's supervisor in the sandbox.
+
+    Runs CMD (the wrapper, which inherits our stdout, stderr and status fd),
+    then, once it ended, kills every other process of the sandbox (all of
+    them are this uid's, in bubblewrap's PID namespace) and only then streams
+    the work dir's changed files, as a tar within BUDGET bytes, to FILES_FD:
+    a snapshot nothing of the run can still change. Not dumpable, so the
+    script (same uid) can neither trace it nor read its memory.
+    """
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+    sep = argv.index("--")
+    job_path, files_fd, budget = argv[0], int(argv[1]), int(argv[2])
+    with open(job_path, encoding="utf-8") as fh:
+        before = {str(f["name"]): str(f["sha256"]) for f in json.load(fh).get("files") or []}
+    code = subprocess.call(argv[sep + 1:], pass_fds=tuple(
+        int(a) for a in argv[sep + 1:] if a.isdigit()))
+    for _ in range(500):
+        try:
+            os.kill(-1, signal.SIGKILL)  # every process we may signal but us and the init
+        except ProcessLookupError:
+            break
+        reap()
+        time.sleep(0.002)
+    with os.fdopen(files_fd, "wb") as sink, contextlib.suppress(OSError):
+        changed = _opened(changed_files, "/work", before)  # folders it closed, reopened
+        listed = json.dumps(changed).encode()
+        sink.write(HEADER.pack(len(listed)) + listed)  # what changed, then the tar of it
+        _pack(changed, budget, lambda kind, data: _write(sink, data))
+    return code if code >= 0 else 128 - code
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--collect"]:
+        sys.exit(collect(sys.argv[2:]))
     main()

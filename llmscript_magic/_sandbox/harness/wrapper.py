@@ -1,11 +1,11 @@
 """Runs the user's script as __main__ with its inputs bound, then reports on it.
 
 Executed as a standalone file by the sandbox's own Python (stdlib only):
-``python3 -B -I wrapper.py JOB STATUS_FD``, or, started warm before the job
-exists, ``python3 -B -I wrapper.py --warm MODULES STATUS_FD [EVAL_JOB_FD
-EVAL_STATUS_FD]``: it imports MODULES (comma-separated), hides them (see
-``_Stash``), then reads JOB's path from stdin (the runner's go-signal) and
-carries on in this process.
+``python3 -B -I wrapper.py JOB STATUS_FD`` (a fresh interpreter), or as a
+container's zygote, ``python3 -B -I wrapper.py --zygote MODULES CTL_FD``: it
+imports MODULES (comma-separated) once, hides them (see ``_Stash``), and
+forks one process per run, which becomes the run's uid and runs its JOB
+(see ``_zygote``).
 
 JOB is a JSON file written by the runner: ``{"script": path, "inputs":
 [{"name", "format", "path"}], "outputs": [names], "check": expr or null,
@@ -18,10 +18,11 @@ The check's verdict is not the script's process's to give: anything that
 process says, the script could have written. It is evaluated by ``verdict``
 over the values as data (``{"check": expr, "values": [{"name", "format",
 "path"} | {"name", "module"} | {"name", "opaque"}]}``), in a process the
-script cannot reach: forked by the warm interpreter at the go-signal, before
-anything of the script runs, under a uid of its own (``_start_twin``), or
+script cannot reach: forked by the zygote before anything of the script
+runs, under a uid of its own (``_fork_twin``), or
 else a fresh ``python3 -B -I wrapper.py --verdict VJOB STATUS_FD`` that the
-runner starts once every process of the script is gone. A check that calls
+runner starts once every process of the script is gone (and, in the local
+backend, in a sandbox of its own over what the run left). A check that calls
 what cannot cross as data (the script's own functions or classes) is not
 evaluated, and says how to write it instead: nothing of the script runs in
 the evaluator.
@@ -298,9 +299,6 @@ class _Loaded(importlib.abc.Loader):
             module.__spec__ = self.spec  # importlib set ours: put the real one back
 
 
-SCRIPT_UID, TWIN_UID = 65534, 65533  # the script's uid; its check evaluator's
-
-
 def _become(uid: int) -> None:
     """Drop from root to uid for good (a no-op when not root: the runner did it)."""
     if os.getuid() == 0:
@@ -309,53 +307,30 @@ def _become(uid: int) -> None:
         os.setuid(uid)
 
 
-def _start_twin(job_fd: int, stat_fd: int, status_fd: int) -> None:
-    """Fork the check's evaluator at the go-signal: the imports done, nothing of the script yet.
-
-    It has a uid of its own and its own session, so the script (uid 65534)
-    can neither signal, trace nor read it, and its group's kill at the end
-    of the run does not reach it. It keeps only its two pipes to the runner,
-    says it is there (``w``), and evaluates the check job whose path comes
-    on the first (see ``verdict``); the runner kills it after the verdict.
-    This saves a fresh interpreter and its imports per check (about 0.2 s
-    for plain values and 0.9 s for a DataFrame under gVisor). Forked only for
-    a job with a check: under gVisor the script then pays for copy-on-write
-    faults on the pages it shares with the evaluator.
-    """
-    if os.fork():
-        os.close(job_fd)
-        os.close(stat_fd)
-        return
-    try:  # pragma: no cover (the evaluator)
-        os.setsid()
-        _become(TWIN_UID)
-        os.chdir("/work")
-        null = os.open(os.devnull, os.O_RDWR)
-        for std in (0, 1, 2):
-            os.dup2(null, std)
-        os.close(null)
-        os.close(status_fd)  # the script's channel is not the evaluator's
-        _send(stat_fd, b"w", b"")
-        path = b""
-        while not path.endswith(b"\n"):
-            chunk = os.read(job_fd, 4096)
-            if not chunk:
-                break
-            path += chunk
-        if path.strip():
-            here = os.path.dirname(os.path.abspath(__file__))
-            sys.path[:] = [p for p in sys.path if p != here]
-            verdict(path.decode("utf-8").strip(), stat_fd)
-    finally:
-        os._exit(0)
+def _twin(job_fd: int, stat_fd: int, uid: int) -> None:
+    """The evaluator's life: own session and uid, says ``w``, evaluates one job, exits."""
+    os.setsid()
+    _become(uid)
+    os.chdir("/work")
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(null, std)
+    os.close(null)
+    _send(stat_fd, b"w", b"")
+    path = b""
+    while not path.endswith(b"\n"):
+        chunk = os.read(job_fd, 4096)
+        if not chunk:
+            break
+        path += chunk
+    if path.strip():
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path[:] = [p for p in sys.path if p != here]
+        verdict(path.decode("utf-8").strip(), stat_fd)
 
 
-def _warm_up(modules: str, fd: int) -> str:
-    """Import the heavy modules, hide them, say so (a ``w`` frame), then wait for the job.
-
-    The runner starts the script's clock only after the ``w`` frame, so the
-    imports never eat into the script's time limit.
-    """
+def _import_hidden(modules: str) -> None:
+    """Import the heavy modules, then hide them behind a ``_Stash`` (see there)."""
     import warnings
 
     before = set(sys.modules)
@@ -371,41 +346,176 @@ def _warm_up(modules: str, fd: int) -> str:
         del sys.modules[name]
     if loaded:
         sys.meta_path.insert(0, _Stash(loaded))
-    _send(fd, b"w", b"")
-    path = sys.stdin.buffer.readline().decode("utf-8").strip()
-    if not path:
-        os._exit(0)  # the container was discarded before its job came
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # the script's stdin is empty, as in a fresh interpreter
-    os.close(devnull)
-    return path
 
 
-def main() -> None:
-    if sys.argv[1] == "--verdict":
-        here = os.path.dirname(os.path.abspath(__file__))
-        sys.path[:] = [p for p in sys.path if p != here]  # no module of ours by name
-        verdict(sys.argv[2], int(sys.argv[3]))
+AS_SLACK = 256 * 2**20  # address space a run may reserve beyond its memory limit
+
+
+def _vm_size() -> int:
+    """This process's address space in bytes (the base its RLIMIT_AS is added to)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reseed() -> None:
+    """A forked run must not repeat its siblings' random numbers (``random`` reseeds itself)."""
+    numpy = sys.modules.get("numpy.random")
+    for finder in sys.meta_path:
+        numpy = numpy or getattr(finder, "groups", {}).get("numpy", {}).get("numpy.random")
+    if numpy is not None:
+        with contextlib.suppress(Exception):
+            numpy.seed()
+
+
+def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
+    """In a child of the zygote: become the run's own uid and session, then run its job.
+
+    Still root here (the zygote is): the rlimits are set first (the run's
+    address space is this copy's plus its memory limit and ``AS_SLACK``), then the uid, so the
+    run may only lower them. Nothing of the zygote's process state is shared
+    back: whatever the script changes (modules, builtins, environment, signal
+    handlers, rlimits) ends with this process.
+    """
+    import resource
+
+    os.setsid()
+    limits = dict(order.get("rlimits") or {})
+    if order.get("memory"):  # address space, not memory: thread stacks and arenas count
+        limits["as"] = _vm_size() + int(order["memory"]) + AS_SLACK
+    for name, value in limits.items():
+        which = getattr(resource, f"RLIMIT_{str(name).upper()}", None)
+        if which is not None:
+            resource.setrlimit(which, (int(value), int(value)))
+    _become(int(order["uid"]))
+    null = os.open(os.devnull, os.O_RDONLY)
+    for src, std in ((null, 0), (out, 1), (err, 2)):
+        os.dup2(src, std)
+    for extra in {null, out, err} - {0, 1, 2}:
+        os.close(extra)
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in (order.get("env") or {}).items()})
+    os.chdir("/work")
+    _reseed()
+    _run_job(str(order["job"]), fd)
+
+
+def _fork_twin(job_fd: int, stat_fd: int, uid: int, close: list[int]) -> int:
+    """The check's evaluator for one run, forked before its script.
+
+    It has a uid of its own and its own session, so the script can neither
+    signal, trace nor read it, and the kill of the run's uid does not reach
+    it. It keeps only its two pipes to the runner, says it is there (``w``),
+    and evaluates the check job whose path comes on the first (see
+    ``verdict``); the runner kills it after the verdict. This saves a fresh
+    interpreter and its imports per check.
+    """
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # pragma: no cover (the evaluator)
+        for fd in close:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _twin(job_fd, stat_fd, uid)
+    finally:
         os._exit(0)
-    twin = None
-    if sys.argv[1] == "--warm":
-        twin = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else None
-        job_path = _warm_up(sys.argv[2], int(sys.argv[3]))
-        del sys.argv[1]
-    else:
-        job_path = sys.argv[1]
+
+
+def _zygote(modules: str, ctl_fd: int) -> None:
+    """``--zygote``: import once, then fork one fresh process per run, for a whole container.
+
+    The runner sends each run's order (JSON: job path, uid, evaluator uid,
+    env, rlimits, memory) on the control socket with the run's stdout,
+    stderr and status pipes (and the evaluator's two, for a check) as
+    passed descriptors. The zygote forks the evaluator (if asked), then the
+    run, answers ``{"pid", "twin"}``, waits for the run and answers
+    ``{"exit": code}``. It never runs anything of a script itself.
+    """
+    import socket
+
+    _import_hidden(modules)
+    sock = socket.socket(fileno=ctl_fd)
+    sock.send(b'{"ready": true}')
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 65536, 8)
+        except OSError:
+            os._exit(0)
+        if not msg:
+            os._exit(0)  # the runner is gone (or discarded us)
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:  # evaluators of earlier runs
+                pass
+        order = json.loads(msg)
+        twin = None
+        if order.get("twin_uid") is not None and len(fds) >= 5:
+            twin = _fork_twin(fds[3], fds[4], int(order["twin_uid"]),
+                              [sock.fileno(), *fds[:3]])
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the run)
+            code = 70
+            try:
+                sock.close()
+                for fd in fds[3:]:
+                    os.close(fd)
+                _forked_run(order, fds[0], fds[1], fds[2])
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sock.send(json.dumps({"pid": pid, "twin": twin}).encode())
+        _, status = os.waitpid(pid, 0)
+        sock.send(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
+
+
+def _place_files(job: dict[str, Any]) -> None:
+    """The run's input files, copied into its work dir as its own uid (they are its to change)."""
+    for item in job.get("files") or []:
+        rel = str(item["name"])
+        if rel.startswith("/") or ".." in rel.split("/"):
+            continue  # the host checked the names; never trust that twice
+        folder = os.path.dirname(rel)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        with open(item["path"], "rb") as src, open(rel, "wb") as dst:
+            while chunk := src.read(2**20):
+                dst.write(chunk)
+
+
+MPL_SHARED = "/tmp/.config/matplotlib"  # the runner's copy of the image's font list
+
+
+def _mpl_home() -> None:
+    """A matplotlib config folder of the run's own (MPLCONFIGDIR), open for the runner to remove.
+
+    matplotlib wants it writable, else it builds its font list anew, slowly,
+    in a temporary folder; the image's prebuilt list is linked in.
+    """
+    home = os.environ.get("MPLCONFIGDIR")
+    if not home or os.path.isdir(home):
+        return
+    with contextlib.suppress(OSError):
+        os.makedirs(home)
+        os.chmod(home, 0o777)
+        for name in os.listdir(MPL_SHARED):
+            os.symlink(os.path.join(MPL_SHARED, name), os.path.join(home, name))
+
+
+def _run_job(job_path: str, fd: int) -> None:
+    """Run the job at job_path in this process (already the script's uid, in /work); exits."""
     with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
-    fd = int(sys.argv[2])
-    if twin is not None:  # started as root: the evaluator (for a check), then our uid
-        if job.get("check"):
-            _start_twin(*twin, fd)
-        else:
-            os.close(twin[0])
-            os.close(twin[1])
-        _become(SCRIPT_UID)
-        os.chdir("/work")
+    _mpl_home()
     os.set_inheritable(fd, False)
+    try:
+        _place_files(job)
+    except OSError as err:
+        print(f"[sandbox] an input file could not be placed: {err}", file=sys.stderr)
+        _send(fd, b"x", b"InputError")
+        os._exit(1)
     script = job["script"]
     sys.argv = [script]
     sys.path.insert(0, os.getcwd())
@@ -438,6 +548,19 @@ def main() -> None:
             _send_check_values(fd, job["check"], module.__dict__, sent, codec, room)
     _figures(fd)
     os._exit(code if 0 <= code <= 255 else 1)
+
+
+def main() -> None:
+    if sys.argv[1] == "--verdict":
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path[:] = [p for p in sys.path if p != here]  # no module of ours by name
+        verdict(sys.argv[2], int(sys.argv[3]))
+        os._exit(0)
+    if sys.argv[1] == "--zygote":
+        _zygote(sys.argv[2], int(sys.argv[3]))
+        os._exit(0)
+    job_path, fd = sys.argv[1], int(sys.argv[2])  # a fresh interpreter, already our uid
+    _run_job(job_path, fd)
 
 
 if __name__ == "__main__":
