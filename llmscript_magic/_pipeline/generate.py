@@ -116,6 +116,7 @@ class Generation:
             "created": self.created,
             "code": self.code,
             "code_hash": self.code_hash(),
+            "ok": self.ok,  # a live kernel replays only a generation that succeeded
             "usage": asdict(self.usage),
             "attempts": len(self.attempts),
             "replies": self.entries,
@@ -156,6 +157,13 @@ class _Completer:
     nbconvert reuse recorded generations with no key. ``--refresh`` always asks the model;
     ``--no-cache`` does too where the front end names the cell (JupyterLab: a user is
     there to want a new answer), but not in runs without cell ids (papermill, nbconvert).
+
+    Headless replays (``--replay``, or no cell ids) are exact: the recording answers
+    as it was. In a live kernel (cell ids, no ``--replay``) a recording answers only
+    when it succeeded and each request is the one recorded (same spec, notebook data
+    and options); otherwise the model is asked again, so a failure is never replayed.
+    The cache likewise serves and keeps only replies that ``usable`` accepts (generate:
+    replies with code), so a reply that gave no code is asked again.
     """
 
     def __init__(self, opts: Options, spec: Spec) -> None:
@@ -166,6 +174,7 @@ class _Completer:
         self.recorded: list[dict[str, Any]] | None = None
         self.strict = bool(opts.replay)  # a missing recording is an error, not a request
         scope = current_scope()
+        self.exact = self.strict or scope.cell_id is None  # headless: replay as recorded
         self.searched = scope.notebooks
         record: dict[str, Any] | None = None
         if opts.replay:
@@ -180,11 +189,13 @@ class _Completer:
             record = found.record
         elif (not opts.refresh and (opts.cache or scope.cell_id is None)
               and (hit := lookup(spec.hash(), scope))):
-            record = hit[0]
+            record = hit[0] if self.exact or succeeded(hit[0]) else None
         if record is not None:
             self.recorded = list(record.get("replies", []))
             self.label = record.get("model") or self.label
         self.cache = DiskCache(opts.cache_dir) if opts.cache else None
+        #: which cached replies may answer and be kept: generate() wants replies with code
+        self.usable: Callable[[Reply], bool] = lambda reply: True
         self._provider: Provider | None = None
 
     def provider(self) -> Provider:
@@ -225,6 +236,9 @@ class _Completer:
     def complete(self, request: Request, attempt: int, on_chunk: ChunkCallback | None,
                  cancel: threading.Event | None) -> tuple[Reply, str, str]:
         key = request_key(self.provider_name, request)
+        if (self.recorded is not None and not self.exact and attempt < len(self.recorded)
+                and self.recorded[attempt].get("key") != key):
+            self.recorded = None  # live kernel: what is sent changed, so ask again
         if self.recorded is not None and (attempt < len(self.recorded) or self.strict):
             if attempt >= len(self.recorded):
                 raise ReplayError(
@@ -236,13 +250,12 @@ class _Completer:
             return reply, key, "replay"
         if self.cache is not None and not self.opts.refresh:
             entry = self.cache.get(key)
-            if entry is not None:
-                reply = entry_to_reply(entry)
+            if entry is not None and self.usable(reply := entry_to_reply(entry)):
                 self._show(reply, on_chunk)
                 return reply, key, "cache"
         reply = Reply()
         _stream(self.provider(), request, reply, on_chunk, cancel, self.on_thinking)
-        if self.cache is not None and not reply.truncated:
+        if self.cache is not None and not reply.truncated and self.usable(reply):
             self.cache.put(key, reply_to_entry(key, reply))
         return reply, key, "model"
 
@@ -348,6 +361,7 @@ def generate(
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     completer = _Completer(opts, spec)
     completer.on_thinking = on_thinking
+    completer.usable = _gives_code
     prompt = build_prompt(spec, extra_system=opts.system, context=opts.context,
                           history=opts.history)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
@@ -379,6 +393,22 @@ def generate(
 
         log_generation(opts.audit_log, gen, opts)
     return gen
+
+
+def succeeded(record: dict[str, Any]) -> bool:
+    """Whether a recorded generation succeeded (records made before "ok": it gave code)."""
+    return bool(record.get("ok", record.get("code") is not None))
+
+
+def _gives_code(reply: Reply) -> bool:
+    """Whether code can be taken from a reply: one that gives none is not served again."""
+    from .extract import extract_code
+
+    try:
+        extract_code(reply.text, truncated=reply.truncated)
+    except ExtractionError:
+        return False
+    return True
 
 
 def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] | None,
