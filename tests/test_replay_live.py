@@ -104,7 +104,7 @@ def test_a_failed_generation_is_asked_again_in_a_live_kernel(failed_notebook: Pa
         standin.enqueue(GOOD)
         nb = _live_run(failed_notebook, standin.url, tmp_path / "cache-2")
         assert standin.request_count == 1  # not the recorded failure: the model was asked
-    source, code, text = _result(nb)
+    source, code, _ = _result(nb)
     assert source == "model" and code is not None and "len(rows)" in code
 
 

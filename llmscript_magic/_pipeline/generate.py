@@ -173,9 +173,8 @@ class _Completer:
         self.label = f"{self.provider_name}:{self.model}"
         self.recorded: list[dict[str, Any]] | None = None
         self.strict = bool(opts.replay)  # a missing recording is an error, not a request
-        scope = current_scope()
+        self.scope = scope = current_scope()
         self.exact = self.strict or scope.cell_id is None  # headless: replay as recorded
-        self.searched = scope.notebooks
         record: dict[str, Any] | None = None
         if opts.replay:
             try:
@@ -211,17 +210,30 @@ class _Completer:
             try:
                 provider.api_key()  # fail early, with the how-to-fix line, before streaming
             except MissingKeyError as err:
-                raise MissingKeyError(f"{str(err).rstrip('.')} ({self._where()}).") from None
+                if not (where := self._where()):
+                    raise
+                raise MissingKeyError(f"{str(err).rstrip('.')} ({where}).") from None
             self._provider = provider
         return self._provider
 
     def _where(self) -> str:
-        """Where replay looked, for the no-key line (headless runners show only that)."""
-        if self.searched:
-            names = ", ".join(Path(n).name for n in self.searched[:3])
+        """Where replay looked, for the no-key line (headless runners show only that).
+
+        Said only where replay could have answered: a headless run, or a kernel that
+        found its notebook; an interactive cell gets the plain no-key line.
+        """
+        scope = self.scope
+        if searched := scope.notebooks or scope.candidates:
+            names = ", ".join(Path(n).name for n in searched[:3])
             return f"no recording of this cell with this spec in {names}"
-        return ("papermill or nbconvert: set LLMSCRIPT_REPLAY=NOTEBOOK to replay its recorded "
-                "generations")
+        if len(scope.found_here) > 1:
+            names = ", ".join(Path(n).name for n in scope.found_here[:4])
+            return (f"found {names} here, none holding the cells run: set "
+                    "LLMSCRIPT_REPLAY=NOTEBOOK to replay one")
+        if scope.headless:
+            return ("papermill or nbconvert: set LLMSCRIPT_REPLAY=NOTEBOOK to replay its "
+                    "recorded generations")
+        return ""
 
     #: shown the model's reasoning (extended thinking) as it streams; set by generate()
     on_thinking: ChunkCallback | None = None
