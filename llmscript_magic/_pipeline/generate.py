@@ -304,6 +304,18 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
     return result
 
 
+def engine_ready(opts: Options) -> None:
+    """Raise ``SandboxUnavailableError`` (one line, with the fix) when ``--run`` cannot run.
+
+    Checked before the model is asked: a run with no engine would only fail after
+    the request was paid for.
+    """
+    if opts.sandbox == "docker":
+        from .._sandbox.engine import connect
+
+        connect(timeout=10)
+
+
 def _sandbox_options(opts: Options) -> dict[str, Any]:
     """How ``_run`` (and ``warm_sandbox``) ask for the shared sandbox: the same key."""
     options: dict[str, Any] = {}
@@ -378,6 +390,8 @@ def generate(
                           history=opts.history)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
     messages = prompt.messages
+    if opts.run:
+        engine_ready(opts)  # a missing engine is said before any paid request
     available = sandbox_modules(opts)
     t0 = time.monotonic()
     for n in range(opts.retries + 1):
