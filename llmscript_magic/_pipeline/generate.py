@@ -19,7 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import CancelledError, ExtractionError, ReplayError, SandboxError
+from .._errors import (
+    CancelledError,
+    ConfigurationError,
+    ExtractionError,
+    ReplayError,
+    SandboxError,
+)
 from .._store.cache import DiskCache, entry_to_reply, reply_to_entry, request_key
 from .._store.recordings import Recordings, current_scope, lookup
 from ..providers.base import Message, Provider, Reply, Request, Usage, resolve_model
@@ -299,6 +305,12 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
         report.add(_load_outputs(attempt, opts.outputs, result))
     if opts.check:
         report.add(expr_check(opts.check, result.check))
+    if opts.tests:
+        from .function_tests import not_run, test_checks
+
+        ran = result.status == "ok" and result.exit_code == 0
+        for check in test_checks(sandbox, attempt.code, opts, limits) if ran else not_run(opts):
+            report.add(check)
     if result.status == "ok" and (ex := example_check(spec, result)) is not None:
         report.add(ex)
     return result
@@ -390,6 +402,9 @@ def generate(
                           history=opts.history)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
     messages = prompt.messages
+    if opts.tests and not opts.run:
+        raise ConfigurationError("--test needs a run: add --run (the tests call the script's "
+                                 "functions in the sandbox).")
     if opts.run:
         engine_ready(opts)  # a missing engine is said before any paid request
     available = sandbox_modules(opts)
