@@ -202,13 +202,30 @@ def folder_notebooks() -> tuple[str, ...]:
 def _holds(notebook: str, ran: Sequence[str]) -> bool:
     """Whether the notebook's code cells include the cells this kernel ran, in order."""
     try:
-        nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
-        sources = iter([_text(c.get("source", "")) for c in nb.get("cells", [])
-                        if c.get("cell_type") == "code"])
+        sources = iter(_code_sources(notebook))
     except (OSError, ValueError, AttributeError):
         return False
     wanted = [t for t in map(_text, ran) if t]
     return all(any(text == source for source in sources) for text in wanted)
+
+
+_sources: dict[str, tuple[tuple[int, int], list[str]]] = {}
+
+
+def _code_sources(notebook: str) -> list[str]:
+    """The notebook's code cell sources; re-read only when the file changed."""
+    stat = os.stat(notebook)
+    key = (stat.st_mtime_ns, stat.st_size)
+    with _loaded_lock:
+        known = _sources.get(notebook)
+    if known is not None and known[0] == key:
+        return known[1]
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    found = [_text(c.get("source", "")) for c in nb.get("cells", [])
+             if c.get("cell_type") == "code"]
+    with _loaded_lock:
+        _sources[notebook] = (key, found)
+    return found
 
 
 def _text(source: str | list[str]) -> str:
