@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-DEFAULT_SOCKET = "/var/run/docker.sock"
-
 
 def missing_key(magics: Any) -> str | None:
     """The no-key part, or None when the default model's provider has its key."""
@@ -37,14 +35,10 @@ def missing_engine(magics: Any) -> str | None:
     """The no-engine part, or None when the sandbox is not Docker or its socket exists."""
     if (getattr(magics, "sandbox", "docker") or "docker") != "docker":
         return None
-    host = os.environ.get("DOCKER_HOST", "")
-    if host and not host.startswith("unix://"):
-        return None  # remote: checked by the first --run, before the request
-    path = host.removeprefix("unix://") or DEFAULT_SOCKET
-    if os.path.exists(path):
-        return None
-    from .._sandbox.engine import unreachable_fix
+    from .._sandbox.engine import missing_socket, unreachable_fix
 
+    if (path := missing_socket()) is None:  # there, or remote: the first --run checks it
+        return None
     return f"no Docker engine for --run (nothing at {path}): {unreachable_fix()}"
 
 

@@ -323,8 +323,11 @@ def engine_ready(opts: Options) -> None:
     the request was paid for.
     """
     if opts.sandbox == "docker":
-        from .._sandbox.engine import connect
+        from .._sandbox.engine import connect, missing_socket, unreachable
 
+        if (path := missing_socket()) is not None:  # said without a client to clean up
+            raise unreachable(FileNotFoundError(f"No such file or directory: {path}"),
+                              f"unix://{path}")
         connect(timeout=10)
 
 
