@@ -95,6 +95,10 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     from ._notebook.cells import install
 
     install(ipython)  # keeps each cell's error for {Err[n]}, --fix and %llmscript explain
+    from ._notebook.first_run import first_run_note
+
+    if note := first_run_note(ipython):  # no key, no engine: said now, in one line
+        print(note)
     from ._notebook.warmup import start
 
     start(ipython)  # in a kernel: SDK, client, sandbox and pool prepared in the background

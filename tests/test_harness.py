@@ -144,7 +144,8 @@ def test_a_check_that_calls_the_script_s_function_says_how_to_write_it(sandbox: 
     assert line == ("--check 'double(2) == 4' was not evaluated: it uses double (it is a "
                     "function); checks run apart from the script, over the values it leaves "
                     "(numbers, text, lists, dicts, arrays, DataFrames): compute the value in "
-                    "the script (r = f(2)) and check that (--check 'r == 4')")
+                    "the script (r = f(2)) and check that (--check 'r == 4'); to test the "
+                    "script's functions, use --test EXPR instead")
     assert plain.check == (True, "")
 
 

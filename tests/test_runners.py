@@ -374,3 +374,77 @@ def test_a_strangers_notebook_in_the_folder_never_answers(tmp_path: Path,
     assert kernel_notebooks() == (str((tmp_path / "mine.ipynb").resolve()),)
     (tmp_path / "from-a-stranger.ipynb").write_text((tmp_path / "mine.ipynb").read_text())
     assert kernel_notebooks() == ()
+
+
+# -- two notebooks side by side (week3.ipynb and its week3.out.ipynb) ------------------
+_RUNNER = ("from nbclient import NotebookClient\nimport nbformat\n"
+           "nb = nbformat.read('week3.ipynb', 4)\n"
+           "NotebookClient(nb, kernel_name='python3', allow_errors=True).execute()\n"
+           "nbformat.write(nb, 'done.ipynb')\n")
+
+
+def _nbclient_in(folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """A scheduler's script: the notebook's name is in the script, not on its command line."""
+    (folder / "run.py").write_text(_RUNNER)
+    return _run(sys.executable, "run.py", env=_offline_env(tmp_path / "c"), cwd=folder)
+
+
+def _errors(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [f"{o['ename']}: {o['evalue']}" for c in nb.cells for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]
+
+
+def _change_record(cell: Any, **changes: str) -> None:
+    for output in cell.outputs:
+        if "llmscript" in output.get("metadata", {}):
+            output["metadata"]["llmscript"]["record"].update(changes)
+
+
+def test_nbclient_picks_the_notebook_whose_cells_match(recorded: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "course"
+    _copy(recorded, folder, "week3.ipynb")
+    _copy(recorded, folder, "week3.out.ipynb")  # a papermill output beside its source
+    other = nbformat.read(recorded, as_version=4)  # a stranger: other cells, other answers
+    other.cells[0].source = "%load_ext llmscript_magic\n%config GenerateMagics.widgets = False\n1"
+    _change_record(other.cells[1], id="another", code="print('evil')\n")
+    nbformat.write(other, folder / "week4.ipynb")
+    proc = _nbclient_in(folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _errors(folder / "done.ipynb") == []
+    assert _codes(folder / "done.ipynb") == [CODE_A, CODE_B]
+    assert _sources(folder / "done.ipynb") == ["replay", "replay"]
+
+
+def test_two_matching_notebooks_that_disagree_say_how_to_choose(recorded: Path,
+                                                                 tmp_path: Path) -> None:
+    folder = tmp_path / "course"
+    _copy(recorded, folder, "week3.ipynb")
+    twin = nbformat.read(recorded, as_version=4)  # same cells, answers recorded elsewhere
+    for cell in twin.cells[1:]:
+        _change_record(cell, id=cell.id + "-twin")
+    nbformat.write(twin, folder / "week3-copy.ipynb")
+    proc = _nbclient_in(folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    errors = _errors(folder / "done.ipynb")
+    assert len(errors) == 2 and all(e == errors[0] for e in errors)
+    assert errors[0] == ("UsageError: Several notebooks here could be this one and recorded "
+                         "different answers (week3-copy.ipynb, week3.ipynb): set "
+                         "LLMSCRIPT_REPLAY=NOTEBOOK to choose one.")
+
+
+def test_a_changed_cell_names_the_notebook_it_ran(recorded: Path, tmp_path: Path) -> None:
+    """week3.ipynb changed since week3.out.ipynb was made: its cells pick week3.ipynb."""
+    folder = tmp_path / "course"
+    _copy(recorded, folder, "week3.ipynb")
+    nb = nbformat.read(recorded, as_version=4)
+    nb.cells[1].source = nb.cells[2].source = "%%generate\nPrint a farewell for the class."
+    nbformat.write(nb, folder / "week3.ipynb")  # changed since recording, as week3.out is not
+    _copy(recorded, folder, "week3.out.ipynb")
+    (folder / "week3.out.ipynb").write_text((folder / "week3.out.ipynb").read_text()
+                                            .replace("Print a greeting", "Print a welcome"))
+    proc = _nbclient_in(folder, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    errors = _errors(folder / "done.ipynb")
+    assert len(errors) == 2 and "No API key for anthropic" in errors[0]
+    assert errors[0].endswith("(no recording of this cell with this spec in week3.ipynb).")

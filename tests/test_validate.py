@@ -368,9 +368,13 @@ def test_deeply_nested_code_is_reported_not_crashed() -> None:
     report = validate(deep)
     assert [(c.name, c.status) for c in report.checks][-1] == ("risk:unscanned", "warn")
     assert validate(deep, strict=True).failures[-1].name == "risk:unscanned"
-    too_deep = "x = " + " + ".join(["'a'"] * 5000) + "\n"  # the parser itself gives up
+    too_deep = "x = " + " + ".join(["'a'"] * 5000) + "\n"
     check = check_syntax(too_deep)
-    assert (check.status, check.line) == ("fail", 1)
+    if check.status == "pass":  # 3.10's and 3.13's parsers take it: reported, not crashed
+        assert [(c.name, c.status) for c in validate(too_deep).checks][-1] == \
+            ("risk:unscanned", "warn")
+        return
+    assert (check.status, check.line) == ("fail", 1)  # 3.11's, 3.12's parser gives up
     assert "nested too deeply" in check.message
 
 

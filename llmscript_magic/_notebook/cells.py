@@ -278,8 +278,15 @@ class CellRef:
 
 
 def current_count(shell: Any) -> int:
-    """The running cell's execution count: IPython counts ``execution_count`` up as a
-    cell starts, so while it runs that is already the next cell's number."""
+    """The running cell's execution count.
+
+    Read from the input history, which holds the running cell (stored as it starts)
+    on every IPython: ``execution_count`` is already the next cell's number while a
+    cell runs on IPython 9 but still this cell's on IPython 8 (Python 3.10).
+    """
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    if isinstance(history, list):
+        return max(1, len(history) - 1)
     return max(1, int(getattr(shell, "execution_count", 1) or 1) - 1)
 
 

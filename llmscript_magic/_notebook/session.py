@@ -272,7 +272,11 @@ class NotebookSession:
         from .._store.recordings import kernel_notebooks, replay_scope
 
         in_kernel = getattr(self.shell, "kernel", None) is not None
-        return replay_scope(cell_id or self.cell_id(), kernel_notebooks() if in_kernel else ())
+        cell_id = cell_id or self.cell_id()
+        headless = in_kernel and cell_id is None  # papermill, nbconvert, nbclient
+        ran = self.shell.history_manager.input_hist_raw[1:] if headless else ()
+        return replay_scope(cell_id, kernel_notebooks() if in_kernel else (), ran,
+                            headless=headless)
 
     def summary(self, gen: Generation, source_cell: str | None = None) -> dict[str, Any]:
         """What the generated cell carries (also the extension's payload), no record."""

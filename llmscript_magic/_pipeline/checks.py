@@ -79,8 +79,9 @@ def expr_check(expr: str, verdict: tuple[bool | None, str] | None) -> Check:
     ok, why = verdict
     if ok is None:  # a failure (the script could force it), but no repair round: the
         # user's check, not the model's code, needs changing
-        return Check(UNEVALUATED, "fail", f"--check {expr!r} was not evaluated: {why}",
-                     layer="check")
+        return Check(UNEVALUATED, "fail", f"--check {expr!r} was not evaluated: {why}"
+                     + ("; to test the script's functions, use --test EXPR instead"
+                        * ("function" in why)), layer="check")
     if ok:
         return Check("check", "pass", f"{expr} is true", layer="check")
     return Check("check", "fail", f"{expr} is false" + (f" ({why})" if why else ""),

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._course.budget import Guard
-from .._errors import CancelledError, ExtractionError, ReplayError, SandboxError
+from .._errors import (
+    CancelledError,
+    ConfigurationError,
+    ExtractionError,
+    ReplayError,
+    SandboxError,
+)
 from .._store.cache import DiskCache, entry_to_reply, reply_to_entry, request_key
 from .._store.recordings import Recordings, current_scope, lookup
 from ..providers.base import Message, Provider, Reply, Request, Usage, resolve_model
@@ -126,6 +132,7 @@ class Generation:
             "created": self.created,
             "code": self.code,
             "code_hash": self.code_hash(),
+            "ok": self.ok,  # a live kernel replays only a generation that succeeded
             "usage": asdict(self.usage),
             "attempts": len(self.attempts),
             "replies": self.entries,
@@ -166,6 +173,13 @@ class _Completer:
     nbconvert reuse recorded generations with no key. ``--refresh`` always asks the model;
     ``--no-cache`` does too where the front end names the cell (JupyterLab: a user is
     there to want a new answer), but not in runs without cell ids (papermill, nbconvert).
+
+    Headless replays (``--replay``, or no cell ids) are exact: the recording answers
+    as it was. In a live kernel (cell ids, no ``--replay``) a recording answers only
+    when it succeeded and each request is the one recorded (same spec, notebook data
+    and options); otherwise the model is asked again, so a failure is never replayed.
+    The cache likewise serves and keeps only replies that ``usable`` accepts (generate:
+    replies with code), so a reply that gave no code is asked again.
     """
 
     def __init__(self, opts: Options, spec: Spec) -> None:
@@ -175,8 +189,8 @@ class _Completer:
         self.label = f"{self.provider_name}:{self.model}"
         self.recorded: list[dict[str, Any]] | None = None
         self.strict = bool(opts.replay)  # a missing recording is an error, not a request
-        scope = current_scope()
-        self.searched = scope.notebooks
+        self.scope = scope = current_scope()
+        self.exact = self.strict or scope.cell_id is None  # headless: replay as recorded
         record: dict[str, Any] | None = None
         if opts.replay:
             try:
@@ -190,11 +204,13 @@ class _Completer:
             record = found.record
         elif (not opts.refresh and (opts.cache or scope.cell_id is None)
               and (hit := lookup(spec.hash(), scope))):
-            record = hit[0]
+            record = hit[0] if self.exact or succeeded(hit[0]) else None
         if record is not None:
             self.recorded = list(record.get("replies", []))
             self.label = record.get("model") or self.label
         self.cache = DiskCache(opts.cache_dir) if opts.cache else None
+        #: which cached replies may answer and be kept: generate() wants replies with code
+        self.usable: Callable[[Reply], bool] = lambda reply: True
         self._provider: Provider | None = None
 
     def provider(self) -> Provider:
@@ -210,17 +226,30 @@ class _Completer:
             try:
                 provider.api_key()  # fail early, with the how-to-fix line, before streaming
             except MissingKeyError as err:
-                raise MissingKeyError(f"{str(err).rstrip('.')} ({self._where()}).") from None
+                if not (where := self._where()):
+                    raise
+                raise MissingKeyError(f"{str(err).rstrip('.')} ({where}).") from None
             self._provider = provider
         return self._provider
 
     def _where(self) -> str:
-        """Where replay looked, for the no-key line (headless runners show only that)."""
-        if self.searched:
-            names = ", ".join(Path(n).name for n in self.searched[:3])
+        """Where replay looked, for the no-key line (headless runners show only that).
+
+        Said only where replay could have answered: a headless run, or a kernel that
+        found its notebook; an interactive cell gets the plain no-key line.
+        """
+        scope = self.scope
+        if searched := scope.notebooks or scope.candidates:
+            names = ", ".join(Path(n).name for n in searched[:3])
             return f"no recording of this cell with this spec in {names}"
-        return ("papermill or nbconvert: set LLMSCRIPT_REPLAY=NOTEBOOK to replay its recorded "
-                "generations")
+        if len(scope.found_here) > 1:
+            names = ", ".join(Path(n).name for n in scope.found_here[:4])
+            return (f"found {names} here, none holding the cells run: set "
+                    "LLMSCRIPT_REPLAY=NOTEBOOK to replay one")
+        if scope.headless:
+            return ("papermill or nbconvert: set LLMSCRIPT_REPLAY=NOTEBOOK to replay its "
+                    "recorded generations")
+        return ""
 
     #: shown the model's reasoning (extended thinking) as it streams; set by generate()
     on_thinking: ChunkCallback | None = None
@@ -237,6 +266,9 @@ class _Completer:
     def complete(self, request: Request, attempt: int, on_chunk: ChunkCallback | None,
                  cancel: threading.Event | None) -> tuple[Reply, str, str]:
         key = request_key(self.provider_name, request)
+        if (self.recorded is not None and not self.exact and attempt < len(self.recorded)
+                and self.recorded[attempt].get("key") != key):
+            self.recorded = None  # live kernel: what is sent changed, so ask again
         if self.recorded is not None and (attempt < len(self.recorded) or self.strict):
             if attempt >= len(self.recorded):
                 raise ReplayError(
@@ -248,8 +280,7 @@ class _Completer:
             return reply, key, "replay"
         if self.cache is not None and not self.opts.refresh:
             entry = self.cache.get(key)
-            if entry is not None:
-                reply = entry_to_reply(entry)
+            if entry is not None and self.usable(reply := entry_to_reply(entry)):
                 self._show(reply, on_chunk)
                 return reply, key, "cache"
         provider = self.provider()
@@ -261,7 +292,7 @@ class _Completer:
         finally:
             if self.guard is not None:
                 self.guard.after(self.label, reply.usage)
-        if self.cache is not None and not reply.truncated:
+        if self.cache is not None and not reply.truncated and self.usable(reply):
             self.cache.put(key, reply_to_entry(key, reply))
         return reply, key, "model"
 
@@ -315,9 +346,30 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
         report.add(_load_outputs(attempt, opts.outputs, result))
     if opts.check:
         report.add(expr_check(opts.check, result.check))
+    if opts.tests:
+        from .function_tests import not_run, test_checks
+
+        ran = result.status == "ok" and result.exit_code == 0
+        for check in test_checks(sandbox, attempt.code, opts, limits) if ran else not_run(opts):
+            report.add(check)
     if result.status == "ok" and (ex := example_check(spec, result)) is not None:
         report.add(ex)
     return result
+
+
+def engine_ready(opts: Options) -> None:
+    """Raise ``SandboxUnavailableError`` (one line, with the fix) when ``--run`` cannot run.
+
+    Checked before the model is asked: a run with no engine would only fail after
+    the request was paid for.
+    """
+    if opts.sandbox == "docker":
+        from .._sandbox.engine import connect, missing_socket, unreachable
+
+        if (path := missing_socket()) is not None:  # said without a client to clean up
+            raise unreachable(FileNotFoundError(f"No such file or directory: {path}"),
+                              f"unix://{path}")
+        connect(timeout=10)
 
 
 def _sandbox_options(opts: Options) -> dict[str, Any]:
@@ -392,12 +444,18 @@ def generate(
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     completer = _Completer(opts, spec)
     completer.on_thinking = on_thinking
-    available = sandbox_modules(opts)
-    facts = sandbox_facts(opts)
-    env = {"environment": environment_text(facts)} if facts is not None else {}
+    completer.usable = _gives_code
     completer.guard = (opts.guard or Guard()).with_max_cost(opts.max_cost)
     if opts.tutor:  # a full solution must not stream past the tutor check
         on_chunk = on_thinking = completer.on_thinking = None
+    if opts.tests and not opts.run:
+        raise ConfigurationError("--test needs a run: add --run (the tests call the script's "
+                                 "functions in the sandbox).")
+    if opts.run:
+        engine_ready(opts)  # a missing engine is said before any paid request
+    available = sandbox_modules(opts)
+    facts = sandbox_facts(opts)
+    env = {"environment": environment_text(facts)} if facts is not None else {}
     prompt = build_prompt(spec, extra_system=tutor_system(opts.system, opts.tutor),
                           context=opts.context, history=opts.history, **env)
     gen = Generation(spec, prompt, completer.label, sent=opts.sent)
@@ -433,6 +491,22 @@ def generate(
 
         log_generation(opts.audit_log, gen, opts)
     return gen
+
+
+def succeeded(record: dict[str, Any]) -> bool:
+    """Whether a recorded generation succeeded (records made before "ok": it gave code)."""
+    return bool(record.get("ok", record.get("code") is not None))
+
+
+def _gives_code(reply: Reply) -> bool:
+    """Whether code can be taken from a reply: one that gives none is not served again."""
+    from .extract import extract_code
+
+    try:
+        extract_code(reply.text, truncated=reply.truncated)
+    except ExtractionError:
+        return False
+    return True
 
 
 def _attempt(reply: Reply, spec: Spec, opts: Options, available: frozenset[str] | None,

@@ -125,6 +125,11 @@ class Options:
     check: str | None = option(None, "Python condition over the script's variables and files, "
                                "evaluated in the sandbox after the run, apart from the script.",
                                config=False, metavar="EXPR")
+    tests: tuple[str, ...] = option(
+        (), "Python expression testing the script's functions, e.g. \"fizzbuzz(15) == "
+        "'FizzBuzz'\" (repeatable); judged after the run in a fresh sandbox process that "
+        "loads the script's definitions, so unlike --check it runs the script's own code.",
+        name="test", config=False, repeat=True, metavar="EXPR")
     # -- the sandbox -------------------------------------------------------------------
     run: bool = option(False, "Run the code in the sandbox after validation.")
     sandbox: str = option("docker", "Where --run runs code: docker (hardened container), "

@@ -15,6 +15,7 @@ import builtins
 import functools
 import posixpath
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,13 @@ _SAVERS = {"to_csv", "to_json", "to_parquet", "to_excel", "to_pickle", "to_feath
 _BUILTIN_NAMES = frozenset(dir(builtins))
 _WRITE_ATTRS = _SAVERS | _PATH_WRITERS | {"open"}
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+# ``try``/``except*`` (ast.TryStar) exists from Python 3.11; on 3.10 only ``try`` parses.
+if sys.version_info >= (3, 11):
+    TryNode = ast.Try | ast.TryStar
+    TRIES: tuple[type[ast.stmt], ...] = (ast.Try, ast.TryStar)
+else:
+    TryNode = ast.Try
+    TRIES = (ast.Try,)
 _MAX_DEPTH = 400  # deeper than this, fold()/name() could exhaust Python's recursion limit
 # Fields that never hold a node worth visiting (names, flags, contexts, operators).
 _LEAF_FIELDS = {"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "module", "level",
@@ -64,7 +72,7 @@ _LEAVES = (ast.Constant, ast.Global, ast.Nonlocal, ast.MatchSingleton, ast.TypeI
 _UP = object()  # marks the end of a node's children in the walk
 CHILD_FIELDS: dict[type, tuple[str, ...]] = {}  # filled by child_fields(); .get() in hot loops
 _NOTED = (ast.Name, ast.Attribute, ast.Call, ast.Import, ast.ImportFrom, ast.Subscript, *_DEFS,
-          ast.arg, ast.Assign, ast.Try, ast.TryStar, ast.If)
+          ast.arg, ast.Assign, *TRIES, ast.If)
 _PLAIN = frozenset(k for k in vars(ast).values() if isinstance(k, type)
                    and issubclass(k, ast.AST) and not issubclass(k, _NOTED))
 _URL = re.compile(r"(https?|ftp|wss?)://")
@@ -158,7 +166,7 @@ class Resolver:
         self.imports: list[tuple[str, ast.stmt]] = []
         self.refs: list[ast.AST] = []  # loaded names, attributes, calls, ``globals()[...]``
         self.sites: list[ast.AST] = []  # imports and calls with a string first argument
-        self.tries: list[ast.Try | ast.TryStar] = []
+        self.tries: list[TryNode] = []
         self.ifs: list[ast.If] = []
         self.type_checking = False  # the code mentions TYPE_CHECKING
         self.deep = False  # nested deeper than the recursive helpers below can follow
@@ -213,7 +221,7 @@ class Resolver:
             elif isinstance(node, ast.Assign):
                 if len(node.targets) == 1:
                     assigns.append(node)
-            elif isinstance(node, ast.Try | ast.TryStar):
+            elif isinstance(node, TRIES):
                 self.tries.append(node)
             elif isinstance(node, ast.If):
                 self.ifs.append(node)

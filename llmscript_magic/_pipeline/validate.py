@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .packages import add_command, distribution, engine_needs
-from .risk import BOUNDARY, Resolver, find_risks
+from .risk import BOUNDARY, Resolver, TryNode, find_risks
 
 Status = Literal["pass", "warn", "fail"]
 _MARKS = {"pass": "✓", "warn": "!", "fail": "✗"}
@@ -258,7 +258,7 @@ def _inside(node: ast.AST, span: _Span) -> bool:
     return span[0] <= start and end <= span[1]
 
 
-def _catches_import_error(node: ast.Try | ast.TryStar) -> bool:
+def _catches_import_error(node: TryNode) -> bool:
     return any(h.type is None or any(
         isinstance(t, ast.Name | ast.Attribute) and ast.unparse(t).split(".")[-1] in _GUARDS
         for t in (h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]))

@@ -161,6 +161,16 @@ def _client(env: dict[str, str], timeout: int) -> Any:
     return client
 
 
+def missing_socket() -> str | None:
+    """The engine's local socket when nothing is there (DOCKER_HOST's unix:// path, else the
+    default one); None when it exists or the engine is remote (not contacted here)."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return None
+    path = host.removeprefix("unix://") or "/var/run/docker.sock"
+    return None if os.path.exists(path) else path
+
+
 def unreachable(exc: Exception, where: str | None = None) -> SandboxUnavailableError:
     """The one-line error for an engine we cannot talk to, naming which one."""
     where = where or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"

@@ -17,18 +17,20 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._errors import ReplayError
 from .._protocol import OUTPUT_KEY, RECORD_KEY
 
 #: Notebooks bigger than this are not read when looking for recordings on our own.
 _MAX_BYTES = 64 * 1024 * 1024
 #: At most this many notebooks of the working folder are read.
+_MAX_NOTEBOOKS = 20
 
 
 def record_of(cell: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -126,15 +128,33 @@ class ReplayScope:
 
     cell_id: str | None = None
     notebooks: tuple[str, ...] = ()  # where to look for recordings without --replay
+    #: several notebooks of the working folder whose cells match what this kernel ran
+    #: (``week3.ipynb`` and its ``week3.out.ipynb``): they answer when they agree
+    candidates: tuple[str, ...] = ()
+    found_here: tuple[str, ...] = ()  # every notebook of the folder, for the how-to-choose line
+    headless: bool = False  # a kernel run without cell ids (papermill, nbconvert, nbclient)
 
 
 _scope: ContextVar[ReplayScope | None] = ContextVar("llmscript_replay_scope", default=None)
 
 
 @contextmanager
-def replay_scope(cell_id: str | None, notebooks: Iterable[str] = ()) -> Iterator[None]:
-    """Tell the pipeline which cell runs and which notebooks may hold its recording."""
-    token = _scope.set(ReplayScope(cell_id, tuple(notebooks)))
+def replay_scope(cell_id: str | None, notebooks: Iterable[str] = (),
+                 ran: Sequence[str] = (), headless: bool = False) -> Iterator[None]:
+    """Tell the pipeline which cell runs and which notebooks may hold its recording.
+
+    ``ran``: the sources of the cells this kernel ran so far, the running one last;
+    with no notebook named, they pick the folder's notebooks that hold these cells.
+    """
+    notebooks = tuple(notebooks)
+    candidates: tuple[str, ...] = ()
+    here: tuple[str, ...] = ()
+    if not notebooks and cell_id is None and ran:
+        here = folder_notebooks()
+        candidates = tuple(p for p in here if _holds(p, ran))
+        if len(candidates) == 1:
+            notebooks, candidates = candidates, ()
+    token = _scope.set(ReplayScope(cell_id, notebooks, candidates, here, headless))
     try:
         yield
     finally:
@@ -167,6 +187,49 @@ def kernel_notebooks() -> tuple[str, ...]:
     if len(here) == 1 and here[0].stat().st_size <= _MAX_BYTES:
         return (str(here[0].resolve()),)
     return ()
+
+
+def folder_notebooks() -> tuple[str, ...]:
+    """The working folder's notebooks (a bounded number, none too big), by name."""
+    try:
+        here = sorted(p for p in Path.cwd().glob("*.ipynb") if p.is_file())
+        return tuple(str(p.resolve()) for p in here[:_MAX_NOTEBOOKS]
+                     if p.stat().st_size <= _MAX_BYTES)
+    except OSError:
+        return ()
+
+
+def _holds(notebook: str, ran: Sequence[str]) -> bool:
+    """Whether the notebook's code cells include the cells this kernel ran, in order."""
+    try:
+        sources = iter(_code_sources(notebook))
+    except (OSError, ValueError, AttributeError):
+        return False
+    wanted = [t for t in map(_text, ran) if t]
+    return all(any(text == source for source in sources) for text in wanted)
+
+
+_sources: dict[str, tuple[tuple[int, int], list[str]]] = {}
+
+
+def _code_sources(notebook: str) -> list[str]:
+    """The notebook's code cell sources; re-read only when the file changed."""
+    stat = os.stat(notebook)
+    key = (stat.st_mtime_ns, stat.st_size)
+    with _loaded_lock:
+        known = _sources.get(notebook)
+    if known is not None and known[0] == key:
+        return known[1]
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+    found = [_text(c.get("source", "")) for c in nb.get("cells", [])
+             if c.get("cell_type") == "code"]
+    with _loaded_lock:
+        _sources[notebook] = (key, found)
+    return found
+
+
+def _text(source: str | list[str]) -> str:
+    return ("".join(source) if isinstance(source, list) else str(source)).strip()
 
 
 def _runner_arguments() -> tuple[str, ...]:
@@ -208,8 +271,25 @@ def lookup(spec_hash: str, scope: ReplayScope) -> tuple[dict[str, Any], str] | N
             return found.record, notebook
         if found.cell is not None:
             return None  # this notebook has the cell, and it changed: generate anew
-    return None
+    return _agreed(spec_hash, scope)
 
 
-__all__ = ["Found", "Recordings", "ReplayScope", "current_scope", "kernel_notebooks", "lookup",
-           "record_of", "records_in_notebook", "replay_scope"]
+def _agreed(spec_hash: str, scope: ReplayScope) -> tuple[dict[str, Any], str] | None:
+    """The recording the folder's matching notebooks agree on; several answers: one line."""
+    answers: dict[str, tuple[dict[str, Any], str]] = {}
+    for notebook in scope.candidates:
+        try:
+            found = Recordings.from_notebook(notebook).find(spec_hash)
+        except (OSError, ValueError):
+            continue
+        if found.record is not None:
+            answers.setdefault(str(found.record.get("id")), (found.record, notebook))
+    if len(answers) > 1:
+        names = ", ".join(Path(n).name for n in scope.candidates)
+        raise ReplayError(f"Several notebooks here could be this one and recorded different "
+                          f"answers ({names}): set LLMSCRIPT_REPLAY=NOTEBOOK to choose one.")
+    return next(iter(answers.values()), None)
+
+
+__all__ = ["Found", "Recordings", "ReplayScope", "current_scope", "folder_notebooks",
+           "kernel_notebooks", "lookup", "record_of", "records_in_notebook", "replay_scope"]

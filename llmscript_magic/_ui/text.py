@@ -85,6 +85,12 @@ def run_text(run: RunResult, saved: Sequence[Mapping[str, Any]] = (),
     return "\n".join(lines)
 
 
+def source_note(source: str, button: bool = False) -> str:
+    """Where a reply came from when no request was made, and how to ask the model again."""
+    again = "Regenerate or --refresh" if button else "--refresh"
+    return f"from {source} (no request made; {again} asks the model again)"
+
+
 def headline(gen: Generation, prices: dict[str, tuple[float, float]] | None = None) -> list[str]:
     """Model, tokens, cost, where the reply came from: the parts of the first line."""
     u = gen.usage
@@ -95,7 +101,7 @@ def headline(gen: Generation, prices: dict[str, tuple[float, float]] | None = No
         parts.append("context: " + "; ".join(context))
     parts += [s for s in gen.sent if s.startswith("course: ")]  # what the teacher decided
     if gen.source != "model":
-        parts.append(f"from {gen.source} (no request made)")
+        parts.append(source_note(gen.source))
     if len(gen.attempts) > 1:
         parts.append(f"{len(gen.attempts)} attempts")
     return parts

@@ -35,7 +35,7 @@ from .._errors import LLMScriptError
 from .._protocol import COMM_TARGET, OUTPUT_KEY
 from . import rich
 from . import widget_html as h
-from .text import saved_files
+from .text import saved_files, source_note
 
 if TYPE_CHECKING:
     from .._pipeline.generate import Attempt, Generation
@@ -472,7 +472,7 @@ class WidgetView:
         if gen.sent:  # the size-bounded notebook data that went into the prompt
             parts.append("context: " + h.esc("; ".join(gen.sent)))
         if gen.source != "model":
-            parts.append(f"from {h.esc(gen.source)} (no request made)")
+            parts.append(h.esc(source_note(gen.source, button=True)))
         if "total_s" in gen.timing:
             parts.append(f"{gen.timing['total_s']:.1f}s")
         return " · ".join(parts)
