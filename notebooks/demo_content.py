@@ -62,9 +62,10 @@ QUICKSTART = (
         ("code", "%%generate --run\nPrint the first 10 Fibonacci numbers and their sum."),
         ("md", "## 2. A structured spec\n\nSections (`Input:`, `Output:`, `Constraints:`) make "
                "the request precise. `--input` copies a file into the sandbox; files the "
-               "script writes are saved next to the notebook (`--files-to DIR` puts them "
-               "elsewhere, `--no-files` keeps them only in the result; an existing file is "
-               "never overwritten without `--overwrite`)."),
+               "script writes are saved in `llmscript-files/` beside the notebook, a folder "
+               "nothing imports or runs from (`--files-to DIR` puts them elsewhere, "
+               "`--no-files` keeps them only in the result; a file is never overwritten "
+               "unless this cell saved it and you pass `--overwrite`)."),
         ("code", "from pathlib import Path\n"
                  "Path('sales.csv').write_text('region,units,revenue\\n"
                  "north,10,100.5\\nsouth,,80\\neast,7,n/a\\n')\n"
@@ -75,8 +76,9 @@ QUICKSTART = (
                  "Input: a CSV file sales.csv in the working folder\n"
                  "Output: totals.json, a JSON object {column: total}\n"
                  "Constraints:\n- handle missing values\n- standard library only"),
-        ("md", "The script's `totals.json` is now on disk, beside this notebook:"),
-        ("code", "import json\n\nprint(json.loads(Path('totals.json').read_text()))"),
+        ("md", "The script's `totals.json` is now on disk, in `llmscript-files/`:"),
+        ("code", "import json\n\n"
+                 "print(json.loads(Path('llmscript-files/totals.json').read_text()))"),
         ("md", "## 3. What did it cost?"),
         ("code", "%llmscript usage"),
     ],
@@ -201,7 +203,7 @@ attempt("resolve a host name", lambda: socket.gethostbyname("example.com"))
 attempt("write to /etc", lambda: open("/etc/owned", "w").write("x"))
 attempt("become root", lambda: os.setuid(0))
 attempt("read kernel memory", lambda: open("/proc/kcore", "rb").read(16))
-print("running as uid", os.getuid())
+print("running as root:", os.getuid() == 0)
 '''
 
 SAFETY = (
