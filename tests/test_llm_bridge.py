@@ -230,7 +230,7 @@ def test_the_entry_point_and_the_extra_are_declared() -> None:
     assert issubclass(cls, Provider) and cls.name == "llm"
     assert any(dep.startswith("llm>=") for dep in project["optional-dependencies"]["llm"])
     assert {"llm", "llm-echo"} <= {d.split(">")[0].split("=")[0].strip()
-                                   for d in project["optional-dependencies"]["test"]}
+                                   for d in project["optional-dependencies"]["test-fast"]}
 
 
 # -- llm's OpenAI plugin against the stand-in ------------------------------------------
@@ -386,7 +386,7 @@ def test_doctor_and_models_list_plugins_and_the_ones_that_fail(
     assert "    llm-echo: echo, echo-needs-key\n" in proc.stdout
     assert ("    llm-broken: failed to load (RuntimeError: needs ~/.broken.toml): upgrade, "
             "reinstall or uninstall llm-broken\n") in proc.stdout
-    assert "providers: anthropic, llm, openai" in proc.stdout
+    assert "providers: anthropic, course, llm, openai" in proc.stdout
 
 
 def test_load_ext_does_not_import_llm(installed: dict[str, str]) -> None:
