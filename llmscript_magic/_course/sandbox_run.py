@@ -1,7 +1,7 @@
 """A student's run in the class's shared engine, on the course service's side.
 
 The service holds the Docker socket; students never do (it is root on the host). A
-job from a kernel's ``--sandbox course`` (``_sandbox/remote.py``) runs through the
+job from a kernel's ``--sandbox course`` (``_sandbox/course_client.py``) runs through the
 product's own ``docker`` backend, so with the same hardening and isolation as anyone's
 run, under the course's caps (``[service] run_timeout``, ``run_memory_mb``), in
 containers labelled ``llmscript.student=NAME``: each student's runs get containers of

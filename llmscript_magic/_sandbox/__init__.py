@@ -36,7 +36,7 @@ ISOLATIONS = ("auto", "gvisor", "container")
 
 def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
     """A sandbox by name: "docker" (options: image, pool_size, isolation, labels), "local",
-    or "course" (the course service's shared engine, ``remote.py``).
+    or "course" (the course service's shared engine, ``course_client.py``).
 
     isolation: "auto" (gVisor where the engine has runsc, plain containers
     otherwise), "gvisor" (an error where it is missing) or "container".
@@ -56,7 +56,7 @@ def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
                 "--isolation applies to the docker sandbox only: drop it or use --sandbox docker")
         return LocalSandbox(**options)
     if kind == "course":
-        from .remote import CourseSandbox
+        from .course_client import CourseSandbox
 
         return CourseSandbox(**options)
     raise ConfigurationError(f"Unknown sandbox {kind!r}: use 'docker', 'local' or 'course'")

@@ -1,7 +1,7 @@
 """A run's job and its ``RunResult`` as JSON, for a sandbox that runs elsewhere.
 
 The course's hub service runs students' code in the class's shared engine
-(``remote.py`` is the kernel's side). Bytes (files, figures, encoded values) travel as
+(``course_client.py`` is the kernel's side). Bytes (files, figures, encoded values) travel as
 base64; nothing is unpickled or executed on either side: values stay in the
 harness's own formats (``Value``), decoded later by the notebook as usual.
 """
