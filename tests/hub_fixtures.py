@@ -30,8 +30,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_ENV = Path(os.environ.get("LLMSCRIPT_HUB_ENV", "/opt/llmscript-hub"))
-STUDENTS = ("lmc-stu1", "lmc-stu2", "lmc-stu3")
-TEACHER = "lmc-teacher"
+#: the test users' names start with this; another prefix lets a second session run
+#: beside one already under way (the users are system-wide)
+PREFIX = os.environ.get("LLMSCRIPT_HUB_USER_PREFIX", "lmc")
+STUDENTS = (f"{PREFIX}-stu1", f"{PREFIX}-stu2", f"{PREFIX}-stu3")
+TEACHER = f"{PREFIX}-teacher"
 SERVICE = "llmscript-course"
 
 
@@ -156,6 +159,7 @@ def _course_toml(base: Path, key_file: Path, usage: Path) -> Path:
 name = "Data 101"
 model = "course:anthropic:claude-haiku-5"
 rules = "Use only the standard library. Explain each step in a comment."
+sandbox = "course"
 
 [service]
 models = ["anthropic:claude-haiku-5"]
@@ -165,6 +169,8 @@ rate = 30
 teachers = ["{TEACHER}"]
 usage_file = "{usage}"
 keys = {{ anthropic = "{key_file}" }}
+run_timeout = 20
+runs = 5
 """)
     path.chmod(0o644)
     return path

@@ -79,3 +79,20 @@ def test_cli_reads_the_record_on_the_server(tmp_path: Path,
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["student", "requests", "refused"]
     assert out.splitlines()[1].split()[:3] == ["ann", "1", "0"] and "$0.006" in out
+
+
+def test_runs_one_at_a_time_within_a_rate_and_counted(tmp_path: Path) -> None:
+    g = gate(tmp_path, runs=2)
+    g.start_run("ann")
+    with pytest.raises(RateLimitError, match="previous run in the course's sandbox is still"):
+        g.start_run("ann")  # one at a time
+    g.start_run("bob")  # another student's run is not held up
+    g.end_run("ann", 1.5, "ok")
+    g.start_run("ann")
+    g.end_run("ann", 0.5, "error")
+    with pytest.raises(RateLimitError, match="at most 2 sandbox runs a minute"):
+        g.start_run("ann")
+    row = gate(tmp_path, runs=2).report()["ann"]  # a restarted service reads them back
+    assert (row["runs"], row["run_seconds"], row["refused"], row["requests"]) == \
+        (2, pytest.approx(2.0), 2, 0)
+    assert "   2     2.0" in report_text(gate(tmp_path).report())

@@ -139,6 +139,48 @@ def test_tutor_mode_inserts_no_full_solution(loaded: Hub) -> None:
     assert "Do NOT write the full solution" in json.dumps(hub.standin.last.body["system"])
 
 
+RUN_CODE = "import os\nprint('sum is', sum(range(5)), 'uid', os.getuid())\n"
+
+
+@pytest.mark.docker
+def test_student_runs_in_the_shared_engine(loaded: Hub, docker_client: Any) -> None:
+    hub = loaded
+    user = STUDENTS[1]
+    # the student's kernel cannot reach the engine itself: that socket is root on the host
+    probe = hub.run(user, """
+import os, socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect("/var/run/docker.sock")
+    print("CONNECTED")
+except OSError as err:
+    print("socket:", type(err).__name__)
+print("DOCKER_HOST" in os.environ)
+""")
+    assert probe["stdout"].split() == ["socket:", "PermissionError", "False"], probe
+    hub.standin.enqueue(f"```python\n{RUN_CODE}```", usage={"input_tokens": 10,
+                                                            "output_tokens": 10})
+    result = generate(hub, user, "--run --retries 0 --max-tokens 1000 --timeout 90",
+                      "Print the sum of range(5).")
+    assert result["error"] is None, result
+    shown = json.dumps(result)
+    assert "sum is 10 uid" in shown, result  # it ran, and its output came back
+    assert "the code runs in the course sandbox (set by Data 101" in shown
+    # the run was the service's: in a container labelled with the student's name
+    labelled = docker_client.containers.list(
+        filters={"label": f"llmscript.student={user}"})
+    assert labelled, "no container carries the student's label"
+    assert all(c.labels.get("llmscript.sandbox") == "1" for c in labelled)
+    # the teacher's report counts it (and the course caps the run's timeout at 20 s)
+    import httpx2
+
+    report = httpx2.get(hub.service_url + "v1/usage", timeout=30, headers={
+        "Authorization": f"token {hub.tokens[TEACHER]}"}).json()["students"]
+    assert report[user]["runs"] == 1 and report[user]["run_seconds"] > 0
+    assert "course caps: timeout 20 s" in shown
+    assert all(report[s]["runs"] == 0 for s in STUDENTS if s != user)
+
+
 def test_key_is_absent_from_student_processes_and_files(loaded: Hub) -> None:
     hub = loaded
     for user in STUDENTS:
@@ -205,7 +247,7 @@ def test_teacher_reads_the_usage_report(loaded: Hub) -> None:
 
     page = httpx2.get(f"{hub.url}/services/llmscript-course/", timeout=30,
                       headers={"Authorization": f"token {hub.tokens[TEACHER]}"})
-    assert page.status_code == 200 and "<td>lmc-stu3</td><td>1</td><td>1</td>" in page.text
+    assert page.status_code == 200 and f"<td>{STUDENTS[2]}</td><td>1</td><td>1</td>" in page.text
     page = httpx2.get(f"{hub.url}/services/llmscript-course/", timeout=30,
                       headers={"Authorization": f"token {hub.tokens[STUDENTS[0]]}"})
     assert page.status_code == 403

@@ -107,5 +107,5 @@ def test_api_key_is_not_in_the_options_repr() -> None:
 def test_bad_choice_is_one_line_naming_the_trait(ip: InteractiveShell) -> None:
     ip.run_line_magic("config", "GenerateMagics.sandbox = 'dockr'")
     result = ip.run_cell("%%generate\nSum the rows.")
-    assert "GenerateMagics.sandbox = 'dockr' is not one of docker, local, none" \
+    assert "GenerateMagics.sandbox = 'dockr' is not one of docker, local, course, none" \
         in str(result.error_in_exec)

@@ -18,6 +18,11 @@ rate = 10                               # requests per student per minute
 teachers = ["teacher"]                  # hub users who may read the usage report
 usage_file = "/var/lib/llmscript/usage.jsonl"
 keys = { anthropic = "/etc/llmscript/anthropic.key" }   # readable by the service only
+# students' runs (--sandbox course) in the shared engine, labelled llmscript.student=NAME
+isolation = "auto"                      # auto, gvisor or container
+run_timeout = 60                        # the most seconds a student's run may take
+run_memory_mb = 512                     # the most memory a student's run may have
+runs = 10                               # runs per student per minute, one at a time
 ```
 """
 
@@ -51,6 +56,10 @@ class ServiceSettings:
     teachers: frozenset[str] = frozenset()
     usage_file: str = "/var/lib/llmscript/usage.jsonl"
     keys: Mapping[str, str] = field(default_factory=dict)
+    isolation: str = "auto"
+    run_timeout: float = 60.0
+    run_memory_mb: int = 512
+    runs: int = 10
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> ServiceSettings:
@@ -70,6 +79,9 @@ class ServiceSettings:
                                      "cannot be checked: allow models listed in "
                                      "llmscript_magic/_store/cost.py.")
         service["teachers"] = frozenset(service.get("teachers", ()))
+        if service.get("isolation", "auto") not in ("auto", "gvisor", "container"):
+            raise ConfigurationError(f"[service] isolation = {service['isolation']!r}: use "
+                                     "auto, gvisor or container.")
         for key in ("daily_budget", "total_budget"):
             if service.get(key) is not None:
                 service[key] = float(service[key])
@@ -87,6 +99,8 @@ class StudentUsage:
     cost_today: float = 0.0
     cost_total: float = 0.0
     last: str = ""
+    runs: int = 0  # sandbox runs in the shared engine (--sandbox course)
+    run_seconds: float = 0.0
 
 
 class Gate:
@@ -99,6 +113,8 @@ class Gate:
         self.lock = threading.Lock()
         self.usage: dict[str, StudentUsage] = defaultdict(StudentUsage)
         self.recent: dict[str, deque[float]] = defaultdict(deque)
+        self.recent_runs: dict[str, deque[float]] = defaultdict(deque)
+        self.running: set[str] = set()  # students with a run under way
         self._load()
 
     def _load(self) -> None:
@@ -114,7 +130,10 @@ class Gate:
 
     def _count(self, entry: Mapping[str, Any], today: str) -> None:
         row = self.usage[entry["user"]]
-        if entry.get("refused"):
+        if entry.get("run") and not entry.get("refused"):
+            row.runs += 1
+            row.run_seconds += float(entry.get("seconds", 0.0))
+        elif entry.get("refused"):
             row.refused += 1
         else:
             row.requests += 1
@@ -172,6 +191,33 @@ class Gate:
                     "ask your teacher to raise it, or lower --max-tokens.")
         recent.append(now)
 
+    def start_run(self, user: str) -> None:
+        """Admit one run in the shared engine, or raise (recorded): one at a time, a rate."""
+        with self.lock:
+            now = time.monotonic()
+            recent = self.recent_runs[user]
+            while recent and now - recent[0] > 60:
+                recent.popleft()
+            try:
+                if user in self.running:
+                    raise RateLimitError("Your previous run in the course's sandbox is still "
+                                         "going: wait for it, then run this again.")
+                if len(recent) >= self.settings.runs:
+                    raise RateLimitError(f"Rate limit: at most {self.settings.runs} sandbox runs "
+                                         "a minute per student in this course; wait a minute.")
+            except RateLimitError as err:
+                self._write({"user": user, "run": True, "refused": str(err)})
+                raise
+            recent.append(now)
+            self.running.add(user)
+
+    def end_run(self, user: str, seconds: float, status: str) -> None:
+        """The run is over: the student's row counts it and its time."""
+        with self.lock:
+            self.running.discard(user)
+            self._write({"user": user, "run": True, "seconds": round(seconds, 3),
+                         "status": status})
+
     def record(self, user: str, model: str, usage: Usage) -> float:
         cost = usage_cost(model, usage)
         with self.lock:
@@ -206,11 +252,12 @@ def report_text(report: Mapping[str, Mapping[str, Any]]) -> str:
     if not report:
         return "No requests yet."
     lines = [f"{'student':16} {'requests':>8} {'refused':>7} {'in':>8} {'out':>8} "
-             f"{'today':>9} {'total':>9}  last"]
+             f"{'today':>9} {'total':>9} {'runs':>5} {'run s':>7}  last"]
     for user, row in report.items():
         lines.append(f"{user[:16]:16} {row['requests']:>8} {row['refused']:>7} "
                      f"{row['input_tokens']:>8} {row['output_tokens']:>8} "
-                     f"{usd(row['cost_today']):>9} {usd(row['cost_total']):>9}  {row['last']}")
+                     f"{usd(row['cost_today']):>9} {usd(row['cost_total']):>9} "
+                     f"{row.get('runs', 0):>5} {row.get('run_seconds', 0.0):>7.1f}  {row['last']}")
     return "\n".join(lines)
 
 

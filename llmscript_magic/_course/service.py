@@ -11,6 +11,11 @@ token every student's server gets as ``$JUPYTERHUB_API_TOKEN``):
   goes to the real provider with the course's key and the reply streams back as
   newline-delimited JSON. Refusals are one line, with HTTP 402 (budget), 403 (model),
   429 (rate).
+- ``POST v1/run``: a sandbox job (``_sandbox/wire.py``) from a kernel's ``--sandbox
+  course``; ``sandbox_run.py`` runs it in the class's shared engine (the service holds
+  the Docker socket, students never do), labelled with the student's name, and records
+  it in the student's usage (runs, seconds). 429 when one is already running or the
+  student is over ``[service] runs`` a minute.
 - ``GET v1/usage``: the per-student record, for the course's teachers only.
 - ``GET v1/me``: the caller's own spending and budgets (``%llmscript usage`` shows them).
 - ``GET /services/llmscript-course/``: the same report as a page, for teachers signed in
@@ -114,6 +119,24 @@ def make_app(gate: Gate, keys: dict[str, str], prefix: str = "/") -> Any:
                 await self.flush()
             self.finish()
 
+    class Run(Base):
+        @web.authenticated
+        async def post(self) -> None:
+            from .sandbox_run import run_job
+
+            user = self.user()
+            try:
+                gate.start_run(user)
+            except LLMScriptError as err:
+                return self.fail(_status(err), str(err))
+            try:
+                status, answer = await asyncio.get_running_loop().run_in_executor(
+                    None, run_job, gate, user, self.request.body)
+            finally:
+                gate.running.discard(user)  # end_run (in run_job) already did, normally
+            self.set_status(status)
+            self.finish(answer)
+
     class Usage(Base):
         @web.authenticated
         def get(self) -> None:
@@ -139,10 +162,12 @@ def make_app(gate: Gate, keys: dict[str, str], prefix: str = "/") -> Any:
             rows = "".join(
                 "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
                     name, r["requests"], r["refused"], r["input_tokens"], r["output_tokens"],
-                    usd(r["cost_today"]), usd(r["cost_total"]), r["last"])) + "</tr>"
+                    usd(r["cost_today"]), usd(r["cost_total"]), r["last"], r["runs"],
+                    f"{r['run_seconds']:.1f}")) + "</tr>"
                 for name, r in gate.report().items())
             head = "".join(f"<th>{h}</th>" for h in ("student", "requests", "refused", "in",
-                                                      "out", "today", "total", "last"))
+                                                      "out", "today", "total", "last", "runs",
+                                                      "run seconds"))
             self.set_header("Content-Security-Policy", "default-src 'none'")
             self.finish(f"<!doctype html><title>Course usage</title><h1>Course usage</h1>"
                         f"<table><tr>{head}</tr>{rows}</table>")
@@ -155,7 +180,8 @@ def make_app(gate: Gate, keys: dict[str, str], prefix: str = "/") -> Any:
     prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
     return web.Application(
         [(prefix, Page), (prefix + "oauth_callback", HubOAuthCallbackHandler),
-         (prefix + "v1/generate", Generate), (prefix + "v1/usage", Usage), (prefix + "v1/me", Me)],
+         (prefix + "v1/generate", Generate), (prefix + "v1/run", Run),
+         (prefix + "v1/usage", Usage), (prefix + "v1/me", Me)],
         cookie_secret=os.urandom(32))
 
 

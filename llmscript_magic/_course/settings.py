@@ -19,6 +19,7 @@ tutor = false
 max_cost = 0.05          # USD per cell
 session_budget = 0.50    # USD per kernel
 daily_budget = 1.00      # USD per student per day
+sandbox = "course"       # --run goes to the service's shared engine (no Docker socket here)
 
 [tests]                  # %llmscript test NAME runs a student's cell against one
 mean = "answer == 2"     # over the values the cell leaves (as --check)
@@ -77,6 +78,8 @@ class CourseSettings:
     max_cost: float | None = None
     session_budget: float | None = None
     daily_budget: float | None = None
+    #: where --run runs: "course" = the service's shared engine (see sandbox_run.py)
+    sandbox: str | None = None
     #: the teacher's tests: name -> a condition over the student's variables (``--check``)
     tests: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -85,7 +88,7 @@ class CourseSettings:
     def from_table(cls, table: Mapping[str, Any], path: str = "") -> CourseSettings:
         course = dict(table.get("course", {}))
         known = {"name", "model", "rules", "insert", "tutor", "max_cost", "session_budget",
-                 "daily_budget"}
+                 "daily_budget", "sandbox"}
         unknown = sorted(set(course) - known)
         if unknown:
             raise ConfigurationError(
@@ -143,6 +146,11 @@ def apply_course(opts: OptionsT, course: CourseSettings | None) -> tuple[Options
                      f"{course.name})")
     elif course.tutor:
         notes.append(f"{NOTE}tutor mode (set by {course.name})")
+    if course.sandbox and get("sandbox") not in (None, "none", course.sandbox):
+        changes["sandbox"] = course.sandbox
+        if get("run"):
+            notes.append(f"{NOTE}the code runs in the {course.sandbox} sandbox (set by "
+                         f"{course.name}; --sandbox {get('sandbox')} was not used)")
     if course.insert is False and get("insert") is not False:
         changes["insert"] = False
         notes.append(f"{NOTE}generated code is not inserted in {course.name}")
@@ -154,7 +162,8 @@ def apply_course(opts: OptionsT, course: CourseSettings | None) -> tuple[Options
     if hasattr(opts, "course_locked"):
         decided = {"model": course.model, "tutor": course.tutor, "insert": course.insert,
                    "max_cost": course.max_cost, "session_budget": course.session_budget,
-                   "daily_budget": course.daily_budget, "system": course.rules or None}
+                   "daily_budget": course.daily_budget, "system": course.rules or None,
+                   "sandbox": course.sandbox}
         changes["course_locked"] = frozenset(k for k, v in decided.items() if v is not None)
     return (replace(opts, **changes) if changes else opts), notes  # type: ignore[type-var]
 

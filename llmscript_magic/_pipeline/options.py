@@ -76,7 +76,7 @@ def name_set(text: str) -> frozenset[str] | None:
     return frozenset(names(text)) if text.strip() else None
 
 
-SANDBOXES = ("docker", "local", "none")
+SANDBOXES = ("docker", "local", "course", "none")
 ISOLATIONS = ("auto", "gvisor", "container")
 
 
@@ -133,7 +133,9 @@ class Options:
     # -- the sandbox -------------------------------------------------------------------
     run: bool = option(False, "Run the code in the sandbox after validation.")
     sandbox: str = option("docker", "Where --run runs code: docker (hardened container), "
-                          "local (bubblewrap/subprocess: weaker) or none.", choices=SANDBOXES)
+                          "local (bubblewrap/subprocess: weaker), course (a JupyterHub "
+                          "course's shared engine, via its service) or none.",
+                          choices=SANDBOXES)
     isolation: str = option("auto", "Docker isolation: gvisor (runsc), container (runc) or "
                             "auto (gvisor where the engine has it).", choices=ISOLATIONS)
     image: str = option("", "Sandbox image; '' = the built-in llmscript-sandbox image.")

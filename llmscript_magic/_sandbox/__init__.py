@@ -1,8 +1,9 @@
 """Run generated code where it cannot hurt the host: the sandbox contract.
 
 Backends: ``docker`` (hardened single-use containers from a warm pool; the
-default; ``isolation`` picks gVisor or plain containers) and ``local`` (a
-bubblewrap sandbox on this machine: weaker, clearly labelled).
+default; ``isolation`` picks gVisor or plain containers), ``local`` (a
+bubblewrap sandbox on this machine: weaker, clearly labelled) and ``course``
+(a JupyterHub course's service runs it in the class's shared engine).
 Importing this module must stay cheap: ``docker`` is imported only on use.
 """
 
@@ -34,7 +35,8 @@ ISOLATIONS = ("auto", "gvisor", "container")
 
 
 def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
-    """A sandbox by name: "docker" (options: image, pool_size, isolation) or "local".
+    """A sandbox by name: "docker" (options: image, pool_size, isolation, labels), "local",
+    or "course" (the course service's shared engine, ``course_client.py``).
 
     isolation: "auto" (gVisor where the engine has runsc, plain containers
     otherwise), "gvisor" (an error where it is missing) or "container".
@@ -53,7 +55,11 @@ def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
             raise ConfigurationError(
                 "--isolation applies to the docker sandbox only: drop it or use --sandbox docker")
         return LocalSandbox(**options)
-    raise ConfigurationError(f"Unknown sandbox {kind!r}: use 'docker' or 'local'")
+    if kind == "course":
+        from .course_client import CourseSandbox
+
+        return CourseSandbox(**options)
+    raise ConfigurationError(f"Unknown sandbox {kind!r}: use 'docker', 'local' or 'course'")
 
 
 def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,

@@ -298,12 +298,13 @@ UID_LOW, UID_HIGH = 20000, 60000  # run uids: inside a rootless engine's 65536 m
 
 
 def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
-             preimport: bool = True) -> Slot:
+             preimport: bool = True, labels: Mapping[str, str] | None = None) -> Slot:
     """Create, attach and start one container whose runner waits for its runs.
 
     detach=False + stdin_open sets StdinOnce: closing our socket (or our process
     dying) ends the runner, even mid-run, and the engine removes the container.
     preimport: its zygote imports PREIMPORT once, for every run it forks.
+    labels: extra container labels (the course service's ``llmscript.student``).
     """
     import secrets
 
@@ -315,7 +316,7 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     created = client.api.create_container(
         image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE,
                         json.dumps(warm)],
-        user=UID, working_dir=WORK, environment={}, labels=_labels(),
+        user=UID, working_dir=WORK, environment={}, labels={**(labels or {}), **_labels()},
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
         host_config=_host_config(client, limits, runtime, preimport),
     )
@@ -371,9 +372,13 @@ class DockerSandbox(Sandbox):
     backend = "docker"
 
     def __init__(self, image: str = DEFAULT_IMAGE, *, pool_size: int = 1,
-                 isolation: str = "auto", preimport: bool | None = None) -> None:
+                 isolation: str = "auto", preimport: bool | None = None,
+                 labels: tuple[tuple[str, str], ...] = ()) -> None:
         import docker
 
+        #: extra labels on every container (part of the pool's key: a container serves
+        #: the runs of one label set only, e.g. one student's in a course)
+        self.labels = tuple(sorted(labels))
         self.client = connect()
         #: "gvisor" or "container": what `isolation` resolved to on this engine
         self.isolation = resolve_isolation(self.client, isolation)
@@ -395,14 +400,14 @@ class DockerSandbox(Sandbox):
 
     def _key(self, limits: Limits) -> tuple[Any, ...]:
         return (engine_id(self.client), self.image_id, self.runtime, limits.container_key(),
-                self.preimport)
+                self.preimport, self.labels)
 
     def _pool(self, limits: Limits) -> Pool:
         key = self._key(limits)
 
         def factory(ahead: bool) -> Slot:
             return _factory(self.client, self.image, limits, self.runtime,
-                            preimport=self.preimport)
+                            preimport=self.preimport, labels=dict(self.labels))
 
         return get_pool(key, factory, self.pool_size,
                         held_elsewhere=functools.partial(_held_elsewhere, self.client))
