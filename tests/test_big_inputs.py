@@ -160,7 +160,7 @@ def test_magic_input_path_binds_a_big_file(
         "sums = {str(k): int(s) for k, s in pd.read_csv('data.csv').groupby('g')['v']"
         ".sum().items()}\n"
         "where = os.path.realpath('data.csv')\n```\n")
-    res = ip.run_cell("%%generate --run --input data.csv --output sums --output where "
+    res = ip.run_cell("%%generate --run --input data.csv --output sums,where "
                       "--memory 1536m --timeout 180\nSum v per g.")
     assert res.success, res.error_in_exec
     assert ip.user_ns["sums"] == sums and ip.user_ns["where"] == "/in/data.csv"

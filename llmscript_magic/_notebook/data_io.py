@@ -99,7 +99,8 @@ def needed_mb(value: Any, encoded: Value) -> float:
     """
     size = len(encoded.data)
     if _module("pandas", value, "DataFrame") or _module("pandas", value, "Series"):
-        size += max(len(encoded.data), int(value.memory_usage(deep=False).sum()))
+        usage = value.memory_usage(deep=False)  # a Series answers an int, a frame a Series
+        size += max(len(encoded.data), int(getattr(usage, "sum", lambda: usage)()))
     elif _module("numpy", value, "ndarray"):
         size += int(value.nbytes)
     else:
