@@ -164,3 +164,27 @@ def test_magic_input_path_binds_a_big_file(
                       "--memory 1536m --timeout 180\nSum v per g.")
     assert res.success, res.error_in_exec
     assert ip.user_ns["sums"] == sums and ip.user_ns["where"] == "/in/data.csv"
+
+
+@pytest.mark.docker
+def test_a_file_only_its_owner_reads_is_one_line(docker_client: Any, tmp_path: Path) -> None:
+    private = tmp_path / "private.csv"
+    private.write_bytes(b"a\n" + b"1\n" * 5_000_000)
+    private.chmod(0o600)
+    with pytest.raises(ConfigurationError) as err:
+        get_sandbox("docker", isolation="container").run("print(1)",
+                                                         files={"private.csv": private})
+    assert "\n" not in str(err.value) and f"chmod o+r {private}" in str(err.value)
+
+
+@pytest.mark.docker
+def test_a_file_replaced_under_its_name_is_seen_new(docker_client: Any, tmp_path: Path) -> None:
+    box = get_sandbox("docker", isolation="container")
+    path = tmp_path / "d.txt"
+    for text in ("first", "second"):
+        fresh = tmp_path / "next.txt"
+        fresh.write_text(text + "\n" * 9_000_000)
+        fresh.chmod(0o644)
+        fresh.replace(path)  # a new inode, as editors and `mv` leave it
+        r = box.run("print(open('d.txt').readline().strip())", files={"d.txt": path})
+        assert (r.status, r.stdout) == ("ok", text + "\n"), r.stderr[-2000:]

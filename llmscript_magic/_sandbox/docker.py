@@ -67,7 +67,15 @@ from .engine import (  # engine_warning, *_option: engine differences (Podman)
 from .files import Outputs, outputs_from_tar
 from .harness.runner import VALUE_CAP
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
-from .mounts import links, spilled, split_files, target
+from .mounts import (
+    INLINE_VALUE_BYTES,
+    check_others_read,
+    inlined,
+    links,
+    spilled,
+    split_files,
+    target,
+)
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 from .pool import Pool, Slot, close_pools, forget, get_pool, on_close, remove
 
@@ -398,7 +406,8 @@ class DockerSandbox(Sandbox):
 
     def _key(self, limits: Limits, binds: Mapping[str, str] | None = None) -> tuple[Any, ...]:
         return (engine_id(self.client), self.image_id, self.runtime, limits.container_key(),
-                self.preimport, tuple(sorted((binds or {}).items())))
+                self.preimport, tuple(sorted((inside, host, _identity(host))
+                                             for inside, host in (binds or {}).items())))
 
     def _pool(self, limits: Limits, binds: Mapping[str, str] | None = None,
               size: int | None = None) -> Pool:
@@ -420,8 +429,11 @@ class DockerSandbox(Sandbox):
             limits: Limits | None = None, inputs: Sequence[Value] = (),
             outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         limits = limits or Limits()
-        placed, mounted = split_files(files)
-        with spilled(inputs) as (inline, entries, value_binds):
+        near = engine_id(self.client).startswith(("unix://", "npipe://"))
+        placed, mounted = split_files(files if near else inlined(files))  # bound only here
+        check_others_read(mounted)
+        with spilled(inputs, None if not near else INLINE_VALUE_BYTES) as (
+                inline, entries, value_binds):
             job = harness_job(code, inputs, outputs, check)
             job["inputs"] = [i for i in job["inputs"] if i["name"] in {v.name for v in inline}]
             job["mounted_inputs"], job["links"] = entries, links(mounted)
@@ -656,6 +668,13 @@ class DockerSandbox(Sandbox):
                               diag=bytes(stream.diag), values=values_from(values, outputs))
         fit = bool(report and report.get("reusable")) and not stream.mux and not stream.proto
         return result, fit
+
+
+def _identity(host: str) -> tuple[int, ...]:
+    """Which file a bind holds: a file replaced under its name (a new inode) needs a new
+    container, since a bind keeps the inode it was made with."""
+    st = os.stat(host)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def limit_scope(runtime: str | None) -> dict[str, str]:

@@ -55,6 +55,21 @@ def split_files(files: Mapping[str, bytes | os.PathLike[str]] | None
     return inline, mounted
 
 
+def inlined(files: Mapping[str, bytes | os.PathLike[str]] | None) -> dict[str, bytes]:
+    """Every file as bytes: for an engine on another machine, which cannot bind our files."""
+    return {k: Path(v).read_bytes() if isinstance(v, os.PathLike) else bytes(v)
+            for k, v in (files or {}).items()}
+
+
+def check_others_read(mounted: Mapping[str, str]) -> None:
+    """A container run has a uid of its own: a file only its owner reads is refused (one line)."""
+    for rel, host in mounted.items():
+        if not os.stat(host).st_mode & 0o004:
+            raise ConfigurationError(
+                f"--input {rel}: the sandbox reads it as another user, and only its owner may "
+                f"read it: run `chmod o+r {host}` (it stays read-only in the sandbox)")
+
+
 def target(rel: str) -> str:
     """The read-only path inside the sandbox for a work dir name."""
     return f"{MOUNT_ROOT}/{rel}"
@@ -66,7 +81,7 @@ def links(mounted: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def spilled(inputs: Sequence[Value], cap: int = INLINE_VALUE_BYTES
+def spilled(inputs: Sequence[Value], cap: int | None = INLINE_VALUE_BYTES
             ) -> Iterator[tuple[list[Value], list[dict[str, str]], dict[str, str]]]:
     """Values over cap written to private files for the run to read in place.
 
@@ -75,7 +90,7 @@ def spilled(inputs: Sequence[Value], cap: int = INLINE_VALUE_BYTES
     only this user can enter (the file itself is readable: the run's uid in
     the sandbox must open it through the bind) and are removed afterwards.
     """
-    big = [v for v in inputs if len(v.data) > cap]
+    big = [v for v in inputs if cap is not None and len(v.data) > cap]
     if not big:
         yield list(inputs), [], {}
         return
@@ -90,10 +105,10 @@ def spilled(inputs: Sequence[Value], cap: int = INLINE_VALUE_BYTES
             inside = f"{MOUNT_ROOT}/{VALUE_DIR}/{i}"
             entries.append({"name": value.name, "format": value.format, "mount": inside})
             binds[inside] = host
-        yield [v for v in inputs if len(v.data) <= cap], entries, binds
+        yield [v for v in inputs if v not in big], entries, binds
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-__all__ = ["INLINE_FILE_BYTES", "INLINE_VALUE_BYTES", "MOUNT_ROOT", "big_or_bytes", "links",
-           "spilled", "split_files", "target"]
+__all__ = ["INLINE_FILE_BYTES", "INLINE_VALUE_BYTES", "MOUNT_ROOT", "big_or_bytes",
+           "check_others_read", "inlined", "links", "spilled", "split_files", "target"]
