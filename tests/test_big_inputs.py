@@ -55,6 +55,7 @@ def sandbox(request: pytest.FixtureRequest) -> Any:
             pytest.skip(f"no bubblewrap: {bubblewrap_problem()}")
         return get_sandbox("local")
     client = request.getfixturevalue("docker_client")
+    request.getfixturevalue("docker_leftover_check")  # no container or volume left behind
     if request.param == "gvisor":
         from llmscript_magic._sandbox.engine import gvisor_problem
 
