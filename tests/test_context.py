@@ -289,12 +289,11 @@ def test_inputs_refuse_what_cannot_cross(value: Any, message: str) -> None:
         encode_inputs(["v"], {"v": value}, available=None)
 
 
-def test_inputs_too_big_are_refused_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("llmscript_magic._notebook.data_io.INPUT_BYTES", 1000)
+def test_inputs_too_big_for_the_memory_are_refused_before_any_request() -> None:
     with pytest.raises(ConfigurationError) as err:
-        encode_inputs(["big"], {"big": np.zeros(1000)}, available=None)
-    assert str(err.value).startswith("Cannot send 'big' into the sandbox: the inputs take ")
-    assert "send a slice (e.g. big.head(100000)) or pass a file with --input PATH" in str(err.value)
+        encode_inputs(["big"], {"big": np.zeros(8_000_000)}, available=None, memory_mb=64)
+    assert str(err.value).startswith("big needs about ")
+    assert "over --memory 64m: raise --memory or pass a file with --input PATH" in str(err.value)
 
 
 # -- results back -------------------------------------------------------------------

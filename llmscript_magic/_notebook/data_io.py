@@ -28,7 +28,8 @@ from .._sandbox.base import Value
 from .._sandbox.harness import codec
 from .context import _cell, _lookup, _module, _short, _type_name
 
-INPUT_BYTES = 32 * 2**20  # all input variables together (the sandbox's /tmp is 64 MiB)
+#: What the interpreter itself takes in the sandbox before any input is loaded.
+BASE_MB = 64
 
 
 # -- data into the sandbox -----------------------------------------------------
@@ -90,26 +91,44 @@ def _what(value: Any) -> str:
     return kind
 
 
+def needed_mb(value: Any, encoded: Value) -> float:
+    """About what loading a value takes in the sandbox: its bytes plus what they decode to.
+
+    A large value goes through a file (``_sandbox/mounts.py``), so the bound is
+    the run's memory, not a transport cap.
+    """
+    size = len(encoded.data)
+    if _module("pandas", value, "DataFrame") or _module("pandas", value, "Series"):
+        usage = value.memory_usage(deep=False)  # a Series answers an int, a frame a Series
+        size += max(len(encoded.data), int(getattr(usage, "sum", lambda: usage)()))
+    elif _module("numpy", value, "ndarray"):
+        size += int(value.nbytes)
+    else:
+        size += len(encoded.data)
+    return size / 2**20
+
+
 def encode_inputs(names: Sequence[str], namespace: Mapping[str, Any], *,
-                  available: frozenset[str] | None) -> tuple[list[Value], str]:
+                  available: frozenset[str] | None,
+                  memory_mb: int | None = None) -> tuple[list[Value], str]:
     """Variables for the sandbox's namespace, plus the prompt note that says they exist.
 
     ``available`` is what the sandbox image imports (None when unknown):
     Parquet is used only when it and this kernel both have pyarrow.
+    ``memory_mb`` (the run's ``--memory``) bounds what the values may take there.
     """
     parquet = available is not None and "pyarrow" in available \
         and importlib.util.find_spec("pyarrow") is not None
     values: list[Value] = []
     lines: list[str] = []
-    total = 0
+    total = 0.0
     for name, value in _lookup(list(dict.fromkeys(names)), namespace):
         encoded = _encode(name, value, parquet)
-        total += len(encoded.data)
-        if total > INPUT_BYTES:
+        total += needed_mb(value, encoded)
+        if memory_mb is not None and total + BASE_MB > memory_mb:
             raise ConfigurationError(
-                f"Cannot send {name!r} into the sandbox: the inputs take "
-                f"{total / 2**20:.1f} MiB, more than the {INPUT_BYTES // 2**20} MiB that go "
-                f"in; send a slice (e.g. {name}.head(100000)) or pass a file with --input PATH")
+                f"{name} needs about {total + BASE_MB:.0f} MiB in the sandbox, over --memory "
+                f"{memory_mb}m: raise --memory or pass a file with --input PATH")
         values.append(encoded)
         lines.append(f"- `{name}`: {_what(value)}")
     if not values:
@@ -207,4 +226,4 @@ def decode_outputs(values: Sequence[Value]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["INPUT_BYTES", "decode_outputs", "encode_inputs", "output_note"]
+__all__ = ["BASE_MB", "decode_outputs", "encode_inputs", "output_note"]

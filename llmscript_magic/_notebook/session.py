@@ -93,6 +93,7 @@ class NotebookSession:
     # -- one cell ------------------------------------------------------------------
     def prepare(self, spec_text: str, opts: CellOptions) -> CellOptions:
         """Notebook data as prompt context and sandbox inputs; a follow-up's history."""
+        from .._sandbox.mounts import big_or_bytes
         from .context import build_context, names_in_spec
         from .data_io import encode_inputs, output_note
         from .policy import apply_policy
@@ -104,7 +105,7 @@ class NotebookSession:
         from .._pipeline.trust import enforce  # llmscript run's limits for untrusted notebooks
 
         opts = enforce(opts, [n for n in opts.input_names if n not in variables])
-        files: dict[str, bytes] = {}
+        files: dict[str, bytes | os.PathLike[str]] = {}
         for item in opts.input_names:
             if item in variables:
                 continue
@@ -112,7 +113,7 @@ class NotebookSession:
             if not path.is_file():
                 raise ConfigurationError(f"--input {item!r}: no such file or notebook variable "
                                          f"(paths are relative to {os.getcwd()}).")
-            files[path.name] = path.read_bytes()
+            files[path.name] = big_or_bytes(path)  # a large one is bound read-only
         if opts.files_to and opts.save_files:  # before anything runs: one line, no run
             from .file_rules import destination_problem
 
@@ -143,7 +144,8 @@ class NotebookSession:
         if variables:
             from .._pipeline.generate import sandbox_modules
 
-            values, note = encode_inputs(variables, ns, available=sandbox_modules(opts))
+            values, note = encode_inputs(variables, ns, available=sandbox_modules(opts),
+                                         memory_mb=opts.memory_mb)
             inputs = tuple(values)
             blocks.append(note)
             sent.append("inputs: " + ", ".join(f"{v.name} ({len(v.data)} bytes)"

@@ -10,6 +10,7 @@ filled in by the notebook layer (data descriptions, history, ...).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ class Options:
                             "('' = off); defaults to $LLMSCRIPT_AUDIT_LOG.",
                             env="LLMSCRIPT_AUDIT_LOG", flag=False)
     # -- filled in by the notebook layer, not by the user ----------------------------------
-    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    files: Mapping[str, bytes | os.PathLike[str]] = field(default_factory=dict, repr=False)
     history: tuple[Message, ...] = ()
     context: tuple[str, ...] = ()  # prompt blocks (data descriptions, input/output notes)
     sent: tuple[str, ...] = ()  # what the context blocks hold, one line each, for the UI

@@ -63,9 +63,12 @@ def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
 
 
 def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,
-        files: Mapping[str, bytes] | None = None, image: str | None = None,
+        files: Mapping[str, bytes | os.PathLike[str]] | None = None, image: str | None = None,
         isolation: str = "auto") -> RunResult:
-    """Convenience: one run on a shared sandbox (so the warm pool is reused)."""
+    """Convenience: one run on a shared sandbox (so the warm pool is reused).
+
+    A file given as a path (``Path``) is bound read-only, not copied (``mounts.py``).
+    """
     options: dict[str, Any] = {"isolation": isolation}
     if image is not None:
         if sandbox != "docker":

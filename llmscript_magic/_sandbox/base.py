@@ -8,6 +8,7 @@ without an import cycle.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -124,7 +125,7 @@ class Sandbox(abc.ABC):
     warning: str | None = None
 
     @abc.abstractmethod
-    def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
+    def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
             outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         """Run code with files placed in its work dir; never raises for the code's faults.

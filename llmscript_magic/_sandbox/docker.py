@@ -64,11 +64,20 @@ from .engine import (  # engine_warning, *_option: engine differences (Podman)
     seccomp_option,
     unreachable,
 )
-from .files import Outputs, outputs_from_tar, safe_name
+from .files import Outputs, outputs_from_tar
 from .harness.runner import VALUE_CAP
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
+from .mounts import (
+    INLINE_VALUE_BYTES,
+    check_others_read,
+    inlined,
+    links,
+    spilled,
+    split_files,
+    target,
+)
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
-from .pool import Pool, Slot, close_pools, get_pool, on_close, remove
+from .pool import Pool, Slot, close_pools, forget, get_pool, on_close, remove
 
 WORK = "/work"
 UID = "0:0"  # the runner's (see the module docstring); the script's is SCRIPT_UID
@@ -247,7 +256,7 @@ def container_memory_mb(limits: Limits, preimport: bool) -> int:
 
 
 def _host_config(client: Any, limits: Limits, runtime: str | None = None,
-                 preimport: bool = True) -> Any:
+                 preimport: bool = True, binds: Mapping[str, str] | None = None) -> Any:
     """The hardened host config: the runner keeps RUNNER_CAPS, the runs get none.
 
     /work, /tmp and /dev/shm are root's, world-writable and sticky: each run
@@ -259,6 +268,8 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None,
     size = f"{limits.disk_mb}m"
     memory = container_memory_mb(limits, preimport)
     config = client.api.create_host_config(
+        # single host files, read-only (sandbox path -> host path; see mounts.py)
+        binds={host: {"bind": inside, "mode": "ro"} for inside, host in (binds or {}).items()},
         network_mode="none",
         runtime=runtime,
         cap_drop=["ALL"],
@@ -298,7 +309,8 @@ UID_LOW, UID_HIGH = 20000, 60000  # run uids: inside a rootless engine's 65536 m
 
 
 def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
-             preimport: bool = True, labels: Mapping[str, str] | None = None) -> Slot:
+             preimport: bool = True, labels: Mapping[str, str] | None = None,
+             binds: Mapping[str, str] | None = None) -> Slot:
     """Create, attach and start one container whose runner waits for its runs.
 
     detach=False + stdin_open sets StdinOnce: closing our socket (or our process
@@ -318,7 +330,7 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
                         json.dumps(warm)],
         user=UID, working_dir=WORK, environment={}, labels={**(labels or {}), **_labels()},
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
-        host_config=_host_config(client, limits, runtime, preimport),
+        host_config=_host_config(client, limits, runtime, preimport, binds),
     )
     cid = created["Id"]
     try:
@@ -398,32 +410,56 @@ class DockerSandbox(Sandbox):
         except Exception as exc:  # requests' errors too: the engine went away meanwhile
             raise unreachable(exc) from None
 
-    def _key(self, limits: Limits) -> tuple[Any, ...]:
+    def _key(self, limits: Limits, binds: Mapping[str, str] | None = None) -> tuple[Any, ...]:
         return (engine_id(self.client), self.image_id, self.runtime, limits.container_key(),
-                self.preimport, self.labels)
+                self.preimport, self.labels,
+                tuple(sorted((inside, host, _identity(host))
+                             for inside, host in (binds or {}).items())))
 
-    def _pool(self, limits: Limits) -> Pool:
-        key = self._key(limits)
+    def _pool(self, limits: Limits, binds: Mapping[str, str] | None = None,
+              size: int | None = None) -> Pool:
+        """The pool for limits and the host files bound in (a set of its own: mounts.py)."""
+        key = self._key(limits, binds)
 
         def factory(ahead: bool) -> Slot:
             return _factory(self.client, self.image, limits, self.runtime,
-                            preimport=self.preimport, labels=dict(self.labels))
+                            preimport=self.preimport, labels=dict(self.labels), binds=binds)
 
-        return get_pool(key, factory, self.pool_size,
+        return get_pool(key, factory, self.pool_size if size is None else size,
                         held_elsewhere=functools.partial(_held_elsewhere, self.client))
 
     def warm(self, limits: Limits | None = None) -> None:
         """Have this kernel's sandbox container for limits started (or starting) now."""
         self._pool(limits or Limits())
 
-    def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
+    def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
             outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         limits = limits or Limits()
-        placed = {safe_name(k): bytes(v) for k, v in (files or {}).items()}
-        job = harness_job(code, inputs, outputs, check)
+        near = engine_id(self.client).startswith(("unix://", "npipe://"))
+        placed, mounted = split_files(files if near else inlined(files))  # bound only here
+        check_others_read(mounted)
+        with spilled(inputs, None if not near else INLINE_VALUE_BYTES) as (
+                inline, entries, value_binds):
+            job = harness_job(code, inputs, outputs, check)
+            job["inputs"] = [i for i in job["inputs"] if i["name"] in {v.name for v in inline}]
+            job["mounted_inputs"], job["links"] = entries, links(mounted)
+            binds = {**{target(rel): host for rel, host in mounted.items()}, **value_binds}
+            # a value's file exists for this run only: its container is made for it, not kept
+            if not value_binds:
+                return self._run(self._pool(limits, binds), job, inline, placed, limits,
+                                 outputs, single_use=False)
+            try:
+                return self._run(self._pool(limits, binds, 0), job, inline, placed, limits,
+                                 outputs, single_use=True)
+            finally:
+                forget(self._key(limits, binds))
+
+    def _run(self, pool: Pool, job: dict[str, Any], inputs: Sequence[Value],
+             placed: dict[str, bytes], limits: Limits, outputs: Sequence[str],
+             single_use: bool) -> RunResult:
+        """One run in a container of pool (retried on another when a warm one was lost)."""
         start, wall_start = time.monotonic(), time.time()
-        pool = self._pool(limits)
         for attempt in (1, 2, 3):
             slot = self._take(pool)
             keep = False
@@ -445,7 +481,7 @@ class DockerSandbox(Sandbox):
                 except (OSError, self._docker_error) as exc:
                     raise self._engine_failed(exc) from None
                 slot.runs += 1
-                keep = fit and slot.runs < MAX_RUNS
+                keep = fit and slot.runs < MAX_RUNS and not single_use
                 self._prune_volumes()
                 result.isolation = self.isolation
                 result.limit_scope = limit_scope(self.runtime)
@@ -639,6 +675,13 @@ class DockerSandbox(Sandbox):
                               diag=bytes(stream.diag), values=values_from(values, outputs))
         fit = bool(report and report.get("reusable")) and not stream.mux and not stream.proto
         return result, fit
+
+
+def _identity(host: str) -> tuple[int, ...]:
+    """Which file a bind holds: a file replaced under its name (a new inode) needs a new
+    container, since a bind keeps the inode it was made with."""
+    st = os.stat(host)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def limit_scope(runtime: str | None) -> dict[str, str]:

@@ -29,8 +29,9 @@ from typing import Any
 
 from .._errors import SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
-from .files import outputs_from_tar, safe_name
+from .files import outputs_from_tar
 from .harness.runner import judge, relay, spawn, supervise, write_job
+from .mounts import links, split_files, target
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 
 WARNING = ("local sandbox: weaker isolation than Docker (bubblewrap namespaces on your "
@@ -151,7 +152,7 @@ class LocalSandbox(Sandbox):
             raise SandboxUnavailableError(problem)
         self.python = python or sys.executable
 
-    def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
+    def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
             outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         limits = limits or Limits()
@@ -160,7 +161,8 @@ class LocalSandbox(Sandbox):
         disk = limits.disk_mb * 2**20
         with tempfile.TemporaryDirectory(prefix="llmscript-local-") as tmp:
             root = Path(tmp)
-            placed = {safe_name(k): bytes(v) for k, v in (files or {}).items()}
+            placed, mounted = split_files(files)  # large --input files: --ro-bind, not copied
+            job["links"] = links(mounted)
             harness = root / "harness"  # the job, its values and files: never the work dir
             harness.mkdir()
             job["files"] = [{"name": n, "size": len(d)} for n, d in placed.items()]
@@ -178,6 +180,8 @@ class LocalSandbox(Sandbox):
             # The job dir at its own path (its paths are in the job), over the private /tmp
             binds = ["--ro-bind", HARNESS_DIR, "/opt/llmscript/harness",
                      "--ro-bind", str(harness), str(harness)]
+            for rel, host in mounted.items():
+                binds += ["--ro-bind", host, target(rel)]
             sandboxed = [*_bwrap(None, [*python_binds, *binds], env, disk), python, "-B", "-I"]
             files_r, files_w = os.pipe()
             nproc = _user_processes() + limits.pids

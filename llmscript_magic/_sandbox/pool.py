@@ -414,6 +414,14 @@ def get_pool(key: tuple[Any, ...], factory: Callable[[bool], Slot], size: int,
         return pool
 
 
+def forget(key: tuple[Any, ...]) -> None:
+    """Drop and close one pool (a single-use one, whose key names a run's own files)."""
+    with _lock:
+        pool = _pools.pop(key, None)
+    if pool is not None:
+        pool.close()
+
+
 def close_pools(engine: str) -> None:
     """Close the pools of one engine (key[0] is its base URL)."""
     with _lock:

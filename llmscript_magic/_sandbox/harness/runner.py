@@ -470,6 +470,9 @@ def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any
             for chunk in chunks:
                 fh.write(chunk)
         listed.append({"name": name, "format": fmt, "path": path})
+    for item in job.get("mounted_inputs") or []:  # read in place from a read-only bind
+        listed.append({"name": str(item["name"]), "format": str(item["format"]),
+                       "path": str(item["mount"])})
     placed, before = [], {}
     for i, (name, chunks) in enumerate(files):
         path = os.path.join(folder, f"file-{i}")
@@ -481,7 +484,8 @@ def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any
         placed.append({"name": name, "path": path, "sha256": digest.hexdigest()})
         before[name] = digest.hexdigest()
     script = os.path.join(folder, "script.py")
-    spec = {"script": script, "inputs": listed, "files": placed,
+    links = [{"name": str(x["name"]), "target": str(x["target"])} for x in job.get("links") or []]
+    spec = {"script": script, "inputs": listed, "files": placed, "links": links,
             "outputs": [str(n) for n in job.get("outputs") or []],
             "check": job.get("check") or None, "parquet": bool(job.get("parquet"))}
     with open(script, "w", encoding="utf-8") as fh:

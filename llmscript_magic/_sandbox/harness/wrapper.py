@@ -472,7 +472,18 @@ def _zygote(modules: str, ctl_fd: int) -> None:
 
 
 def _place_files(job: dict[str, Any]) -> None:
-    """The run's input files, copied into its work dir as its own uid (they are its to change)."""
+    """The run's input files, copied into its work dir as its own uid (they are its to change).
+
+    A host file bound read-only (``links``) gets a symlink of its name instead:
+    read in place, never copied, and the script cannot write to it.
+    """
+    for item in job.get("links") or []:
+        rel = str(item["name"])
+        if rel.startswith("/") or ".." in rel.split("/"):
+            continue
+        if os.path.dirname(rel):
+            os.makedirs(os.path.dirname(rel), exist_ok=True)
+        os.symlink(str(item["target"]), rel)
     for item in job.get("files") or []:
         rel = str(item["name"])
         if rel.startswith("/") or ".." in rel.split("/"):
