@@ -16,6 +16,7 @@ from typing import Any
 
 from .._errors import ConfigurationError, SandboxError, SandboxUnavailableError
 from .base import Limits, RunResult, Sandbox, Value
+from .mounts import inlined  # the service has no view of this host's files: send them
 from .wire import job_to_json, result_from_json
 
 URL_ENV = "LLMSCRIPT_COURSE_URL"
@@ -40,7 +41,7 @@ class CourseSandbox(Sandbox):
                                      "docker or local outside a course.")
         self.url = url.rstrip("/") + "/v1/run"
 
-    def run(self, code: str, *, files: Mapping[str, bytes] | None = None,
+    def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
             outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
         import urllib.error
@@ -51,7 +52,7 @@ class CourseSandbox(Sandbox):
         if not token:
             raise SandboxUnavailableError(f"No hub token ({TOKEN_ENV}): --sandbox course works "
                                           "in a server started by the course's JupyterHub.")
-        body = json.dumps(job_to_json(code, files=files, limits=limits, inputs=inputs,
+        body = json.dumps(job_to_json(code, files=inlined(files), limits=limits, inputs=inputs,
                                       outputs=outputs, check=check)).encode()
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
             "Authorization": f"token {token}", "Content-Type": "application/json"})
