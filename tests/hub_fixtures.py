@@ -148,6 +148,8 @@ def _users() -> None:
     """Fresh users with empty homes: nothing cached or spent by an earlier session."""
     for user in (*STUDENTS, TEACHER):
         if subprocess.run(["id", user], capture_output=True).returncode == 0:
+            # a process left by an earlier, killed session would make userdel refuse
+            subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True, check=False)
             subprocess.run(["userdel", "-r", user], capture_output=True, check=False)
         subprocess.run(["useradd", "-m", "-s", "/bin/bash", user], check=True)
 

@@ -137,15 +137,18 @@ def fix_and_check(page: Any, standin: StandIn, failing: int) -> list[dict[str, A
     button = page.locator(".jp-Notebook .jp-Cell").nth(failing).locator(".llmscript-fix-button")
     button.wait_for(state="visible", timeout=TIMEOUT_MS)
     assert fix_buttons(page).count() == 1  # only under the traceback
-    assert f"--fix {count}" in (button.get_attribute("title") or "")
+    ref = f"cell:{nb[failing]['id'][:8]}"  # the cell's id: not its count, which a restart reuses
+    title = button.get_attribute("title") or ""
+    assert f"--fix {ref}" in title and f"In [{count}]" in title
     requests_before = len(standin.requests())
     button.click()
     wait_until(lambda: len(cells(page)) >= len(nb) + 2
-               and "llmscript-generated" in cells(page)[failing + 2]["metadata"].get("tags", []),
+               and "llmscript-generated" in cells(page)[failing + 2]["metadata"].get("tags", [])
+               and cells(page)[failing + 1]["count"] is not None,  # the reply may come later
                "the fix cell and the fixed code below it")
     after = cells(page)
     fix_cell, fixed = after[failing + 1], after[failing + 2]
-    assert fix_cell["source"] == f"%%generate --fix {count}"
+    assert fix_cell["source"] == f"%%generate --fix {ref}"
     assert fix_cell["metadata"]["llmscript_from"] == nb[failing]["id"]
     assert fix_cell["count"] is not None and not error_names(fix_cell)
     assert fixed["source"].strip() == FIXED.strip()
@@ -205,6 +208,71 @@ def test_fix_button_in_jupyterlab(page: Any, lab: LabServer, standin: StandIn) -
     fix_buttons(page).first.wait_for(state="detached", timeout=TIMEOUT_MS)
     generate_button(page).and_(page.locator(".llmscript-mod-not-loaded")).wait_for(
         timeout=TIMEOUT_MS)
+
+
+def error_text(cell: dict[str, Any]) -> str:
+    return "\n".join([o["evalue"] + "\n" + "\n".join(o["traceback"])
+                      for o in cell["outputs"] if o["output_type"] == "error"])
+
+
+@pytest.mark.browser
+def test_fix_cell_still_names_the_failing_cell_after_restart_and_run_all(
+        page: Any, lab: LabServer, standin: StandIn) -> None:
+    """The fix cell names the failing cell by its id: after a restart it says in one line
+    to run that cell first; after Run All (which stops at that cell's error, now under
+    another count) it fixes that cell, not whichever cell got the old count."""
+    open_notebook(page, lab, "fixref.ipynb", [
+        code_cell("load", "%load_ext llmscript_magic"),
+        code_cell("fails", FAILING),
+    ])
+    run_cell(page, 0)
+    wait_until(lambda: ran(page, 0), "%load_ext")
+    run_cell(page, 1)
+    wait_until(lambda: ran(page, 1), "the failing cell")
+    run_cell(page, 1)  # again: In [3], a count Run All gives to another cell
+    wait_until(lambda: cells(page)[1]["count"] == 3 and bool(error_names(cells(page)[1])),
+               "the failing cell, run twice")
+    fix_and_check(page, standin, 1)
+    fix_id = cells(page)[2]["id"]
+
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session"
+                  ".kernel.restart()")
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=TIMEOUT_MS)
+    fix_buttons(page).first.wait_for(state="detached", timeout=TIMEOUT_MS)
+    requests_before = len(standin.requests())
+    run_cell(page, 0)
+    wait_until(lambda: cells(page)[0]["count"] == 1, "%load_ext after the restart")
+    run_cell(page, 2)  # the fix cell, before the failing cell ran in this kernel
+    wait_until(lambda: cells(page)[2]["count"] == 2 and bool(error_names(cells(page)[2])),
+               "the fix cell's message")
+    shown = error_text(cells(page)[2])
+    assert "--fix cell:fails: that cell has not run in this kernel yet" in shown, shown
+    assert "run the failing cell above, then this one" in shown
+    assert "Traceback" not in shown and len(standin.requests()) == requests_before
+    screenshot(page, "fix-8-after-restart-run-the-cell-first")
+
+    # Run All: the fixed code below the fix cell never ran in the sandbox, so the
+    # extension asks first; it stays unrun. The kernel stops at the failing cell.
+    page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=TIMEOUT_MS)
+    dialog.get_by_role("button", name="Do not run").click()
+    wait_until(lambda: cells(page)[1]["count"] == 4 and bool(error_names(cells(page)[1])),
+               "Run All up to the failing cell")
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=TIMEOUT_MS)
+    assert cells(page)[0]["count"] == 3  # In [3] is now the %load_ext cell
+    count = len(cells(page))
+    run_cell(page, 2)
+    wait_until(lambda: len(standin.requests()) > requests_before
+               and cells(page)[2]["count"] == 5, "the fix request")
+    sent = str(standin.requests()[requests_before:])
+    assert "In [4] raised KeyError" in sent and "prise" in sent
+    wait_until(lambda: cells(page)[3]["source"].strip() == FIXED.strip()
+               and not error_names(cells(page)[2]), "the fixed code below the fix cell")
+    after = cells(page)
+    assert len(after) == count and after[2]["id"] == fix_id
+    assert after[3]["metadata"]["llmscript"]["source_cell"] == fix_id
+    screenshot(page, "fix-9-after-run-all-fixed")
 
 
 @pytest.mark.browser

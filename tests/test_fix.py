@@ -257,3 +257,61 @@ def test_fix_and_explain_in_a_real_kernel(tmp_path: Path, anthropic_standin: Any
     assert [o.get("name") for o in nb.cells[-1].outputs] == ["stdout"]
     assert nb.cells[-1].outputs[0]["text"] == "{'north': 15.0, 'south': 3.0}\n"
     assert TEST_ANTHROPIC_KEY not in nbformat.writes(nb)
+
+
+def by_id(ip: InteractiveShell, code: str, cell_id: str) -> Any:
+    """A cell run as JupyterLab runs it: its id comes with the request (``cellId``)."""
+    return ip.run_cell(code, store_history=True, cell_id=cell_id)
+
+
+FAILING_ID = "5f0c2a9e-1b7d-4c3e-9a41-0d6f2b8e7c15"
+
+
+def test_fix_by_cell_id_follows_the_cell_not_the_count(
+        shell: InteractiveShell, anthropic_standin: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The Fix button's ``--fix cell:ID`` names the failing cell by its notebook id: after
+    a restart (the log forgets), one line says to run that cell first; once it raised again,
+    under another count and with other errors around, the fix is about that cell."""
+    ref = f"cell:{FAILING_ID[:8]}"
+    by_id(shell, "x = 1", "aaaa0000-other")
+    res = by_id(shell, f"%%generate --fix {ref}\n", "fixcell0")
+    assert not res.success
+    shown = capsys.readouterr()
+    err = shown.out + shown.err
+    assert f"--fix {ref}: that cell has not run in this kernel yet" in err
+    assert "run the failing cell above, then this one" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert anthropic_standin.request_count == 0
+
+    by_id(shell, "1 / 0", "aaaa0000-other")  # another cell's error, later counts
+    n = int(by_id(shell, FAILING, FAILING_ID).execution_count)
+    by_id(shell, "[][1]", "bbbb1111-third")  # the last error is another cell's
+    anthropic_standin.enqueue(_fence(FIXED))
+    res = by_id(shell, f"%%generate --fix {ref} --no-insert\n", "fixcell0")
+    assert res.success, res.error_in_exec
+    user = user_text(anthropic_standin)
+    assert f"Fix request: the user's notebook cell In [{n}] raised KeyError" in user
+    assert "reveune" in fenced(user, f"Err[{n}]")
+    assert "ZeroDivisionError" not in user and "IndexError" not in user
+
+    # the cell now runs clean: nothing to fix, said in one line, no request
+    shell.user_ns["sales"] = shell.user_ns["sales"].rename(columns={"revenue": "reveune"})
+    m = int(by_id(shell, FAILING, FAILING_ID).execution_count)
+    capsys.readouterr()
+    res = by_id(shell, f"%%generate --fix {ref}\n", "fixcell0")
+    assert not res.success
+    shown = capsys.readouterr()
+    err = shown.out + shown.err
+    assert f"that cell (In [{m}]) ran without an error last time: nothing to fix" in err
+    assert err.count("\n") == 1 and anthropic_standin.request_count == 1
+
+
+def test_fix_by_cell_id_is_a_valid_option_value(shell: InteractiveShell) -> None:
+    from llmscript_magic._notebook.fix import cell_number
+
+    assert cell_number("cell:5f0c2a9e") == "cell:5f0c2a9e"
+    assert cell_number(" 7 ") == "7"
+    for bad in ("cell:", "cell:a b", "cell:x;y"):
+        with pytest.raises(Exception, match="is not a cell number"):
+            cell_number(bad)

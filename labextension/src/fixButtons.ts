@@ -9,6 +9,7 @@ import { Cell, ICellModel, ICodeCellModel } from '@jupyterlab/cells';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel } from '@jupyterlab/services';
 import { fixableCountOf, fixCell } from './fixCommand';
+import { cellRef } from './fixSource';
 import { presenceOf } from './magicPresence';
 
 const FIXABLE_CLASS = 'llmscript-mod-fixable';
@@ -48,7 +49,9 @@ function updateCell(panel: NotebookPanel, cell: Cell): void {
     host.appendChild(button);
   }
   button.dataset.count = String(count);
-  button.title = `Add "%%generate --fix ${count}" below this cell and run it: the model writes a fixed version of In [${count}]`;
+  const ids = Array.from(panel.content.model?.cells ?? [], c => c.id);
+  const ref = cellRef(cell.model.id, ids);
+  button.title = `Add "%%generate --fix ${ref}" below this cell and run it: the model writes a fixed version of In [${count}] (the cell id still names it after a kernel restart or Run All)`;
 }
 
 /** Keep the Fix buttons of one notebook panel up to date. */

@@ -1,13 +1,13 @@
 /**
- * "Fix with llmscript": add a `%%generate --fix N` cell right below the cell
- * that raised, and run it. Its generated code then lands below it like for
+ * "Fix with llmscript": add a `%%generate --fix cell:ID` cell right below the
+ * cell that raised (ID: the failing cell's id, see cellRef), and run it. Its generated code then lands below it like for
  * any %%generate cell. Fixing the same cell again reuses that cell (found by
  * metadata.llmscript_from, as "Generate code from this cell" does), keeping
  * any guidance the user wrote under its first line.
  */
 import { ICodeCellModel } from '@jupyterlab/cells';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
-import { fixableCount, fixSource } from './fixSource';
+import { cellRef, fixableCount, fixSource } from './fixSource';
 import { stateOfKernel } from './magicPresence';
 import { FROM_KEY } from './protocol';
 
@@ -52,19 +52,21 @@ export async function fixCell(
   if (count === null) {
     return; // the cell ran again (or the kernel restarted) since the button was drawn
   }
+  const ref = cellRef(
+    cellId,
+    cells.map(cell => cell.id)
+  );
   const below = cells[index + 1];
   if (
     below !== undefined &&
     below.type === 'code' &&
     below.getMetadata(FROM_KEY) === cellId
   ) {
-    below.sharedModel.setSource(
-      fixSource(count, below.sharedModel.getSource())
-    );
+    below.sharedModel.setSource(fixSource(ref, below.sharedModel.getSource()));
   } else {
     model.sharedModel.insertCell(index + 1, {
       cell_type: 'code',
-      source: fixSource(count),
+      source: fixSource(ref),
       metadata: { trusted: false, [FROM_KEY]: cellId }
     });
   }

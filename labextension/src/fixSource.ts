@@ -1,7 +1,7 @@
 /**
  * The "Fix with llmscript" action's plain decisions (pure, no DOM): which
  * outputs count as an error, whether a cell gets the action, and the source
- * of the `%%generate --fix N` cell it adds.
+ * of the `%%generate --fix cell:ID` cell it adds.
  */
 import { IMagicState } from './magicCheck';
 
@@ -46,12 +46,37 @@ export function fixableCount(
   return executionCount;
 }
 
+/** Characters of a cell id the fix line shows, at least (a UUID's first group). */
+export const CELL_REF_CHARS = 8;
+
 /**
- * `%%generate --fix N`, keeping any guidance the user wrote under the first
- * line of an earlier fix cell (re-fixing the same cell reuses that cell).
+ * `cell:` and the shortest head of `cellId` (at least CELL_REF_CHARS
+ * characters) that no other cell id of the notebook starts with. The kernel
+ * finds the failing cell by that id (sent with each run as `cellId`): unlike
+ * an execution count, it still names the same cell after a kernel restart or
+ * a Run All.
  */
-export function fixSource(count: number, previous = ''): string {
-  const line = `%%generate --fix ${count}`;
+export function cellRef(
+  cellId: string,
+  allIds: readonly string[] = []
+): string {
+  const others = allIds.filter(id => id !== cellId);
+  let n = Math.min(CELL_REF_CHARS, cellId.length);
+  while (
+    n < cellId.length &&
+    others.some(id => id.startsWith(cellId.slice(0, n)))
+  ) {
+    n++;
+  }
+  return `cell:${cellId.slice(0, n)}`;
+}
+
+/**
+ * `%%generate --fix cell:ID`, keeping any guidance the user wrote under the
+ * first line of an earlier fix cell (re-fixing the same cell reuses that cell).
+ */
+export function fixSource(ref: string, previous = ''): string {
+  const line = `%%generate --fix ${ref}`;
   const body = FIX_LINE.test(previous) ? previous.replace(FIX_LINE, '') : '';
   return body.trim() ? `${line}\n${body}` : line;
 }

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fixableCount, fixSource, hasErrorOutput } from '../src/fixSource';
+import {
+  cellRef,
+  fixableCount,
+  fixSource,
+  hasErrorOutput
+} from '../src/fixSource';
 import { IMagicState } from '../src/magicCheck';
 
 const LOADED: IMagicState = { status: 'loaded', errorCounts: [4, 9] };
@@ -41,17 +46,39 @@ test('an error the kernel does not know (saved from an earlier session) gets no 
   );
 });
 
-test('the fix cell source names the failing execution count', () => {
-  assert.equal(fixSource(7), '%%generate --fix 7');
-  assert.equal(fixSource(12, ''), '%%generate --fix 12');
+test('the fix cell names the failing cell by the head of its id', () => {
+  const id = '5f0c2a9e-1b7d-4c3e-9a41-0d6f2b8e7c15';
+  assert.equal(cellRef(id), 'cell:5f0c2a9e');
+  assert.equal(cellRef(id, [id, 'a1b2c3d4-0000']), 'cell:5f0c2a9e');
+  assert.equal(fixSource(cellRef(id)), '%%generate --fix cell:5f0c2a9e');
+  // short ids (nbformat allows 1 to 64 characters) are used whole
+  assert.equal(cellRef('fails', ['load', 'fails']), 'cell:fails');
+});
+
+test('the id head grows until no other cell of the notebook shares it', () => {
+  assert.equal(
+    cellRef('cell-1000', ['cell-100', 'cell-1000', 'cell-1001']),
+    'cell:cell-1000'
+  );
+  assert.equal(
+    cellRef('5f0c2a9e-aa', ['5f0c2a9e-ab', '5f0c2a9e-aa']),
+    'cell:5f0c2a9e-aa'
+  );
+  assert.equal(cellRef('abcdefghij', ['abcdefghXX']), 'cell:abcdefghi');
 });
 
 test('re-fixing keeps the guidance written under an earlier fix line', () => {
   assert.equal(
-    fixSource(8, "%%generate --fix 7\nthe column is called 'price'"),
-    "%%generate --fix 8\nthe column is called 'price'"
+    fixSource(
+      'cell:5f0c2a9e',
+      "%%generate --fix 7\nthe column is called 'price'"
+    ),
+    "%%generate --fix cell:5f0c2a9e\nthe column is called 'price'"
   );
-  assert.equal(fixSource(8, '%%generate --fix 7\n'), '%%generate --fix 8');
+  assert.equal(
+    fixSource('cell:5f0c2a9e', '%%generate --fix cell:5f0c2a9e\n'),
+    '%%generate --fix cell:5f0c2a9e'
+  );
   // a cell that is not a fix cell is not carried over
-  assert.equal(fixSource(8, 'print(1)'), '%%generate --fix 8');
+  assert.equal(fixSource('cell:ab', 'print(1)'), '%%generate --fix cell:ab');
 });

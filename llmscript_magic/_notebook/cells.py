@@ -31,6 +31,7 @@ from .._errors import ConfigurationError
 from .context import fence_nonce, prose_lines
 
 MAX_ERRORS = 50  # errors kept per kernel (the oldest go first)
+MAX_CELLS = 1000  # cell ids whose latest run is remembered (for --fix cell:ID)
 CODE_CHARS = 4000  # a cell's code, as kept and as sent
 MESSAGE_CHARS = 600  # an exception's message
 TRACEBACK_CHARS = 4000  # a traceback (its head and its tail are kept)
@@ -164,12 +165,29 @@ def _traceback_text(err: BaseException, count: int) -> str:
     return _SITE.sub(r".../\1/", text)
 
 
+@dataclass(frozen=True)
+class CellRun:
+    """A notebook cell's latest run in this kernel, found by its cell id."""
+
+    cell_id: str
+    count: int
+    raised: bool
+
+
 class ErrorLog:
-    """The last ``MAX_ERRORS`` errors of one kernel, by execution count."""
+    """The last ``MAX_ERRORS`` errors of one kernel, by execution count, and the
+    latest run of each notebook cell by its id.
+
+    JupyterLab and Notebook 7 send the cell's id with every execute request
+    (``cellId``, which IPython hands on as ``result.info.cell_id``). An id,
+    unlike an execution count, still names the same cell after a kernel restart
+    or a Run All: the Fix button's ``%%generate --fix cell:ID`` relies on it.
+    """
 
     def __init__(self, limit: int = MAX_ERRORS, shell: Any = None) -> None:
         self.limit = limit
         self._errors: OrderedDict[int, CellError] = OrderedDict()
+        self._runs: OrderedDict[str, CellRun] = OrderedDict()
         self._shell = weakref.ref(shell) if shell is not None else None
 
     @property
@@ -189,8 +207,12 @@ class ErrorLog:
         count = getattr(result, "execution_count", None)
         info = getattr(result, "info", None)
         code = getattr(info, "raw_cell", "") or ""
-        if err is None or not count or isinstance(err, KeyboardInterrupt) \
-                or _OWN_CELLS.match(code):
+        if not count or isinstance(err, KeyboardInterrupt) or _OWN_CELLS.match(code):
+            return
+        cell_id = getattr(info, "cell_id", None)
+        if isinstance(cell_id, str) and cell_id:
+            self._remember_run(CellRun(cell_id, count, err is not None))
+        if err is None:
             return
         try:
             self.add(err, count, code)
@@ -218,8 +240,23 @@ class ErrorLog:
             self._errors.popitem(last=False)
         return found
 
+    def _remember_run(self, run: CellRun) -> None:
+        self._runs.pop(run.cell_id, None)
+        self._runs[run.cell_id] = run
+        while len(self._runs) > MAX_CELLS:
+            self._runs.popitem(last=False)
+
     def get(self, count: int) -> CellError | None:
         return self._errors.get(count)
+
+    def run_of(self, prefix: str) -> CellRun | None:
+        """The latest run of the cell whose id is ``prefix`` or starts with it (the most
+        recently run such cell, if several do), or None if none ran in this kernel."""
+        exact = self._runs.get(prefix)
+        if exact is not None:
+            return exact
+        return next((run for run in reversed(self._runs.values())
+                     if run.cell_id.startswith(prefix)), None)
 
     def last(self) -> CellError | None:
         return next(reversed(self._errors.values()), None)
@@ -229,6 +266,7 @@ class ErrorLog:
 
     def clear(self) -> None:
         self._errors.clear()
+        self._runs.clear()
 
     def __len__(self) -> int:
         return len(self._errors)
@@ -386,5 +424,5 @@ def fence_cells(shell: Any, refs: list[CellRef]) -> CellBlocks:
                                                                            strict=True)])
 
 
-__all__ = ["CellBlocks", "CellError", "CellRef", "ErrorLog", "error_log", "fence_cells",
+__all__ = ["CellBlocks", "CellError", "CellRef", "CellRun", "ErrorLog", "error_log", "fence_cells",
            "install", "refs_in_spec", "scrub"]

@@ -63,7 +63,8 @@ class CellOptions(Options):
     # -- fix, aliases and provider policy (issue 19; see fix.py, policy.py) -------------
     fix: str | None = option(None, "Write a new version of cell N that raised (default: the "
                              "last cell that raised) from its code, traceback and the "
-                             "variables it uses; the spec may be empty or add guidance.",
+                             "variables it uses; the spec may be empty or add guidance. N may be "
+                             "cell:ID, the notebook cell with that id (the Fix button's).",
                              config=False, const=LAST, parse=cell_number, metavar="N")
     aliases: dict[str, Any] = option({}, "Model aliases usable wherever a model is named: "
                                      "{'fast': 'anthropic:claude-haiku-5'}.", flag=False)

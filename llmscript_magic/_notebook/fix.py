@@ -32,22 +32,47 @@ from .context import fence_nonce
 #: The spec of a ``%%generate --fix`` cell with no body of its own.
 FIX_SPEC = "Fix the error in my notebook cell that the fix request names."
 LAST = "last"
+#: ``--fix cell:ID``: the notebook cell whose id is (or starts with) ID, as the Fix button writes
+CELL_PREFIX = "cell:"
+_CELL_ID = re.compile(r"cell:[A-Za-z0-9_-]{1,64}")
 MAX_VARIABLES = 8
 VARIABLE_CHARS = 1500  # one variable's schema
 _IDENT = re.compile(r"[^\W\d]\w*")
 
 
 def cell_number(text: str) -> str:
-    """``--fix``'s value: ``last`` (a bare ``--fix``), a count (7) or a relative one (-1)."""
+    """``--fix``'s value: ``last`` (a bare ``--fix``), a count (7), a relative one (-1)
+    or a cell id (``cell:1a2b3c4d``, which survives a kernel restart and a Run All)."""
     text = text.strip()
-    if text == LAST or re.fullmatch(r"-?\d+", text):
+    if text == LAST or re.fullmatch(r"-?\d+", text) or _CELL_ID.fullmatch(text):
         return text
     raise ConfigurationError(f"--fix {text!r} is not a cell number: write --fix 7 to fix "
                              "In [7], or --fix alone for the last cell that raised.")
 
 
+def _by_cell_id(shell: Any, target: str) -> CellError:
+    """The latest error of the cell ``--fix cell:ID`` names, in this kernel's life."""
+    log = error_log(shell)
+    run = log.run_of(target[len(CELL_PREFIX):])
+    if run is None:
+        raise ConfigurationError(f"--fix {target}: that cell has not run in this kernel yet "
+                                 "(a restart forgets errors): run the failing cell above, "
+                                 "then this one")
+    found = log.get(run.count) if run.raised else None
+    if run.raised and found is None:
+        raise ConfigurationError(f"--fix {target}: the error of that cell (In [{run.count}]) "
+                                 "is no longer kept: run the failing cell again, then this one")
+    if found is None:
+        raise ConfigurationError(f"--fix {target}: that cell (In [{run.count}]) ran without "
+                                 "an error last time: nothing to fix; to change working code, "
+                                 f"refer to it with {{In[{run.count}]}} in a spec instead")
+    return found
+
+
 def fix_target(shell: Any, target: str) -> CellError:
     """The error ``--fix`` (or ``%llmscript explain``) is about; ConfigurationError if none."""
+    if target.startswith(CELL_PREFIX):
+        return _by_cell_id(shell, target)
     log = error_log(shell)
     if target == LAST:
         found = log.last()
