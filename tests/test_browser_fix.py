@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from browser_helpers import (
     StandIn,
     require_browser_stack,
     screenshot,
+    wait_until,
 )
 
 TIMEOUT_MS = 60_000
@@ -94,14 +95,6 @@ def cells(page: Any) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = page.evaluate(CELLS_JS)
     return result
 
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def run_cell(page: Any, index: int) -> None:

@@ -9,11 +9,18 @@ kernel, not sandboxed".
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_helpers import KERNEL_IDLE_JS, LabServer, StandIn, require_browser_stack, screenshot
+from browser_helpers import (
+    KERNEL_IDLE_JS,
+    LabServer,
+    StandIn,
+    require_browser_stack,
+    screenshot,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -33,14 +40,6 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
     yield server
     server.stop()
 
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cell(source: str) -> dict[str, Any]:

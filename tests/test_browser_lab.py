@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from browser_helpers import (
     labextension_list,
     require_browser_stack,
     screenshot,
+    wait_until,
 )
 
 pytestmark = pytest.mark.browser
@@ -81,14 +82,6 @@ def kernel_exec(page: Any, code: str) -> str:
     out: str = page.evaluate(KERNEL_EXEC_JS, code)
     return out
 
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def last_code(standin: StandIn) -> str:
