@@ -16,6 +16,7 @@ import json
 import re
 import textwrap
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,19 +304,26 @@ def tool_call(text: str) -> tuple[str, int, str] | None:
     """
     if not any(f'"{key}"' in text for key in _ALL_KEYS):  # no JSON that could hold code
         return None
+    for obj, line in json_objects(text):
+        found = _code_in(obj, 0)
+        if found is not None:
+            name = obj.get("name") if isinstance(obj, dict) else None
+            return found, line, name if isinstance(name, str) else ""
+    return None
+
+
+def json_objects(text: str, most: int = 50) -> Iterator[tuple[Any, int]]:
+    """(value, line) of each JSON object or array that starts where one may, at most ``most``
+    tries: a reply is prose, so one that never parses is not tried to the end."""
     decoder = json.JSONDecoder()
     for n, m in enumerate(_TOOL_START.finditer(text)):
-        if n >= 50:
-            break
+        if n >= most:
+            return
         try:
             obj, _end = decoder.raw_decode(text, m.end())
         except ValueError:
             continue
-        found = _code_in(obj, 0)
-        if found is not None:
-            name = obj.get("name") if isinstance(obj, dict) else None
-            return found, text.count("\n", 0, m.end()) + 1, name if isinstance(name, str) else ""
-    return None
+        yield obj, text.count("\n", 0, m.end()) + 1
 
 
 def _code_in(obj: Any, depth: int) -> str | None:

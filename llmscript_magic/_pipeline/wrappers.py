@@ -8,20 +8,19 @@ read here into the shapes ``fences`` knows (fenced blocks, ``_Fenced``).
 
 from __future__ import annotations
 
-import json
 import re
 
 from .fences import (
     _FENCE_START,
     _MAGIC_LINE,
     _PY_FILE,
-    _TOOL_START,
     _dedent,
     _Fenced,
     _lang,
     _parse,
     _substantive,
     block,
+    json_objects,
 )
 
 # -- wrappers: <antArtifact …>, <artifact>, <answer>, <solution> ---------------------
@@ -158,14 +157,7 @@ def notebook_cells(text: str) -> tuple[list[str], int] | None:
     """(code cells in order, line) of the first ``.ipynb`` JSON object in ``text``."""
     if '"cells"' not in text:
         return None
-    decoder = json.JSONDecoder()
-    for n, m in enumerate(_TOOL_START.finditer(text)):
-        if n >= 50:
-            break
-        try:
-            obj, _end = decoder.raw_decode(text, m.end())
-        except ValueError:
-            continue
+    for obj, line in json_objects(text):
         if isinstance(obj, dict) and isinstance(obj.get("cells"), list):
             cells = []
             for cell in obj["cells"]:
@@ -173,7 +165,7 @@ def notebook_cells(text: str) -> tuple[list[str], int] | None:
                     src = _source(cell.get("source", ""))
                     if isinstance(src, str) and src.strip():
                         cells.append(src.strip("\n").rstrip())
-            return cells, text.count("\n", 0, m.end()) + 1
+            return cells, line
     return None
 
 
