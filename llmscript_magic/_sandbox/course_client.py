@@ -60,7 +60,8 @@ class CourseSandbox(Sandbox):
             with urllib.request.urlopen(request, timeout=limits.timeout + SLACK) as resp:
                 answer: dict[str, Any] = json.loads(resp.read())
         except urllib.error.HTTPError as err:
-            raise SandboxError(_refusal(err.code, err.read())) from None
+            with err:  # its response holds the connection: close it, not the collector
+                raise SandboxError(_refusal(err.code, err.read())) from None
         except (OSError, ValueError) as err:  # URLError, timeouts, a garbled answer
             raise SandboxUnavailableError(f"Could not run in the course's sandbox at {self.url} "
                                           f"({type(err).__name__}): ask your teacher whether "
