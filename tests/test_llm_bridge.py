@@ -22,6 +22,8 @@ import pytest
 from standins import TEST_OPENAI_KEY, OpenAIStandIn, closed_port
 from test_widgets import updates, wv  # noqa: F401  (wv: the widget view fixture)
 
+pytest.importorskip("llm_echo", reason="llm-echo, the bridge's test plugin, needs Python 3.11+")
+
 from llmscript_magic import generate
 from llmscript_magic._errors import ConfigurationError, MissingKeyError, UnknownModelError
 from llmscript_magic.providers import Message, Provider, Reply, Request, register, unregister
