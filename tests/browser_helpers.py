@@ -210,8 +210,9 @@ class LabServer:
         import nbformat
         from nbformat.sign import NotebookNotary
 
-        NotebookNotary(data_dir=str(self.home / "data")).sign(
-            nbformat.read(str(self.root / name), as_version=4))
+        notary = NotebookNotary(data_dir=str(self.home / "data"))
+        notary.sign(nbformat.read(str(self.root / name), as_version=4))
+        notary.close()
 
 
 TEST_KEY = "sk-ant-test-key-0000"  # the stand-in's; never a real key

@@ -201,7 +201,9 @@ def _front_end_run(folder: Path, data_dir: Path, *, signed: bool) -> dict[int, s
     path = folder / "nb.ipynb"
     nbformat.write(nb, path)
     if signed:
-        NotebookNotary(data_dir=str(data_dir)).sign(nb)
+        notary = NotebookNotary(data_dir=str(data_dir))
+        notary.sign(nb)
+        notary.close()
     env = {k: v for k, v in os.environ.items()
            if not k.endswith("_API_KEY") and not k.startswith("LLMSCRIPT_")}
     env.update(JPY_SESSION_NAME=str(path), JUPYTER_DATA_DIR=str(data_dir),

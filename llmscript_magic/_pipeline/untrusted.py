@@ -80,11 +80,14 @@ def _signed(path: str, mtime: float, size: int) -> bool:
 
     if (path, mtime, size) in _SIGNED:
         return True
+    notary = NotebookNotary()
     try:
         nb = nbformat.read(path, as_version=4)
-        signed = bool(NotebookNotary().check_signature(nb))
+        signed = bool(notary.check_signature(nb))
     except Exception:  # unreadable or not a notebook: nothing vouches for it
         return False
+    finally:
+        notary.close()  # its signature database: a connection, not left to the collector
     if signed:
         _SIGNED.add((path, mtime, size))
     return signed
