@@ -10,6 +10,7 @@ import contextlib
 import inspect
 import json
 import os
+import random
 import signal
 import socket
 import struct
@@ -232,15 +233,16 @@ def test_host_file_is_not_readable(isolated_sandbox: Any, host_canary: Path) -> 
 
 def test_background_process_does_not_outlive_the_run(isolated_sandbox: Any, docker_client: Any,
                                                      wait_gone: Any) -> None:
+    mark = str(random.randrange(10**7, 10**8))  # ours alone among the machine's processes
     code = ("import socket, subprocess\n"
-            "subprocess.Popen(['sleep', '987654'], start_new_session=True)\n"
-            "subprocess.Popen(['sh', '-c', 'sleep 987653 &'], start_new_session=True)\n"
+            f"subprocess.Popen(['sleep', '{mark}1'], start_new_session=True)\n"
+            f"subprocess.Popen(['sh', '-c', 'sleep {mark}2 &'], start_new_session=True)\n"
             "print(socket.gethostname())\n")
     r = isolated_sandbox.run(code, limits=FAST)
     assert r.status == "ok" and r.duration < 3
     assert wait_gone(docker_client, r.stdout.strip())
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "sleep 98765" not in ps
+    assert f"sleep {mark}" not in ps
 
 
 def test_filling_the_disk_is_bounded(isolated_sandbox: Any) -> None:

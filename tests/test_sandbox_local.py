@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -45,16 +46,21 @@ def test_environment_is_empty_of_host_secrets(local: LocalSandbox,
     assert "MPLBACKEND" in r.stdout
 
 
+def _unique_sleep() -> str:
+    """A sleep length no other test process on this machine uses, to find our leftovers by."""
+    return str(random.randrange(10**8, 10**9))
+
+
 def test_timeout_kills_the_process_group(local: LocalSandbox) -> None:
+    mark = _unique_sleep()  # other Pythons run this suite at the same time
     code = ("import signal, subprocess, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "subprocess.Popen(['sleep', '876543'])\ntime.sleep(600)\n")
+            f"subprocess.Popen(['sleep', '{mark}'])\ntime.sleep(600)\n")
     start = time.monotonic()
     r = local.run(code, limits=Limits(timeout=2))
     assert r.status == "timeout" and r.reason == "Stopped at the 2 s time limit"
     assert time.monotonic() - start < 2 + 2.5
-    import subprocess
 
-    assert "sleep 876543" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+    assert f"sleep {mark}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True,
                                                 text=True).stdout
 
 
@@ -150,15 +156,16 @@ def test_abstract_unix_socket_of_the_host_is_unreachable(local: LocalSandbox) ->
 
 
 def test_double_forked_setsid_child_does_not_outlive_the_run(local: LocalSandbox) -> None:
+    mark = _unique_sleep()
     code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-            "        os.execvp('sleep', ['sleep', '765432'])\n    os._exit(0)\n"
+            f"        os.execvp('sleep', ['sleep', '{mark}'])\n    os._exit(0)\n"
             "time.sleep(0.5)\nprint('parent done')\n")
     r = local.run(code, limits=FAST)
     assert r.status == "ok" and r.stdout == "parent done\n", r.stderr
     assert r.duration < 4
     time.sleep(0.3)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert "sleep 765432" not in ps
+    assert f"sleep {mark}" not in ps
 
 
 def test_sparse_file_is_not_returned_and_the_cut_is_said(local: LocalSandbox) -> None:
