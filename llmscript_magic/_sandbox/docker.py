@@ -1,9 +1,9 @@
 """Docker backend: hardened single-use containers, fed over the attach socket.
 
-A container starts `harness/runner.py` as its main process with no network, a
+A container starts `harness/runner.py` (see ``BOOT``) as its main process with no network, a
 read-only root, an empty environment and caps on memory (+swap), CPU, pids,
 file size and open files. The runner starts a warm interpreter for the script
-(as uid 65534, importing the image's heavy libraries) before the job exists;
+(importing the image's heavy libraries; uids: ``harness/protocol.py``) before the job exists;
 the job then runs in it: one script per container, as before. The work dir is
 an anonymous tmpfs-backed volume (put_archive/get_archive reach it, unlike a
 --tmpfs mount). The host keeps the wall clock and output cap too: it never
@@ -19,7 +19,7 @@ host's boot line and modules.
 
 Two uids. The runner is the container's pid 1 and starts as root, but with
 every capability dropped except SETUID, SETGID (to become the script's uid
-65534 in a child, before that child executes anything of the script's) and
+(nobody, or the run's own) in a child, before that child executes anything of the script's) and
 KILL (to stop the script's processes, which are no longer its own). Without
 user namespaces this root is the host's uid 0, which is acceptable because it
 holds nothing root usually means: no CAP_DAC_OVERRIDE/READ_SEARCH (it reads
@@ -33,7 +33,7 @@ never runs user code as root: it only parses the job (JSON) and writes the
 harness's files. What the second uid buys: the script can neither ptrace nor
 signal the runner, nor open ``/proc/1/fd/*`` to write the runner's report
 channel, nor change the harness's files (root-owned, read-only to it);
-``/proc/1`` of a root process is closed to uid 65534, and gVisor enforces the
+``/proc/1`` of a root process is closed to any other uid, and gVisor enforces the
 same rules in its own kernel.
 """
 
@@ -65,7 +65,7 @@ from .engine import (  # engine_warning, *_option: engine differences (Podman)
     unreachable,
 )
 from .files import Outputs, outputs_from_tar
-from .harness.runner import VALUE_CAP
+from .harness import protocol as proto
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
 from .mounts import (
     INLINE_VALUE_BYTES,
@@ -79,9 +79,9 @@ from .mounts import (
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 from .pool import Pool, Slot, close_pools, forget, get_pool, on_close, remove
 
-WORK = "/work"
-UID = "0:0"  # the runner's (see the module docstring); the script's is SCRIPT_UID
-SCRIPT_UID = "65534:65534"
+WORK = proto.WORK
+UID = f"{proto.RUNNER_UID}:{proto.RUNNER_UID}"  # the runner's (module docstring); see SCRIPT_UID
+SCRIPT_UID = f"{proto.SCRIPT_UID}:{proto.SCRIPT_UID}"
 RUNNER_CAPS = ["SETUID", "SETGID", "KILL"]
 #: Imported by the warm interpreter before the job (the image's heavy libraries).
 PREIMPORT = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
@@ -90,9 +90,9 @@ PREIMPORT_MIN_MB = 192
 GRACE = 1.0  # SIGTERM -> SIGKILL inside the container
 HOST_SLACK = 3.0  # the host kills the container this long after the inner deadline
 DIAG_CAP = 64 * 1024
-MAX_FIGURES = 64
-FIGURE_BUDGET = 64 * 2**20  # same as the runner's STATUS_CAP
-PNG = b"\x89PNG\r\n\x1a\n"
+MAX_FIGURES = proto.MAX_FIGURES
+FIGURE_BUDGET = proto.FIGURE_BYTES  # part of the runner's STATUS_CAP
+PNG = proto.PNG
 _HARNESS = Path(__file__).parent / "harness"
 ISOLATIONS = ("auto", "gvisor", "container")
 # Docker's defaults (kept: the list replaces them) plus what leaks host facts.
@@ -305,7 +305,16 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None,
 
 #: Runs one container serves before it is replaced (each uses two uids from its base).
 MAX_RUNS = 50
-UID_LOW, UID_HIGH = 20000, 60000  # run uids: inside a rootless engine's 65536 mapped ids
+UID_LOW, UID_HIGH = proto.RUN_UID_LOW, proto.RUN_UID_HIGH  # run uids (see protocol.py)
+#: The container's first program (``-c``): the runner and the protocol module it
+#: imports, from its arguments into ``HARNESS_TMP`` (the image carries no harness),
+#: then the runner, with its own arguments after them.
+BOOT = ("import os, runpy, sys\n"
+        f"os.makedirs({proto.HARNESS_TMP!r}, mode=0o755, exist_ok=True)\n"
+        "for name in ('runner.py', 'protocol.py'):\n"
+        f"    with open(os.path.join({proto.HARNESS_TMP!r}, name), 'w', encoding='utf-8') as fh:\n"
+        "        fh.write(sys.argv.pop(1))\n"
+        f"runpy.run_path({proto.HARNESS_TMP + '/runner.py'!r}, run_name='__main__')\n")
 
 
 def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
@@ -321,12 +330,13 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     import secrets
 
     runner = (_HARNESS / "runner.py").read_text()
+    protocol = (_HARNESS / "protocol.py").read_text()
     wrapper = (_HARNESS / "wrapper.py").read_text()
     heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
     warm = {"env": child_env(limits), "preimport": list(PREIMPORT) if heavy else [],
             "rlimits": fallback_rlimits(client, limits)}
     created = client.api.create_container(
-        image, command=["python3", "-I", "-S", "-c", runner, wrapper, MPL_CACHE,
+        image, command=["python3", "-I", "-S", "-c", BOOT, runner, protocol, wrapper, MPL_CACHE,
                         json.dumps(warm)],
         user=UID, working_dir=WORK, environment={}, labels={**(labels or {}), **_labels()},
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
@@ -369,12 +379,13 @@ class _Stream:
             elif len(self.diag) < DIAG_CAP:
                 self.diag += payload[:DIAG_CAP - len(self.diag)]
         frames = []
-        while len(self.proto) >= 5:
-            size = struct.unpack_from(">I", self.proto, 1)[0]
-            if len(self.proto) < 5 + size:
+        head = proto.HEAD_BYTES  # our frames: kind, length, payload
+        while len(self.proto) >= head:
+            size = proto.HEADER.unpack_from(self.proto, 1)[0]
+            if len(self.proto) < head + size:
                 break
-            frames.append((bytes(self.proto[:1]), bytes(self.proto[5:5 + size])))
-            del self.proto[:5 + size]
+            frames.append((bytes(self.proto[:1]), bytes(self.proto[head:head + size])))
+            del self.proto[:head + size]
         return frames
 
 
@@ -598,7 +609,7 @@ class DockerSandbox(Sandbox):
                               "rlimits": {"nproc": limits.pids},
                               "files": [{"name": n, "size": len(d)} for n, d in files.items()],
                               }).encode()
-        slot.sock.sendall(struct.pack(">I", len(payload)) + payload)
+        slot.sock.sendall(proto.HEADER.pack(len(payload)) + payload)
         for value in inputs:
             slot.sock.sendall(value.data)
         for data in files.values():
@@ -624,7 +635,7 @@ class DockerSandbox(Sandbox):
         # frames, so the host bounds everything it buffers, not just stdout+stderr.
         budget = limits.output_bytes + FIGURE_BUDGET + DIAG_CAP + 2**20
         budget += limits.disk_mb * 2**20 + 2**20  # the changed files' tar
-        budget, received = budget + (VALUE_CAP if outputs else 0), 0
+        budget, received = budget + (proto.VALUE_CAP if outputs else 0), 0
         data = bytes(slot.pending)
         slot.pending.clear()
         while report is None:
@@ -645,17 +656,17 @@ class DockerSandbox(Sandbox):
                 host_capped = True
                 break
             for kind, body in stream.feed(data):
-                if kind in (b"o", b"e"):
-                    (out if kind == b"o" else err).extend(body)
+                if kind in (proto.OUT, proto.ERR):
+                    (out if kind == proto.OUT else err).extend(body)
                     if len(out) + len(err) > limits.output_bytes:
                         host_capped = True
-                elif kind == b"f" and body.startswith(PNG) and len(figures) < MAX_FIGURES:
+                elif kind == proto.FIGURE and body.startswith(PNG) and len(figures) < MAX_FIGURES:
                     figures.append(body)
-                elif kind == b"v" and outputs:
+                elif kind == proto.VALUE and outputs:
                     values.append(body)
-                elif kind == b"t":
+                elif kind == proto.FILES:
                     tar.append(body)
-                elif kind == b"r":
+                elif kind == proto.REPORT:
                     report = clean_report(body)
                     break  # the first report counts; nothing after it is trusted
             data = b""

@@ -294,7 +294,7 @@ def fallback_rlimits(client: Any, limits: Any) -> dict[str, int]:
     """The rlimits the runner sets on the script where the engine drops the caps.
 
     Empty on an engine that enforces its cgroup limits and ulimits (a rootful
-    Docker): RLIMIT_NPROC there would count every process of uid 65534 on the
+    Docker): RLIMIT_NPROC there would count every process of uid nobody on the
     host, not the sandbox's. Under rootless Podman the sandbox's uids map into
     the engine user's own sub-uid range, so the count stays within its sandboxes.
     """

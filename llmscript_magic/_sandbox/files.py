@@ -17,6 +17,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .base import Limits, OutputFile
+from .harness.protocol import SCRIPT_UID as OWNER  # the run's files are the script's
 
 
 def safe_name(name: str) -> str:
@@ -39,10 +40,10 @@ def tar_inputs(files: Mapping[str, bytes]) -> bytes:
                 if d not in dirs:
                     dirs.add(d)
                     info = tarfile.TarInfo(d)
-                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, 65534, 65534
+                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, OWNER, OWNER
                     tar.addfile(info)
             info = tarfile.TarInfo(rel)
-            info.size, info.mode, info.uid, info.gid = len(data), 0o644, 65534, 65534
+            info.size, info.mode, info.uid, info.gid = len(data), 0o644, OWNER, OWNER
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(bytes(data)))
     return buf.getvalue()

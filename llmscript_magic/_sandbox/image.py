@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError, SandboxError
+from .harness.protocol import SCRIPT_UID, WORK
 from .pool import already_gone
 
 IMAGE_REPO = "llmscript-sandbox"
@@ -32,8 +33,8 @@ SUITE = "bookworm"
 PACKAGES = ("python3", "python3-numpy", "python3-pandas", "python3-matplotlib", "coreutils")
 MPL_CACHE = "/opt/llmscript/mpl"  # prebuilt matplotlib font cache, copied to /tmp at start
 CHANGES = [
-    "USER 65534:65534",
-    "WORKDIR /work",
+    f"USER {SCRIPT_UID}:{SCRIPT_UID}",
+    f"WORKDIR {WORK}",
     "ENV PATH=/usr/local/bin:/usr/bin:/bin",
     f"LABEL {LABEL}.image={IMAGE_VERSION}",
 ]
@@ -120,7 +121,7 @@ def _debootstrap(rootfs: Path, log: Log) -> None:
           "python3", "-c", "import matplotlib.pyplot"], log)
     work = rootfs / "work"
     work.mkdir(exist_ok=True)
-    os.chown(work, 65534, 65534)
+    os.chown(work, SCRIPT_UID, SCRIPT_UID)
 
 
 def _import(rootfs: Path, name: str, log: Log) -> str:

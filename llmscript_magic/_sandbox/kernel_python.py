@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .._errors import ConfigurationError
 from .facts import canonical
+from .harness.protocol import SCRIPT_UID
 from .image import IMAGE_REPO, IMAGE_VERSION, LABEL
 from .layers import KEY_LABEL, Log, _client, _docker_build, _key, req_name
 
@@ -142,7 +143,7 @@ def python_base(env: KernelEnv, base: str, log: Log = print) -> str:
             f"RUN echo {PYTHON_DIR}/lib > /etc/ld.so.conf.d/llmscript-python.conf && /sbin/ldconfig"
             f" && ln -sf {PYTHON_DIR}/bin/python{minor} /usr/local/bin/python3"
             f" && mkdir -p {site} && chmod -R a+rX {PYTHON_DIR}\n"
-            "USER 65534:65534\n"
+            f"USER {SCRIPT_UID}:{SCRIPT_UID}\n"
             f"LABEL {' '.join(f'{k}={json.dumps(v)}' for k, v in labels.items())}\n")
         _docker_build(client, ctx, tag, log)
     log(f"built {tag} (Python {env.python} over {base}) in {time.monotonic() - start:.0f} s")

@@ -32,6 +32,7 @@ from typing import Any
 
 from .._errors import ConfigurationError, SandboxError
 from .facts import ImageFacts, canonical
+from .harness.protocol import SCRIPT_UID
 from .image import DEFAULT_IMAGE, IMAGE_REPO, IMAGE_VERSION, LABEL
 
 Log = Callable[[str], Any]
@@ -256,7 +257,7 @@ def _commit_layer(client: Any, lower: str, target: Path, site: str,
         tar.wait()
         if tar.returncode != 0:
             raise SandboxError(f"tar of the packages failed (exit {tar.returncode})")
-        changes = ["USER 65534:65534",
+        changes = [f"USER {SCRIPT_UID}:{SCRIPT_UID}",
                    "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())]
         repo, _, name = tag.partition(":")
         image_id = client.api.commit(cid, repository=repo, tag=name, changes=changes)["Id"]

@@ -30,6 +30,7 @@ from typing import Any
 from .._errors import SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
 from .files import outputs_from_tar
+from .harness import protocol as proto
 from .harness.runner import judge, relay, spawn, supervise, write_job
 from .mounts import links, split_files, target
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
@@ -38,13 +39,13 @@ WARNING = ("local sandbox: weaker isolation than Docker (bubblewrap namespaces o
            "machine's kernel, no memory cgroup); use it only for code you would run yourself")
 INSTALL_HINT = ("bubblewrap is not installed: run `apt-get install bubblewrap` (the local "
                 "sandbox needs it) or use --sandbox docker")
-PNG = b"\x89PNG\r\n\x1a\n"
-MAX_FIGURES = 64
+PNG = proto.PNG
+MAX_FIGURES = proto.MAX_FIGURES
 MAX_FILES = 10_000
-WORK = "/work"
+WORK = proto.WORK
 HARNESS_DIR = str(Path(__file__).parent / "harness")
 ENV_ROOT = "/opt/llmscript-python"
-UID = 65534
+UID = proto.SCRIPT_UID
 
 
 def _system_binds() -> list[str]:
@@ -175,10 +176,10 @@ class LocalSandbox(Sandbox):
             out, err = bytearray(), bytearray()
 
             def emit(kind: bytes, data: bytes) -> None:
-                (out if kind == b"o" else err).extend(data)
+                (out if kind == proto.OUT else err).extend(data)
 
             # The job dir at its own path (its paths are in the job), over the private /tmp
-            binds = ["--ro-bind", HARNESS_DIR, "/opt/llmscript/harness",
+            binds = ["--ro-bind", HARNESS_DIR, proto.LOCAL_HARNESS,
                      "--ro-bind", str(harness), str(harness)]
             for rel, host in mounted.items():
                 binds += ["--ro-bind", host, target(rel)]
@@ -187,9 +188,9 @@ class LocalSandbox(Sandbox):
             nproc = _user_processes() + limits.pids
             try:
                 proc, status_r = spawn(
-                    [*sandboxed, "/opt/llmscript/harness/runner.py", "--collect", spec,
+                    [*sandboxed, f"{proto.LOCAL_HARNESS}/runner.py", "--collect", spec,
                      str(files_w), str(disk), "--", python, "-B", "-I",
-                     "/opt/llmscript/harness/wrapper.py", spec, "{fd}"],
+                     f"{proto.LOCAL_HARNESS}/wrapper.py", spec, "{fd}"],
                     env=env, cwd=str(root), pass_fds=(files_w,),
                     preexec_fn=functools.partial(_limit, limits, nproc))
             finally:
@@ -214,12 +215,12 @@ class LocalSandbox(Sandbox):
                     (work / name).write_bytes(data)
             evaluator = [*_bwrap(str(work), [*python_binds, *binds,
                                              "--bind", str(harness), str(harness)], env, disk),
-                         python, "-B", "-I", "/opt/llmscript/harness/wrapper.py"]
+                         python, "-B", "-I", f"{proto.LOCAL_HARNESS}/wrapper.py"]
 
             def evaluate(path: str, seconds: float) -> dict[str, Any]:
                 return supervise([*evaluator, "--verdict", path, "{fd}"], env=env,
                                  cwd=str(root), timeout=seconds,
-                                 output_bytes=2**16, emit=lambda kind, data: None,
+                                 output_bytes=proto.VERDICT_OUTPUT, emit=lambda kind, data: None,
                                  preexec_fn=functools.partial(_limit, limits, nproc))
 
             judge(info, check, str(harness), limits.timeout, evaluate)

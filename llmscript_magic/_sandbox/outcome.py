@@ -10,6 +10,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .base import Limits, OutputFile, RunResult, Value
+from .harness import protocol as proto
 from .harness.codec import FORMATS
 
 _HARNESS = Path(__file__).parent / "harness"
@@ -20,11 +21,11 @@ def child_env(limits: Limits) -> dict[str, str]:
     threads = str(max(1, int(limits.cpus)))
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "TMPDIR": "/tmp",
+        "HOME": proto.TMP,
+        "TMPDIR": proto.TMP,
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": "/tmp/.config/matplotlib",
+        "MPLCONFIGDIR": proto.MPL_SHARED,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
         "OPENBLAS_NUM_THREADS": threads,

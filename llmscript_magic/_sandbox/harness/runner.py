@@ -35,17 +35,34 @@ import json
 import os
 import select
 import signal
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-HEADER = struct.Struct(">I")
+
+def _beside(name: str) -> Any:
+    """A harness module from this file's folder (``-I``: it is not on sys.path)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location("_llmscript_" + name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+try:  # the host imports this file from the package
+    from . import protocol as proto
+except ImportError:  # the sandbox runs it as a program (see protocol.py)
+    proto = _beside("protocol")
+
+HEADER = proto.HEADER
 MARK = "\n[... output truncated: more than {} bytes ...]\n"
-STATUS_CAP = 136 * 2**20  # figures (64 MiB) + values (64 MiB) + verdicts from the wrapper
-VALUE_CAP = 65 * 2**20  # the wrapper's VALUE_BYTES plus headers: more is dropped
+STATUS_CAP = proto.STATUS_CAP  # figures (64 MiB) + values (64 MiB) + verdicts from the wrapper
+VALUE_CAP = proto.VALUE_CAP  # the wrapper's VALUE_BYTES plus headers: more is dropped
 
 
 def frame(kind: bytes, payload: bytes) -> bytes:
@@ -114,16 +131,17 @@ def _parse_status(buf: bytearray, info: dict[str, Any]) -> None:
             return
         kind, payload = bytes(buf[:1]), bytes(buf[5:5 + size])
         del buf[:5 + size]
-        if kind == b"f":
+        if kind == proto.FIGURE:
             info["figures"].append(payload)
-        elif kind == b"x":
+        elif kind == proto.EXCEPTION:
             info["exception"] = payload.decode("utf-8", "replace")[:200]
-        elif kind in (b"v", b"k") and info["value_bytes"] + len(payload) <= VALUE_CAP:
+        elif kind in (proto.VALUE, proto.CHECK_VALUE) and \
+                info["value_bytes"] + len(payload) <= VALUE_CAP:
             info["value_bytes"] += len(payload)
-            info["values" if kind == b"v" else "check_values"].append(payload)
-        elif kind in (b"m", b"c"):
+            info["values" if kind == proto.VALUE else "check_values"].append(payload)
+        elif kind in (proto.MISSING, proto.VERDICT):
             try:
-                info["missing" if kind == b"m" else "check"] = json.loads(payload)
+                info["missing" if kind == proto.MISSING else "check"] = json.loads(payload)
             except (ValueError, RecursionError):
                 info["tampered"] = True
 
@@ -183,10 +201,11 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
     """
     assert proc.stdout is not None and proc.stderr is not None
     start = time.monotonic()
-    streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e", status_r: b"s"}
+    streams = {proc.stdout.fileno(): proto.OUT, proc.stderr.fileno(): proto.ERR,
+               status_r: proto.STATUS}
     tar = bytearray()
     if files_fd is not None:
-        streams[files_fd] = b"t"
+        streams[files_fd] = proto.FILES
     status_buf = bytearray()
     info: dict[str, Any] = {"capped": False, "timed_out": False, "exception": None,
                             "figures": [], "values": [], "check_values": [], "value_bytes": 0}
@@ -230,13 +249,13 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
                 del streams[fd]
                 continue
             kind = streams[fd]
-            if kind == b"t":
+            if kind == proto.FILES:
                 if len(tar) + len(data) > files_cap:
                     info["tar_cut"] = True
                 else:
                     tar += data
                 continue
-            if kind == b"s":
+            if kind == proto.STATUS:
                 status_bytes += len(data)
                 if status_bytes <= STATUS_CAP:
                     status_buf += data
@@ -330,7 +349,7 @@ def judge(info: dict[str, Any], check: str | None, folder: str, timeout: float,
         info["check"] = [False, "its evaluator ended without a verdict (out of memory?)"]
 
 
-SCRIPT_UID = 65534  # nobody: the script's uid when the runner starts as root (no run uid)
+SCRIPT_UID = proto.SCRIPT_UID  # nobody: the script's uid when the runner is root (no run uid)
 
 
 def drop_to_script_user(uid: int = SCRIPT_UID) -> None:
@@ -362,7 +381,7 @@ def _enter_work(rlimits: dict[str, int], enter: bool = True, uid: int = SCRIPT_U
             resource.setrlimit(which, (int(value), int(value)))
     if enter:
         drop_to_script_user(uid)
-        os.chdir("/work")
+        os.chdir(proto.WORK)
 
 
 def as_script_user(fn: Callable[..., Any], *args: Any, uid: int = SCRIPT_UID) -> Any:
@@ -416,7 +435,7 @@ def _opened(fn: Callable[..., Any], *args: Any) -> Any:
     A run may close a folder even to itself (mode 0); it is over, so its
     folders are opened for reading what it left.
     """
-    for dirpath, dirnames, _ in os.walk("/work"):
+    for dirpath, dirnames, _ in os.walk(proto.WORK):
         for name in dirnames:
             path = os.path.join(dirpath, name)
             if not os.path.islink(path):
@@ -498,7 +517,7 @@ def write_job(folder: str, job: dict[str, Any], inputs: list[tuple[str, str, Any
 
 def _chunks(stream: IO[bytes], size: int) -> Any:
     while size > 0:
-        chunk = _read_exact(stream, min(size, 2**20))
+        chunk = _read_exact(stream, min(size, proto.TAR_CHUNK))
         size -= len(chunk)
         yield chunk
 
@@ -580,7 +599,7 @@ def _rm(path: str) -> None:
         os.unlink(path)
 
 
-SCRATCH = ("/work", "/tmp", "/dev/shm")  # where a run can write (the root is read-only)
+SCRATCH = proto.SCRATCH  # where a run can write (the root is read-only)
 
 
 def _owned(uids: tuple[int, ...], roots: tuple[str, ...] = SCRATCH) -> list[str]:
@@ -622,7 +641,7 @@ def sweep(uids: tuple[int, ...]) -> bool:
         if _owned((uid,)):
             with contextlib.suppress(OSError, ValueError):
                 as_script_user(_remove_own, uid, uid=uid)
-    return not _owned(uids) and not os.listdir("/work")
+    return not _owned(uids) and not os.listdir(proto.WORK)
 
 
 class _Frames:
@@ -634,14 +653,14 @@ class _Frames:
 
     def write(self, data: bytes) -> int:
         self.buf += data
-        while len(self.buf) >= 2**20:
-            self.emit(b"t", bytes(self.buf[:2**20]))
-            del self.buf[:2**20]
+        while len(self.buf) >= proto.TAR_CHUNK:
+            self.emit(proto.FILES, bytes(self.buf[:proto.TAR_CHUNK]))
+            del self.buf[:proto.TAR_CHUNK]
         return len(data)
 
     def close(self) -> None:
         if self.buf:
-            self.emit(b"t", bytes(self.buf))
+            self.emit(proto.FILES, bytes(self.buf))
             self.buf.clear()
 
 
@@ -661,12 +680,12 @@ def _pack(changed: list[list[Any]], budget: int, emit: Callable[[bytes, bytes], 
             names.append(str(rel))
             used += int(size)
     for rel in names:
-        with open(os.path.join("/work", rel), "rb"):
+        with open(os.path.join(proto.WORK, rel), "rb"):
             pass
     sink = _Frames(emit)
     with tarfile.open(fileobj=sink, mode="w|") as tar:  # type: ignore[call-overload]
         for rel in names:
-            tar.add(os.path.join("/work", rel), arcname="work/" + rel, recursive=False)
+            tar.add(os.path.join(proto.WORK, rel), arcname="work/" + rel, recursive=False)
     sink.close()
     return len(names)
 
@@ -789,7 +808,7 @@ def _ask_twin(twin: tuple[int, int], path: str, seconds: float) -> dict[str, Any
         if not data:
             break
         buf += data
-        if len(buf) > 2**20:
+        if len(buf) > proto.VERDICT_BYTES:
             break  # no verdict is this long
         _parse_status(buf, info)
     return {"check": info.get("check")}
@@ -824,14 +843,14 @@ def main() -> None:
     """
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
     config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    tmp = "/tmp/.llmscript"  # the harness's files: runs may read, never change them
+    tmp = proto.HARNESS_TMP  # the harness's files: runs may read, never change them
     os.makedirs(tmp, mode=0o755, exist_ok=True)
     with contextlib.suppress(OSError):  # ours (the engine copies the image's 0755 up)
-        os.chmod("/work", 0o1777)
+        os.chmod(proto.WORK, 0o1777)
     wrapper = os.path.join(tmp, "wrapper.py")
     with open(wrapper, "w") as fh:
         fh.write(wrapper_src)
-    _copy_tree(mpl_cache, "/tmp/.config/matplotlib")
+    _copy_tree(mpl_cache, proto.MPL_SHARED)
     zygote = Zygote(wrapper, config) if isinstance(config.get("env"), dict) else None
     out = sys.stdout.buffer
     stdin: Any = sys.stdin.buffer.raw  # type: ignore[union-attr]  # unbuffered: nothing read ahead of a job
@@ -869,14 +888,14 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
            emit: Callable[[bytes, bytes], None], owner_fd: int) -> bool:
     """One run, from the go-signal to the report; True when the container is fit for another."""
     uid = int(job.get("uid") or SCRIPT_UID)
-    twin_uid = uid + 1 if job.get("uid") else 65533
+    twin_uid = uid + 1 if job.get("uid") else proto.CHECK_UID
     check = job.get("check") or None
     timeout = float(job["timeout"])
     grace = float(job.get("grace", 1.0))
     rlimits = {**_rlimits(config), **_rlimits(job)}
     # matplotlib's config folder of its own (see wrapper's _mpl_home), for interpreters
     # that import it afresh; the zygote's copy already holds its font list
-    env = {**job["env"], "MPLCONFIGDIR": f"/tmp/.mpl-{uid}"}
+    env = {**job["env"], "MPLCONFIGDIR": proto.MPL_HOME.format(uid=uid)}
     oom_before = _oom_kills()
     proc: Any = None
     twin: tuple[int, int] | None = None
@@ -920,7 +939,7 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
                                env=job["env"], cwd=None,
                                preexec_fn=functools.partial(_enter_work, rlimits, True,
                                                             twin_uid))
-        return relay(proc, status_r, timeout=seconds, output_bytes=2**16,
+        return relay(proc, status_r, timeout=seconds, output_bytes=proto.VERDICT_OUTPUT,
                      emit=lambda kind, data: None, cleanup=lambda: None)
 
     judge(info, check, folder, timeout, evaluate)
@@ -929,12 +948,12 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
         os.close(fd)
     reap()
     for png in info.pop("figures"):
-        emit(b"f", png)
+        emit(proto.FIGURE, png)
     for value in info.pop("values"):
-        emit(b"v", value)
+        emit(proto.VALUE, value)
     unreadable = False
     try:
-        changed = read_work(changed_files, "/work", before, uid=uid)
+        changed = read_work(changed_files, proto.WORK, before, uid=uid)
         if changed:
             read_work(_pack, changed, int(job.get("disk_bytes") or 2**26), emit, uid=uid)
     except (OSError, ValueError):
@@ -945,7 +964,7 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
     info["left"] = leftovers[0]  # processes still running when the script's main one ended
     info["reusable"] = bool(gone and clean and alive and not leftovers[0] and not unreadable and
                             not info["oom"] and not info["timed_out"] and not info["capped"])
-    emit(b"r", json.dumps(info).encode())
+    emit(proto.REPORT, json.dumps(info).encode())
     return bool(info["reusable"])
 
 
@@ -981,7 +1000,7 @@ def collect(argv: list[str]) -> int:
         reap()
         time.sleep(0.002)
     with os.fdopen(files_fd, "wb") as sink, contextlib.suppress(OSError):
-        changed = _opened(changed_files, "/work", before)  # folders it closed, reopened
+        changed = _opened(changed_files, proto.WORK, before)  # folders it closed, reopened
         listed = json.dumps(changed).encode()
         sink.write(HEADER.pack(len(listed)) + listed)  # what changed, then the tar of it
         _pack(changed, budget, lambda kind, data: _write(sink, data))

@@ -41,19 +41,34 @@ import importlib.abc
 import importlib.util
 import json
 import os
-import struct
 import sys
 import types
 from typing import Any
 
-VALUE_BYTES = 64 * 2**20  # all --output values together (the runner and host cap them too)
+
+def _beside(name: str) -> Any:
+    """A harness module from this file's folder, under a name no script imports by accident."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location("_llmscript_" + name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+try:  # the host imports this file from the package
+    from . import protocol as proto
+except ImportError:  # the sandbox runs it as a program (see protocol.py)
+    proto = _beside("protocol")
+
+VALUE_BYTES = proto.VALUE_BYTES  # all --output values together (the runner and host cap them too)
 UNDEFINED = "it is not defined when the script ends"
 
 
 def _send(fd: int, kind: bytes, payload: bytes, head: bytes = b"") -> None:
     """One frame; ``head`` goes before ``payload`` without copying a large value."""
     try:
-        for part in (kind + struct.pack(">I", len(head) + len(payload)) + head, payload):
+        for part in (kind + proto.HEADER.pack(len(head) + len(payload)) + head, payload):
             data = memoryview(part)
             while data:
                 data = data[os.write(fd, data):]
@@ -63,12 +78,7 @@ def _send(fd: int, kind: bytes, payload: bytes, head: bytes = b"") -> None:
 
 def _codec() -> Any:
     """codec.py from this file's folder, under a name no script imports by accident."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "codec.py")
-    spec = importlib.util.spec_from_file_location("_llmscript_codec", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _beside("codec")
 
 
 def _figures(fd: int) -> None:
@@ -84,7 +94,7 @@ def _figures(fd: int) -> None:
         except Exception as exc:  # a broken figure must not hide the others
             print(f"[sandbox] figure {num} could not be saved: {exc}", file=sys.stderr)
             continue
-        _send(fd, b"f", buf.getvalue())
+        _send(fd, proto.FIGURE, buf.getvalue())
 
 
 def _bind_inputs(job: dict[str, Any], namespace: dict[str, Any], codec: Any) -> None:
@@ -127,10 +137,10 @@ def _send_outputs(fd: int, names: list[str], namespace: dict[str, Any], codec: A
         fmt, data = got
         room -= len(data)
         head = json.dumps({"name": name, "format": fmt}).encode()
-        _send(fd, b"v", data, head=head + b"\n")
+        _send(fd, proto.VALUE, data, head=head + b"\n")
         del data, got
     if missing:
-        _send(fd, b"m", json.dumps(missing).encode())
+        _send(fd, proto.MISSING, json.dumps(missing).encode())
     return room, [n for n in names if n not in missing]
 
 
@@ -176,7 +186,7 @@ def _send_check_values(fd: int, expr: str, namespace: dict[str, Any], sent: list
             else:
                 head["format"], data = got
                 room -= len(data)
-        _send(fd, b"k", data, head=json.dumps(head).encode() + b"\n")
+        _send(fd, proto.CHECK_VALUE, data, head=json.dumps(head).encode() + b"\n")
 
 
 def _evaluate(expr: str, scope: dict[str, Any]) -> list[Any]:
@@ -218,15 +228,15 @@ def verdict(job_path: str, fd: int) -> None:
                     scope[name] = codec.decode(item["format"], fh.read())
     except Exception as err:  # values the script mangled: its check fails
         why = f"its values could not be read: {type(err).__name__}: {str(err)[:200]}"
-        _send(fd, b"c", json.dumps([False, why]).encode())
+        _send(fd, proto.VERDICT, json.dumps([False, why]).encode())
         return
     if apart:
         why = (f"it uses {', '.join(apart)}; checks run apart from the script, over the values "
                "it leaves (numbers, text, lists, dicts, arrays, DataFrames): compute the value "
                "in the script (r = f(2)) and check that (--check 'r == 4')")
-        _send(fd, b"c", json.dumps([None, why[:300]]).encode())
+        _send(fd, proto.VERDICT, json.dumps([None, why[:300]]).encode())
         return
-    _send(fd, b"c", json.dumps(_evaluate(job["check"], scope)).encode())
+    _send(fd, proto.VERDICT, json.dumps(_evaluate(job["check"], scope)).encode())
 
 
 def _run_script(script: str, module: types.ModuleType, fd: int) -> int:
@@ -246,7 +256,7 @@ def _run_script(script: str, module: types.ModuleType, fd: int) -> int:
             return 1
         return exc.code
     except BaseException as exc:
-        _send(fd, b"x", type(exc).__name__.encode())
+        _send(fd, proto.EXCEPTION, type(exc).__name__.encode())
         # Hide the wrapper's frames: the user sees only their own code.
         tb = exc.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != script:
@@ -311,12 +321,12 @@ def _twin(job_fd: int, stat_fd: int, uid: int) -> None:
     """The evaluator's life: own session and uid, says ``w``, evaluates one job, exits."""
     os.setsid()
     _become(uid)
-    os.chdir("/work")
+    os.chdir(proto.WORK)
     null = os.open(os.devnull, os.O_RDWR)
     for std in (0, 1, 2):
         os.dup2(null, std)
     os.close(null)
-    _send(stat_fd, b"w", b"")
+    _send(stat_fd, proto.WAITING, b"")
     path = b""
     while not path.endswith(b"\n"):
         chunk = os.read(job_fd, 4096)
@@ -397,7 +407,7 @@ def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
         os.close(extra)
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in (order.get("env") or {}).items()})
-    os.chdir("/work")
+    os.chdir(proto.WORK)
     _reseed()
     _run_job(str(order["job"]), fd)
 
@@ -496,7 +506,7 @@ def _place_files(job: dict[str, Any]) -> None:
                 dst.write(chunk)
 
 
-MPL_SHARED = "/tmp/.config/matplotlib"  # the runner's copy of the image's font list
+MPL_SHARED = proto.MPL_SHARED  # the runner's copy of the image's font list
 
 
 def _mpl_home() -> None:
@@ -525,7 +535,7 @@ def _run_job(job_path: str, fd: int) -> None:
         _place_files(job)
     except OSError as err:
         print(f"[sandbox] an input file could not be placed: {err}", file=sys.stderr)
-        _send(fd, b"x", b"InputError")
+        _send(fd, proto.EXCEPTION, b"InputError")
         os._exit(1)
     script = job["script"]
     sys.argv = [script]
@@ -541,7 +551,7 @@ def _run_job(job_path: str, fd: int) -> None:
     except Exception as err:
         print(f"[sandbox] an input variable could not be loaded: {type(err).__name__}: {err}",
               file=sys.stderr)
-        _send(fd, b"x", b"InputError")
+        _send(fd, proto.EXCEPTION, b"InputError")
         os._exit(1)
     code = _run_script(script, module, fd)
     try:
