@@ -3,7 +3,7 @@
 Kept apart from the prompt descriptions because this is the trust boundary:
 what comes back from the sandbox is untrusted bytes, decoded strictly, and
 never unpickled. Both directions use the harness's own codec
-(``_sandbox/harness/codec.py``), the same code that runs inside the sandbox:
+(``_sandbox/values.py``), the same code that runs inside the sandbox:
 DataFrames and Series column by column (numbers as ``.npy``, text as JSON
 lists; Parquet when both sides have pyarrow), numpy arrays as ``.npy``
 without pickle, plain data as JSON, bytes as they are. Decoding a result holds
@@ -25,7 +25,7 @@ from typing import Any
 
 from .._errors import ConfigurationError
 from .._sandbox.base import Value
-from .._sandbox.harness import codec
+from .._sandbox.values import FORMATS, CodecError, a_kind, decode_cost, decode_value, encode_value
 from .context import _cell, _lookup, _module, _short, _type_name
 
 #: What the interpreter itself takes in the sandbox before any input is loaded.
@@ -61,10 +61,10 @@ def _encode(name: str, value: Any, parquet: bool) -> Value:
             f"Cannot send {name!r} into the sandbox: a {value.dtype} array needs pickle; "
             "convert it with .astype(float) or .tolist()")
     try:
-        fmt, data = codec.encode(value, parquet=parquet)
-    except codec.CodecError as err:
+        fmt, data = encode_value(value, parquet=parquet)
+    except CodecError as err:
         why = str(err)
-        if why.startswith(f"it is {codec.a_kind(value)}") and " holding " not in why:
+        if why.startswith(f"it is {a_kind(value)}") and " holding " not in why:
             raise ConfigurationError(
                 f"Cannot send {name!r} ({_type_name(value)}) into the sandbox: convert it to a "
                 "DataFrame, numpy array, str, bytes or a JSON-compatible list or dict") from None
@@ -187,7 +187,7 @@ def imports_not_from_here() -> Iterator[None]:
 
 
 def _decode_one(value: Value) -> Any:
-    cost = codec.decode_cost(value.format, value.data)
+    cost = decode_cost(value.format, value.data)
     allowed = max(DECODE_RATIO * len(value.data), DECODE_FLOOR)
     if cost > allowed:
         raise ConfigurationError(
@@ -195,7 +195,7 @@ def _decode_one(value: Value) -> Any:
             f"would take about {cost / 2**20:.0f} MiB to load (more than "
             f"{allowed / 2**20:.0f} MiB); return a DataFrame or numpy array, or write a "
             "file instead; nothing was assigned")
-    return codec.decode(value.format, value.data)
+    return decode_value(value.format, value.data)
 
 
 def decode_outputs(values: Sequence[Value]) -> dict[str, Any]:
@@ -209,7 +209,7 @@ def decode_outputs(values: Sequence[Value]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for value in values:
-        if not value.name.isidentifier() or value.format not in codec.FORMATS:
+        if not value.name.isidentifier() or value.format not in FORMATS:
             raise ConfigurationError(
                 f"The sandbox returned {_short(repr(value.name), 60)} in a form that is not "
                 "accepted; nothing was assigned")

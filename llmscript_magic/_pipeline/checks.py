@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .._sandbox.harness.wrapper import UNDEFINED
+from .._sandbox.values import NOT_DEFINED
 from .packages import missing_hint
 from .validate import Check
 
@@ -50,7 +50,7 @@ def not_returned(name: str, why: str | None) -> str:
     if why is None:
         return (f"{missing}: no result came back (did the script fail before its end?); "
                 "nothing was assigned")
-    if why == UNDEFINED:
+    if why == NOT_DEFINED:
         return f"{missing}: say in the spec what {name!r} should hold (nothing was assigned)"
     if why.startswith("it is ") and not why.endswith("needs pickle"):
         return (f"{missing} that can be copied back: {why}; make it a DataFrame, Series, "

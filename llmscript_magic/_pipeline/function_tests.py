@@ -3,7 +3,7 @@
 ``--check`` is judged by a process the script never touched, so it cannot call the
 script's functions. ``--test`` can: after a successful run, a second sandbox run
 (same sandbox, limits and inputs) loads the script's definitions in a fresh process
-(``_sandbox/harness/function_tests.py``) and evaluates each expression there. That
+(``_sandbox/function_tests.py``) and evaluates each expression there. That
 process runs the script's own code, which could forge the verdict, so every test
 check says so. A failing test is a failed layer: the model gets it back to repair.
 """
@@ -11,10 +11,9 @@ check says so. A failing test is a failed layer: the model gets it back to repai
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._sandbox.harness import function_tests as harness
+from .._sandbox import function_tests as harness
 from .validate import Check
 
 if TYPE_CHECKING:
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 #: what every --test check says, apart from --check's unforgeable verdict
 LABEL = "tests ran with the script's own code"
-_RUNNER = Path(harness.__file__).read_text(encoding="utf-8")
+_RUNNER = harness.program()
 
 
 def verdicts(result: RunResult, count: int) -> list[dict[str, Any]] | None:

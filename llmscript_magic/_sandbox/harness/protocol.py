@@ -40,6 +40,10 @@ VERDICT = b"c"  # the check's verdict (JSON ``[ok, why]``): only the evaluator's
 WAITING = b"w"  # the forked evaluator is there and waits for its check job
 STATUS = b"s"  # the relay's tag for the status pipe
 
+#: The reason in a ``MISSING`` frame for a name the script never defined
+#: (the host tells that case apart from a value that could not cross).
+UNDEFINED = "it is not defined when the script ends"
+
 # Caps -----------------------------------------------------------------------
 #: Byte limits that both sides hold, so that the script's side, the runner and
 #: the host agree on what fits: each side caps again and never trusts the one

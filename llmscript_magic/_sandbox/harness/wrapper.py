@@ -62,7 +62,7 @@ except ImportError:  # the sandbox runs it as a program (see protocol.py)
     proto = _beside("protocol")
 
 VALUE_BYTES = proto.VALUE_BYTES  # all --output values together (the runner and host cap them too)
-UNDEFINED = "it is not defined when the script ends"
+UNDEFINED = proto.UNDEFINED
 
 
 def _send(fd: int, kind: bytes, payload: bytes, head: bytes = b"") -> None:
