@@ -1,7 +1,8 @@
 """Supervisor shared by both backends: starts each run, relays capped output.
 
-In Docker this file is the container's main process (``python3 -I -S -c
-SOURCE WRAPPER MPL_CACHE CONFIG``) for all the runs of one kernel: it starts
+In Docker this file is the container's main process (``docker.BOOT`` puts it
+and ``protocol.py`` in ``/tmp/.llmscript``, then runs it with ``WRAPPER
+MPL_CACHE CONFIG``) for all the runs of one kernel: it starts
 the zygote (``wrapper.py --zygote``: the image's heavy libraries imported
 once), then serves jobs from stdin (a JSON header, then the input values'
 and files' bytes) one after another until the host closes it. Each run is
@@ -9,7 +10,8 @@ a process the zygote forks under the run's own uid (``Zygote``, ``Forked``);
 this supervisor enforces the wall clock (SIGTERM, then SIGKILL after the
 grace), then kills every process of that uid and removes its files
 (``kill_uid``, ``sweep``) before the report. Everything it sends the host is
-framed (1 type byte, 4-byte length, payload) on stdout: ``o``/``e`` output
+framed (1 type byte, 4-byte length, payload; the kinds are named in
+``protocol.py``) on stdout: ``o``/``e`` output
 chunks, ``f`` PNG figures, ``v`` values of ``--output`` variables, ``t`` the
 changed files as a tar, ``r`` the result (exit, limits, changed files, check
 verdict, outputs that cannot come back, whether the container is still fit

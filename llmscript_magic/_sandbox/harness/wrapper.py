@@ -28,7 +28,8 @@ evaluated, and says how to write it instead: nothing of the script runs in
 the evaluator.
 
 Everything it reports goes to STATUS_FD as frames (1 type byte, 4-byte
-length, payload), never to the user's stdout or work dir: ``v`` a value
+length, payload; the kinds are named in ``protocol.py`` beside it), never
+to the user's stdout or work dir: ``v`` a value
 (JSON header line + data), ``k`` a value the check uses (the same, or a
 header naming a module or saying why it is ``opaque``), ``m`` the outputs
 that cannot come back (JSON ``{name: why}``), ``c`` (from the evaluator) the
