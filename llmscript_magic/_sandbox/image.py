@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import ConfigurationError, SandboxError
-from .harness.protocol import SCRIPT_UID, WORK
+from .harness.protocol import MPL_IMAGE, SCRIPT_UID, WORK
 from .pool import already_gone
 
 IMAGE_REPO = "llmscript-sandbox"
@@ -31,7 +31,7 @@ LABEL = "llmscript.sandbox"
 OWNER_LABEL = "llmscript.owner"  # "host:pid:start" of the process whose pool made it
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-numpy", "python3-pandas", "python3-matplotlib", "coreutils")
-MPL_CACHE = "/opt/llmscript/mpl"  # prebuilt matplotlib font cache, copied to /tmp at start
+MPL_CACHE = MPL_IMAGE  # prebuilt matplotlib font cache, copied to /tmp at start
 CHANGES = [
     f"USER {SCRIPT_UID}:{SCRIPT_UID}",
     f"WORKDIR {WORK}",

@@ -94,7 +94,7 @@ def _bwrap(work: str | None, binds: Sequence[str], env: Mapping[str, str],
     args = [exe, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--uid", str(UID), "--gid", str(UID),
             "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv",
-            "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp",
+            "--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", proto.TMP,
             *work_mount, *_system_binds(), *binds, "--chdir", WORK]  # later mounts go over
     for key, value in env.items():
         args += ["--setenv", key, value]

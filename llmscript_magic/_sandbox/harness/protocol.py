@@ -79,5 +79,6 @@ TMP = "/tmp"  # the script's HOME and TMPDIR
 SCRATCH = (WORK, TMP, "/dev/shm")  # where a run can write
 HARNESS_TMP = "/tmp/.llmscript"  # a container's harness files and jobs (root's, 0755)
 LOCAL_HARNESS = "/opt/llmscript/harness"  # the local backend's read-only harness folder
+MPL_IMAGE = "/opt/llmscript/mpl"  # the image's prebuilt matplotlib font list (its build makes it)
 MPL_SHARED = "/tmp/.config/matplotlib"  # the image's matplotlib font list, copied for runs
 MPL_HOME = "/tmp/.mpl-{uid}"  # a run's own matplotlib config folder (MPLCONFIGDIR)
