@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from llmscript_magic._sandbox import Limits, get_sandbox
+from llmscript_magic._sandbox import Limits, get_sandbox, shared_sandbox
 from llmscript_magic._sandbox.base import Value
 from llmscript_magic._sandbox.harness import protocol
 from llmscript_magic._sandbox.values import decode_value, encode_value
@@ -89,6 +89,27 @@ def test_the_wrapper_runs_outside_the_package_on_every_python(python: str,
     assert sent["script.py"] == [(protocol.EXCEPTION, b"KeyError")]  # a failed run sends no values
 
 
+@pytest.mark.skipif(not PYTHONS, reason="no pyenv Pythons 3.10-3.13 on this machine")
+@pytest.mark.parametrize("python", PYTHONS or ["none"])
+def test_the_runner_loads_its_modules_from_its_folder_on_every_python(python: str,
+                                                                     tmp_path: Path) -> None:
+    """The runner as a program (``-I``, outside the package) imports protocol and supervisor
+    from its own folder, and from nowhere else: without them there it does not start."""
+    folder = tmp_path / "harness"
+    folder.mkdir()
+    for name in ("runner.py", "protocol.py", "supervisor.py"):
+        shutil.copy(HARNESS / name, folder / name)
+    probe = ("import runpy, sys; found = runpy.run_path(sys.argv[1], run_name='probe'); "
+             "print(found['relay'].__module__, found['proto'].REPORT, found['HEADER'].size)")
+    got = subprocess.run([python, "-B", "-I", "-S", "-c", probe, str(folder / "runner.py")],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert (got.returncode, got.stdout) == (0, "supervisor b'r' 4\n"), got.stderr
+    (folder / "supervisor.py").unlink()
+    got = subprocess.run([python, "-B", "-I", "-S", "-c", probe, str(folder / "runner.py")],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert got.returncode != 0 and "supervisor" in got.stderr
+
+
 TAMPER = '''\
 import os
 def attempt(what, fn):
@@ -114,7 +135,7 @@ def walled(request: pytest.FixtureRequest) -> Any:
     if request.param == "bubblewrap":
         return get_sandbox("local")
     request.getfixturevalue("docker_sandbox")  # the engine, the image, the leftover check
-    return get_sandbox("docker", isolation=request.param)
+    return shared_sandbox("docker", isolation=request.param)  # one engine client per level
 
 
 def test_a_run_cannot_change_the_protocol_the_next_run_uses(walled: Any) -> None:

@@ -309,9 +309,10 @@ UID_LOW, UID_HIGH = proto.RUN_UID_LOW, proto.RUN_UID_HIGH  # run uids (see proto
 #: The container's first program (``-c``): the runner and the protocol module it
 #: imports, from its arguments into ``HARNESS_TMP`` (the image carries no harness),
 #: then the runner, with its own arguments after them.
+RUNNER_FILES = ("runner.py", "protocol.py", "supervisor.py")  # runner.py first
 BOOT = ("import os, runpy, sys\n"
         f"os.makedirs({proto.HARNESS_TMP!r}, mode=0o755, exist_ok=True)\n"
-        "for name in ('runner.py', 'protocol.py'):\n"
+        f"for name in {RUNNER_FILES!r}:\n"
         f"    with open(os.path.join({proto.HARNESS_TMP!r}, name), 'w', encoding='utf-8') as fh:\n"
         "        fh.write(sys.argv.pop(1))\n"
         f"runpy.run_path({proto.HARNESS_TMP + '/runner.py'!r}, run_name='__main__')\n")
@@ -329,14 +330,13 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     """
     import secrets
 
-    runner = (_HARNESS / "runner.py").read_text()
-    protocol = (_HARNESS / "protocol.py").read_text()
+    runner = [(_HARNESS / name).read_text() for name in RUNNER_FILES]
     wrapper = (_HARNESS / "wrapper.py").read_text()
     heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
     warm = {"env": child_env(limits), "preimport": list(PREIMPORT) if heavy else [],
             "rlimits": fallback_rlimits(client, limits)}
     created = client.api.create_container(
-        image, command=["python3", "-I", "-S", "-c", BOOT, runner, protocol, wrapper, MPL_CACHE,
+        image, command=["python3", "-I", "-S", "-c", BOOT, *runner, wrapper, MPL_CACHE,
                         json.dumps(warm)],
         user=UID, working_dir=WORK, environment={}, labels={**(labels or {}), **_labels()},
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,

@@ -31,7 +31,7 @@ from .._errors import SandboxUnavailableError
 from .base import Limits, OutputFile, RunResult, Sandbox, Value
 from .files import outputs_from_tar
 from .harness import protocol as proto
-from .harness.runner import judge, relay, spawn, supervise, write_job
+from .harness.supervisor import judge, relay, spawn, supervise, write_job
 from .mounts import links, split_files, target
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
 
