@@ -47,10 +47,10 @@ if not __package__:  # a program in the sandbox (``-I``): its modules lie beside
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # no run may write
 try:  # the host imports this file from the package
     from . import protocol as proto
-    from .supervisor import _parse_status, judge, relay, spawn, write_job
+    from .supervisor import judge, parse_status, relay, spawn, write_job
 except ImportError:
     import protocol as proto  # type: ignore[no-redef]
-    from supervisor import _parse_status, judge, relay, spawn, write_job  # type: ignore[no-redef]
+    from supervisor import judge, parse_status, relay, spawn, write_job  # type: ignore[no-redef]
 
 HEADER = proto.HEADER
 MARK = "\n[... output truncated: more than {} bytes ...]\n"
@@ -519,7 +519,7 @@ def _ask_twin(twin: tuple[int, int], path: str, seconds: float) -> dict[str, Any
         buf += data
         if len(buf) > proto.VERDICT_BYTES:
             break  # no verdict is this long
-        _parse_status(buf, info)
+        parse_status(buf, info)
     return {"check": info.get("check")}
 
 

@@ -4,7 +4,7 @@ Shared by the container's runner (``runner.py``, which serves a kernel's runs
 one after another) and the local backend (``local.py``, on the host, around a
 bubblewrap sandbox): ``spawn`` starts a process with a status pipe, ``relay``
 enforces the wall clock and the output cap while it relays the output and
-reads the wrapper's frames (checked, never trusted: ``_parse_status``),
+reads the wrapper's frames (checked, never trusted: ``parse_status``),
 ``judge`` gets the check's verdict from a process the script cannot reach, and
 ``write_job`` writes the wrapper's job. Standard library only. In the sandbox
 it is imported by the runner from their folder (see ``runner.py``); the host
@@ -32,7 +32,7 @@ STATUS_CAP = proto.STATUS_CAP  # figures (64 MiB) + values (64 MiB) + verdicts f
 VALUE_CAP = proto.VALUE_CAP  # the wrapper's VALUE_BYTES plus headers: more is dropped
 
 
-def _parse_status(buf: bytearray, info: dict[str, Any]) -> None:
+def parse_status(buf: bytearray, info: dict[str, Any]) -> None:
     """Frames from the wrapper (the script's own process: checked, never trusted)."""
     while len(buf) >= 5:
         size = HEADER.unpack_from(buf, 1)[0]
@@ -168,7 +168,7 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
                 status_bytes += len(data)
                 if status_bytes <= STATUS_CAP:
                     status_buf += data
-                    _parse_status(status_buf, info)
+                    parse_status(status_buf, info)
                 continue
             if info["capped"]:
                 continue
