@@ -169,7 +169,7 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
           output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
           cleanup: Callable[[], None] | None = None,
           owner_fd: int | None = None, files_fd: int | None = None,
-          files_cap: int = 0) -> dict[str, Any]:
+          files_cap: int = 0, kill_on_exit: bool = True) -> dict[str, Any]:
     """Supervise a started process from now on: the wall clock starts at this call.
 
     A warm interpreter is spawned long before its job, so the clock and the
@@ -180,6 +180,8 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
     the host process that owns this sandbox died mid-run (see ``owner_gone``).
     ``files_fd`` (the local backend's): a tar of the changed files, kept in
     ``info["tar"]`` up to ``files_cap`` bytes (``info["tar_cut"]`` past it).
+    ``kill_on_exit`` False: a session's cell, whose process (the session)
+    outlives it; a timeout or the output cap still kills its group.
     """
     assert proc.stdout is not None and proc.stderr is not None
     start = time.monotonic()
@@ -203,7 +205,8 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
         now = time.monotonic()
         if proc.poll() is not None and exited_at is None:
             exited_at = now
-            kill()  # leftovers in the group go with the script
+            if kill_on_exit:
+                kill()  # leftovers in the group go with the script
             if cleanup is not None:
                 cleanup()
         if exited_at is not None and now - exited_at > 0.3:
@@ -842,6 +845,7 @@ def main() -> None:
 
     fit = True
     runs = 0
+    session: Any = None  # the kernel's --session process, once a job asks for it
     while fit:
         folder = os.path.join(tmp, f"run-{runs}")
         runs += 1
@@ -853,15 +857,36 @@ def main() -> None:
             break  # the host closed the sandbox
         job, spec, before = got
         for name, source in (job.get("harness") or {}).items():
-            if name == "codec.py":  # the harness's own module, by name (the zygote
+            # the harness's own modules, by name (the zygote already runs this
+            # container's wrapper)
+            if name in ("codec.py", "session.py", "session_runner.py"):
                 with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
-                    fh.write(source)  # already runs this container's wrapper)
-        fit = _serve(job, spec, before, folder, zygote, config, wrapper, emit, stdin.fileno())
+                    fh.write(source)
+        if job.get("session"):
+            session = session or _session_lib(tmp).Session(sys.modules[__name__], zygote,
+                                                           job, config)
+            fit = session.serve(job, spec, before, folder, wrapper, emit, stdin.fileno())
+        else:
+            fit = _serve(job, spec, before, folder, zygote, config, wrapper, emit,
+                         stdin.fileno())
         _rm(folder)
     if zygote is not None:
         zygote.sock.close()
     while stdin.read(65536):  # unfit: wait for the host to let go (it removes us)
         pass
+
+
+def _session_lib(folder: str) -> Any:
+    """``session_runner.py``, written beside the wrapper from the job (this file runs as
+    ``python3 -c SOURCE``, so it hands itself to the session's supervisor)."""
+    import importlib.util
+
+    path = os.path.join(folder, "session_runner.py")
+    spec = importlib.util.spec_from_file_location("_llmscript_session_runner", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
