@@ -90,7 +90,9 @@ def serve(ctl_fd: int, hooks: dict[str, Any]) -> None:
     warnings.filterwarnings("ignore", message=".*non-interactive.*")
     module = types.ModuleType("__main__")
     module.__dict__.update(__builtins__=__builtins__)
-    sock.send(b'{"ready": true}')
+    work = os.open(".", os.O_RDONLY | os.O_DIRECTORY)  # the work dir, for a host to read
+    socket.send_fds(sock, [b'{"ready": true}'], [work])  # (the local backend's: see there)
+    os.close(work)
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 65536, 3)

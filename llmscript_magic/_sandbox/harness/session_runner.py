@@ -35,7 +35,7 @@ def _stamp(st: os.stat_result) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-class _Cell:
+class Cell:
     """A cell in the session process, with the face ``relay`` expects of a Popen.
 
     ``returncode`` comes from the session's ``{"exit": code}``; a control
@@ -208,7 +208,7 @@ class Session:
             pass  # the session is gone: the cell reads as its death below
         for fd in theirs:
             os.close(fd)
-        proc = _Cell(self, pipes[0][0], pipes[1][0])
+        proc = Cell(self, pipes[0][0], pipes[1][0])
         self.cells += 1
         info = rt.relay(proc, pipes[2][0], timeout=timeout,
                         output_bytes=int(job["output_bytes"]), emit=emit,

@@ -621,6 +621,13 @@ def main() -> None:
         sys.path[:] = [p for p in sys.path if p != here]  # no module of ours by name
         verdict(sys.argv[2], int(sys.argv[3]))
         os._exit(0)
+    if sys.argv[1] == "--session":  # the local backend's session (already in its sandbox)
+        null = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(null, std)
+        os.close(null)
+        _session_module().serve(int(sys.argv[2]), _session_hooks())
+        os._exit(0)
     if sys.argv[1] == "--zygote":
         _zygote(sys.argv[2], int(sys.argv[3]))
         os._exit(0)
