@@ -189,7 +189,7 @@ class LocalSession:
             socket.send_fds(self.sock, [json.dumps({"job": spec}).encode()], theirs)
         for fd in theirs:
             os.close(fd)
-        proc = Cell(self, pipes[0][0], pipes[1][0])  # type: ignore[arg-type]
+        proc: Any = Cell(self, pipes[0][0], pipes[1][0])  # type: ignore[arg-type]
         info = relay(proc, pipes[2][0], timeout=limits.timeout,
                      output_bytes=limits.output_bytes, emit=emit, kill_on_exit=False)
         alive = not (info["timed_out"] or info["capped"] or proc.dead)

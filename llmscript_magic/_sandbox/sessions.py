@@ -183,6 +183,4 @@ def run_cell(key: tuple[Any, ...], label: str, fit: tuple[Any, ...],
     else:
         gone = end(key, why_ended(result))
         result.session = f"{note}; {gone}" if note else gone
-    if not alive or note.startswith("a fresh"):  # the user must not miss it
-        result.stderr += f"\n[sandbox] {result.session}\n"
     return result

@@ -19,6 +19,7 @@ forks it under the run's own uid (``uid + 1``), as for a single run.
 Standard library only.
 """
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -202,10 +203,8 @@ class Session:
         pipes = [os.pipe() for _ in range(3)]
         theirs = [pipes[0][1], pipes[1][1], pipes[2][1]]
         assert self.sock is not None
-        try:
+        with contextlib.suppress(OSError):  # a session gone reads as its death below
             socket.send_fds(self.sock, [json.dumps({"job": spec}).encode()], theirs)
-        except OSError:
-            pass  # the session is gone: the cell reads as its death below
         for fd in theirs:
             os.close(fd)
         proc = Cell(self, pipes[0][0], pipes[1][0])
