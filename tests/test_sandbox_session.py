@@ -36,6 +36,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
         box = get_sandbox("local")
     else:
         client = request.getfixturevalue("docker_client")
+        request.getfixturevalue("docker_leftover_check")
         if request.param == "gvisor":
             from llmscript_magic._sandbox.engine import gvisor_problem
 
