@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .base import RunResult
@@ -52,6 +52,8 @@ class Live:
     fit: tuple[Any, ...] = ()  # what the handle was made for (its container's limits)
     started: float = 0.0
     cells: int = 0
+    #: one cell at a time (a widget's Run button may fire while a cell runs)
+    busy: threading.Lock = field(default_factory=threading.Lock)
 
 
 _live: dict[tuple[Any, ...], Live] = {}
@@ -169,11 +171,13 @@ def run_cell(key: tuple[Any, ...], label: str, fit: tuple[Any, ...],
     live, note = acquire(key, label, fit, start)
     try:
         try:
-            result, alive = cell(live.handle)
+            with live.busy:
+                result, alive = cell(live.handle)
         except SessionLost:  # gone while idle (an engine restart): a fresh one, said so
             end(key, "lost")
             live, note = acquire(key, label, fit, start)
-            result, alive = cell(live.handle)
+            with live.busy:
+                result, alive = cell(live.handle)
     except BaseException:
         end(key, "lost")
         raise
