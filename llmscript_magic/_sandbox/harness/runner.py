@@ -823,7 +823,9 @@ def main() -> None:
     run has its own uid (the job's ``uid``; its check evaluator ``uid + 1``):
     after it, every process of those uids is killed and their files removed
     before the report, and the report says whether the container is still
-    fit (``reusable``); the host replaces it when not.
+    fit (``reusable``); the host replaces it when not. A ``session`` job goes to
+    the kernel's session process instead (``session_runner.py``, loaded from the
+    job's harness files: a session container serves session jobs only).
     """
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
     config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}

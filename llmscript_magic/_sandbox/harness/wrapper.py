@@ -5,7 +5,10 @@ Executed as a standalone file by the sandbox's own Python (stdlib only):
 container's zygote, ``python3 -B -I wrapper.py --zygote MODULES CTL_FD``: it
 imports MODULES (comma-separated) once, hides them (see ``_Stash``), and
 forks one process per run, which becomes the run's uid and runs its JOB
-(see ``_zygote``).
+(see ``_zygote``). For ``--session`` the zygote forks, once, a session
+process that runs each cell in globals that stay (``session.py`` beside it,
+``_fork_apart``); the local backend starts one as ``wrapper.py --session
+CTL_FD`` inside bubblewrap.
 
 JOB is a JSON file written by the runner: ``{"script": path, "inputs":
 [{"name", "format", "path"}], "outputs": [names], "check": expr or null,
