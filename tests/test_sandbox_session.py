@@ -204,3 +204,14 @@ def test_a_hostile_session_cannot_change_a_later_check_verdict(sandbox: Any) -> 
     lied = ok(cell(sandbox, "x = 40", outputs=["x"], check="x == 41"))
     assert lied.check is not None and lied.check[0] is False  # forged frames never count
     assert [json.loads(v.data) for v in lied.values] == [40]
+
+
+def test_a_cell_that_ends_the_process_ends_the_session_in_one_line(sandbox: Any) -> None:
+    ok(cell(sandbox, "kept = 1"))
+    crashed = cell(sandbox, "import os\nos._exit(3)")
+    assert crashed.status == "error"
+    assert crashed.reason.startswith("The session's process ended during the cell")
+    assert crashed.session.startswith("the session ended (its process ended)")
+    fresh = ok(cell(sandbox, "print('kept' in globals())"))
+    assert fresh.stdout.strip() == "False"
+    assert fresh.session.startswith("a fresh session: the previous one ended (its process ended)")

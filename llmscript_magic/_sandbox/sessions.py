@@ -185,6 +185,10 @@ def run_cell(key: tuple[Any, ...], label: str, fit: tuple[Any, ...],
     if alive:
         result.session = note or kept_line(live)
     else:
-        gone = end(key, why_ended(result))
+        why = why_ended(result)
+        if why == "crashed" and result.status == "error":  # its exit code is the session's
+            result.reason = "The session's process ended during the cell (a crash, a signal " \
+                            "or os._exit)"
+        gone = end(key, why)
         result.session = f"{note}; {gone}" if note else gone
     return result
