@@ -199,7 +199,8 @@ def test_a_hostile_session_cannot_change_a_later_check_verdict(sandbox: Any) -> 
                                "print(json.loads('[1]'))",
                       outputs=["y"], check="abs(y) == 3 and os.getcwd() == '/work' and "
                                            "json.loads('[1]') == [1]"))
-    assert patched.stdout.split() == ["41", "/evil", "forged"]  # the session is patched
+    # the session is patched (its thread may also have written forged frames into stdout)
+    assert all(word in patched.stdout.split() for word in ("41", "/evil", "forged"))
     assert patched.check == (True, "")  # its evaluator is not
     lied = ok(cell(sandbox, "x = 40", outputs=["x"], check="x == 41"))
     assert lied.check is not None and lied.check[0] is False  # forged frames never count
