@@ -200,7 +200,7 @@ def test_a_hostile_session_cannot_change_a_later_check_verdict(sandbox: Any) -> 
                       outputs=["y"], check="abs(y) == 3 and os.getcwd() == '/work' and "
                                            "json.loads('[1]') == [1]"))
     # the session is patched (its thread may also have written forged frames into stdout)
-    assert all(word in patched.stdout.split() for word in ("41", "/evil", "forged"))
+    assert all(f"{word}\n" in patched.stdout for word in ("41", "/evil", "forged"))
     assert patched.check == (True, "")  # its evaluator is not
     lied = ok(cell(sandbox, "x = 40", outputs=["x"], check="x == 41"))
     assert lied.check is not None and lied.check[0] is False  # forged frames never count
@@ -216,3 +216,23 @@ def test_a_cell_that_ends_the_process_ends_the_session_in_one_line(sandbox: Any)
     fresh = ok(cell(sandbox, "print('kept' in globals())"))
     assert fresh.stdout.strip() == "False"
     assert fresh.session.startswith("a fresh session: the previous one ended (its process ended)")
+
+
+def test_a_large_input_is_bound_once_and_a_new_one_starts_a_fresh_session(
+        sandbox: Any, tmp_path: Any) -> None:
+    big = tmp_path / "big.csv"
+    big.write_text("n\n" + "".join(f"{i}\n" for i in range(1000)))
+    big.chmod(0o644)
+    first = ok(cell(sandbox, "import pandas as pd\ndf = pd.read_csv('big.csv')\nprint(len(df))",
+                    files={"big.csv": big}))
+    assert first.stdout.strip() == "1000" and first.files == []  # read in place, not copied
+    second = ok(cell(sandbox, "print(int(df.n.sum()))"))  # no file of its own: the same session
+    assert second.stdout.strip() == "499500" and second.session.startswith("session cell 2")
+    other = tmp_path / "other.csv"
+    other.write_text("m\n1\n")
+    other.chmod(0o644)
+    third = ok(cell(sandbox, "print('df' in globals(), open('other.csv').read().split())",
+                    files={"other.csv": other}))
+    assert third.stdout.strip() == "False ['m', '1']"
+    assert third.session.startswith("a fresh session: the previous one ended (this cell asked "
+                                    "for other limits (--memory, --cpus) or large --input files")

@@ -6,8 +6,10 @@ share its container, its memory cgroup or its work dir; its runner serves
 ``--session`` jobs only (``harness/session_runner.py``): the zygote forks the
 session process once, under a uid of its own, and each cell runs in it.
 Ending the session removes the container: every process, file and variable
-of it goes at once. Files and values reach it inline (no host file is bound:
-a bind is fixed when the container starts, and later cells bring others).
+of it goes at once. Large ``--input`` files are bound read-only as for a
+stateless run (``mounts.py``); a bind is fixed when the container starts, so
+a later cell that brings a large file the session lacks starts a fresh one,
+and says so (``sessions.acquire``). Values reach it inline.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import sessions
 from .base import Limits, RunResult, Value
 from .engine import engine_id
-from .mounts import inlined
+from .mounts import check_others_read, inlined, links, split_files, target
 from .outcome import harness_job
 
 if TYPE_CHECKING:
@@ -46,20 +48,24 @@ def run_in_session(sandbox: DockerSandbox, code: str,
                    inputs: Sequence[Value], outputs: Sequence[str],
                    check: str | None) -> RunResult:
     """One cell in this kernel's session for sandbox's engine, image and isolation."""
-    from .docker import MAX_RUNS, _factory
+    from .docker import MAX_RUNS, _factory, _identity
 
     key = ("docker", engine_id(sandbox.client), sandbox.image_id, sandbox.runtime,
            sandbox.preimport, sandbox.labels)
-    placed = inlined(files)
+    near = engine_id(sandbox.client).startswith(("unix://", "npipe://"))
+    placed, mounted = split_files(files if near else inlined(files))  # large ones: bound
+    check_others_read(mounted)
+    binds = {target(rel): host for rel, host in mounted.items()}
     job = harness_job(code, inputs, outputs, check)
     job["session"] = True
+    job["links"] = links(mounted)
     job["harness"].update({name: (_HARNESS / name).read_text(encoding="utf-8")
                            for name in SESSION_HARNESS})
 
     def start() -> tuple[Any, Callable[[], None]]:
         slot = sandbox._take_new(lambda: _factory(
             sandbox.client, sandbox.image, limits, sandbox.runtime,
-            preimport=sandbox.preimport, labels=dict(sandbox.labels)))
+            preimport=sandbox.preimport, labels=dict(sandbox.labels), binds=binds))
         return slot, lambda: slot.discard(now=True)
 
     def cell(slot: Any) -> tuple[RunResult, bool]:
@@ -79,4 +85,5 @@ def run_in_session(sandbox: DockerSandbox, code: str,
         return result, fit
 
     label = f"docker/{sandbox.isolation}"
-    return sessions.run_cell(key, label, limits.container_key(), start, cell)
+    bound = frozenset((inside, host, _identity(host)) for inside, host in binds.items())
+    return sessions.run_cell(key, label, (limits.container_key(), bound), start, cell)

@@ -215,8 +215,8 @@ class LocalSandbox(Sandbox):
             "timeout", "output_bytes", "file_bytes", "pids", "memory_mb", "cpus", "disk_mb")}
         return result
 
-    def session_command(self, limits: Limits, jobs: str, ctl_fd: int
-                        ) -> tuple[list[str], dict[str, str]]:
+    def session_command(self, limits: Limits, jobs: str, ctl_fd: int,
+                        binds: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
         """The bubblewrap command of a ``--session`` process (``local_session.py``), its env.
 
         Its /work and /tmp are tmpfs of the disk limit that live as long as it does; the
@@ -225,7 +225,8 @@ class LocalSandbox(Sandbox):
         env = child_env(limits)
         python_binds, python = _python(self.python)
         env["PATH"] = os.pathsep.join([str(Path(python).parent), "/usr/bin", "/bin"])
-        binds = ["--ro-bind", HARNESS_DIR, "/opt/llmscript/harness", "--ro-bind", jobs, jobs]
+        binds = ["--ro-bind", HARNESS_DIR, "/opt/llmscript/harness", "--ro-bind", jobs, jobs,
+                 *binds]
         cmd = [*_bwrap(None, [*python_binds, *binds], env, limits.disk_mb * 2**20), python,
                "-B", "-I", "/opt/llmscript/harness/wrapper.py", "--session", str(ctl_fd)]
         return cmd, env

@@ -42,7 +42,7 @@ from .files import outputs_from_tar
 from .harness.runner import judge, relay, write_job
 from .harness.session_runner import Cell
 from .local import HARNESS_DIR, LocalSandbox, _evaluator, _python, _result, _user_processes
-from .mounts import inlined
+from .mounts import links, split_files, target
 from .outcome import harness_job
 
 START_SECONDS = 30.0
@@ -68,12 +68,15 @@ def _limit(limits: Limits, nproc: int) -> None:
 class LocalSession:
     """A started session sandbox: its bubblewrap process, control socket and work dir."""
 
-    def __init__(self, sandbox: LocalSandbox, limits: Limits) -> None:
+    def __init__(self, sandbox: LocalSandbox, limits: Limits,
+                 mounted: Mapping[str, str]) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="llmscript-session-"))  # 0700
         self.jobs = self.root / "jobs"
         self.jobs.mkdir()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        cmd, self.env = sandbox.session_command(limits, str(self.jobs), theirs.fileno())
+        cmd, self.env = sandbox.session_command(limits, str(self.jobs), theirs.fileno(),
+                                                [a for rel, host in mounted.items()
+                                                 for a in ("--ro-bind", host, target(rel))])
         self.nproc = _user_processes() + limits.pids
         self.python_binds, self.python = _python(sandbox.python)
         self.work = -1
@@ -164,7 +167,8 @@ class LocalSession:
                         used += len(data)
         return names, buf.getvalue()
 
-    def cell(self, code: str, files: dict[str, bytes], limits: Limits,
+    def cell(self, code: str, files: dict[str, bytes], linked: list[dict[str, str]],
+             limits: Limits,
              inputs: Sequence[Value], outputs: Sequence[str],
              check: str | None) -> tuple[RunResult, bool]:
         """One cell in the session: (its result, whether the session lives on)."""
@@ -175,6 +179,7 @@ class LocalSession:
         folder.chmod(0o755)
         job = harness_job(code, inputs, outputs, check)
         job["files"] = [{"name": n, "size": len(d)} for n, d in files.items()]
+        job["links"] = linked
         spec, _ = write_job(str(folder), job, [(v.name, v.format, [v.data]) for v in inputs],
                             [(n, [d]) for n, d in files.items()])
         before = self.stamps()
@@ -213,16 +218,24 @@ def run_in_session(sandbox: LocalSandbox, code: str,
                    inputs: Sequence[Value], outputs: Sequence[str],
                    check: str | None) -> RunResult:
     """One cell in this kernel's local session (started with the first one)."""
-    placed = inlined(files)
+    placed, mounted = split_files(files)  # large --input files: bound read-only
     key = ("local", sandbox.python)
 
     def start() -> tuple[Any, Callable[[], None]]:
-        live = LocalSession(sandbox, limits)
+        live = LocalSession(sandbox, limits, mounted)
         return live, live.close
 
     def cell(live: Any) -> tuple[RunResult, bool]:
-        result, alive = live.cell(code, placed, limits, inputs, outputs, check)
+        result, alive = live.cell(code, placed, links(mounted), limits, inputs, outputs, check)
         result.limit_scope = limit_scope()
         return result, alive
 
-    return sessions.run_cell(key, "local/bubblewrap", limits.container_key(), start, cell)
+    bound = frozenset((target(rel), host, _identity(host)) for rel, host in mounted.items())
+    return sessions.run_cell(key, "local/bubblewrap", (limits.container_key(), bound), start,
+                             cell)
+
+
+def _identity(host: str) -> tuple[int, ...]:
+    """Which file a bind holds (a file replaced under its name needs a new sandbox)."""
+    st = os.stat(host)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -33,7 +33,8 @@ ENDED = {
     "crashed": "its process ended",
     "start": "its process could not start",
     "lost": "its sandbox was lost",
-    "limits": "this cell asked for other limits (--memory, --cpus)",
+    "limits": "this cell asked for other limits (--memory, --cpus) or large --input files "
+              "it was not started with",
     "unfit": "its sandbox was not fit for another cell",
 }
 
@@ -49,7 +50,8 @@ class Live:
     label: str  # "docker/gvisor", "docker/container", "local/bubblewrap"
     handle: Any  # the backend's: a pool Slot (docker) or a LocalSession
     close: Callable[[], None]  # kills its processes and removes its files
-    fit: tuple[Any, ...] = ()  # what the handle was made for (its container's limits)
+    #: what the handle was made for: (its container's limits, the large files bound in)
+    fit: tuple[Any, frozenset[Any]] = ((), frozenset())
     started: float = 0.0
     cells: int = 0
     #: one cell at a time (a widget's Run button may fire while a cell runs)
@@ -61,16 +63,18 @@ _lost: dict[tuple[Any, ...], str] = {}  # key -> why the last session there ende
 _lock = threading.Lock()
 
 
-def acquire(key: tuple[Any, ...], label: str, fit: tuple[Any, ...],
+def acquire(key: tuple[Any, ...], label: str, fit: tuple[Any, frozenset[Any]],
             start: Callable[[], tuple[Any, Callable[[], None]]]) -> tuple[Live, str]:
     """The alive session for key (started when there is none), and a line when it is new.
 
-    A session made for other container limits is ended first (a container's
-    memory and CPUs are fixed at its start): the new one says so.
+    fit: (the limits fixed when a session's sandbox starts, the large host
+    files bound into it). A session made for other limits, or without a large
+    file this cell brings, is ended first (neither can change in a running
+    sandbox): the new one says so. A cell without large files fits any.
     """
     with _lock:
         live = _live.get(key)
-        if live is not None and live.fit != fit:
+        if live is not None and (live.fit[0] != fit[0] or not fit[1] <= live.fit[1]):
             _end_locked(key, "limits")
             live = None
         if live is not None:
@@ -160,7 +164,7 @@ def close_all() -> None:
             live.close()
 
 
-def run_cell(key: tuple[Any, ...], label: str, fit: tuple[Any, ...],
+def run_cell(key: tuple[Any, ...], label: str, fit: tuple[Any, frozenset[Any]],
              start: Callable[[], tuple[Any, Callable[[], None]]],
              cell: Callable[[Any], tuple[RunResult, bool]]) -> RunResult:
     """One ``--session`` run: the session (new or kept), the cell in it, its line.
