@@ -13,8 +13,11 @@ costs at most 0.25x a stateless one for the default 40 MiB file.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from _bench import verdict
@@ -41,7 +44,10 @@ def level(name: str, data: bytes, cells: int) -> tuple[float, float]:
     """Median seconds of a follow-up cell: (stateless, session)."""
     box = get_sandbox("local") if name == "local" else get_sandbox("docker", isolation=name)
     limits = Limits(timeout=120, memory_mb=1024, disk_mb=512)
-    files = {"data.csv": data}
+    folder = Path(tempfile.mkdtemp(prefix="llmscript-bench-"))
+    (folder / "data.csv").write_bytes(data)
+    (folder / "data.csv").chmod(0o644)
+    files = {"data.csv": folder / "data.csv"}  # bound read-only, as --input PATH does
     sessions.reset()
     try:
         first = box.run(READ + WORK, files=files, limits=limits, session=True)  # reads it once
@@ -59,6 +65,7 @@ def level(name: str, data: bytes, cells: int) -> tuple[float, float]:
     finally:
         sessions.reset()
         box.close()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> int:
