@@ -94,8 +94,9 @@ class RunResult:
     # be (it calls the script's own functions); the whole None: it did not run
     check: tuple[bool | None, str] | None = None
     isolation: str = ""  # what walled the run in: "gvisor", "container" or "bubblewrap"
-    # limit name -> "run" (held for this run alone) or "container" (shared with the same
-    # kernel's earlier and later runs, one at a time, in one sandbox container)
+    # limit name -> "run" (held for this run alone), "container" (shared with the same
+    # kernel's earlier and later runs, one at a time, in one sandbox container) or, for a
+    # --session run, "session" (held by the session's process as a whole, across its cells)
     limit_scope: dict[str, str] = field(default_factory=dict)
     # --session: one line on the session this run used (kept, fresh, or ended and why)
     session: str = ""
