@@ -250,3 +250,14 @@ def test_a_large_input_is_bound_once_and_a_new_one_starts_a_fresh_session(
     assert third.stdout.strip() == "False ['m', '1']"
     assert third.session.startswith("a fresh session: the previous one ended (this cell asked "
                                     "for other limits (--memory, --cpus) or large --input files")
+
+
+def test_the_output_cap_ends_the_session_in_one_line(sandbox: Any) -> None:
+    ok(cell(sandbox, "kept = 1"))
+    flood = cell(sandbox, "while True:\n    print('x' * 1000)",
+                 limits=Limits(timeout=20, output_bytes=64 * 1024))
+    assert flood.status == "output_capped"
+    assert flood.session.startswith("the session ended (a cell printed more than the output "
+                                    "cap)") and "\n" not in flood.session
+    fresh = ok(cell(sandbox, "print('kept' in globals())"))
+    assert fresh.stdout.strip() == "False" and fresh.session.startswith("a fresh session")
