@@ -142,9 +142,11 @@ class LLMScriptMagics(Magics):
 
     @line_magic
     def llmscript(self, line: str) -> None:
-        """%llmscript models | usage | explain [N] | test NAME [N]
+        """%llmscript models | usage | explain [N] | test NAME [N] | session [status|reset]
 
         ``explain`` explains the last error (or cell In [N], error or not) in prose.
+        ``session`` says whether this kernel's ``--session`` is alive; ``session reset``
+        ends it (its variables, files and processes).
         """
         from .._ui.reports import list_models_text, usage_text
 
@@ -173,12 +175,16 @@ class LLMScriptMagics(Magics):
                 print(run_teacher_test(gm, self.shell, cmd[1:]))
             except LLMScriptError as err:
                 raise UsageError(str(err)) from None
+        elif cmd[:1] == ["session"]:  # --session's state (issue 24)
+            from .sandbox_session import session_command
+
+            print(session_command(cmd[1:]))
         elif cmd[:1] == ["explain"] and len(cmd) <= 2 and gm is not None:
             self._explain(gm, cmd[1] if len(cmd) == 2 else "")
         else:
             raise UsageError("Usage: %llmscript models | %llmscript usage | "
                              "%llmscript explain [N] | %llmscript sandbox build|require ... | "
-                             "%llmscript test NAME [N]")
+                             "%llmscript test NAME [N] | %llmscript session [status|reset]")
 
     def _explain(self, gm: Any, arg: str) -> None:
         """Show the explanation as Markdown: a display output, kept in the notebook."""

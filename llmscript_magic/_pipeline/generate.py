@@ -340,7 +340,7 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
     limits = Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus)
     result = sandbox.run(attempt.code, files=dict(opts.files), limits=limits,
                          inputs=tuple(opts.inputs), outputs=tuple(opts.outputs),
-                         check=opts.check)
+                         check=opts.check, **({"session": True} if opts.session else {}))
     report.add(run_check(result))
     if opts.outputs and result.status == "ok" and result.exit_code == 0:
         report.add(_load_outputs(attempt, opts.outputs, result))
@@ -355,6 +355,19 @@ def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) 
     if result.status == "ok" and (ex := example_check(spec, result)) is not None:
         report.add(ex)
     return result
+
+
+def session_ready(opts: Options) -> None:
+    """``--session`` where it cannot work: one line, before any paid request."""
+    if not opts.session:
+        return
+    if opts.sandbox not in ("docker", "local"):
+        raise ConfigurationError(f"--session keeps state in this kernel's docker or local "
+                                 f"sandbox, not in --sandbox {opts.sandbox}: drop --session "
+                                 "or use --sandbox docker")
+    if opts.tests:
+        raise ConfigurationError("--test judges the script in a fresh process, without the "
+                                 "session's variables: drop --test or --session")
 
 
 def engine_ready(opts: Options) -> None:
@@ -451,6 +464,7 @@ def generate(
     if opts.tests and not opts.run:
         raise ConfigurationError("--test needs a run: add --run (the tests call the script's "
                                  "functions in the sandbox).")
+    session_ready(opts)
     if opts.run:
         engine_ready(opts)  # a missing engine is said before any paid request
     available = sandbox_modules(opts)
@@ -566,6 +580,7 @@ def check_code(code: str, spec: str | Spec = "", options: Options | None = None,
                **overrides: Any) -> Attempt:
     """Validate (and with ``run=True`` run) code that is already written, e.g. edited by hand."""
     opts = replace(options or Options(), **overrides)
+    session_ready(opts)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     attempt = Attempt("", code, ValidationReport([]), Usage(), None, source="user")
     _check(attempt, spec, opts, sandbox_modules(opts), facts=sandbox_facts(opts))

@@ -133,6 +133,10 @@ class Options:
         name="test", config=False, repeat=True, metavar="EXPR")
     # -- the sandbox -------------------------------------------------------------------
     run: bool = option(False, "Run the code in the sandbox after validation.")
+    session: bool = option(False, "Run in this kernel's session: one sandbox process whose "
+                           "variables and files stay for the next --session runs (a large "
+                           "file is read once); `%llmscript session reset` ends it. Without "
+                           "it every run starts fresh.", config=False)
     sandbox: str = option("docker", "Where --run runs code: docker (hardened container), "
                           "local (bubblewrap/subprocess: weaker), course (a JupyterHub "
                           "course's shared engine, via its service) or none.",

@@ -109,6 +109,9 @@ def shutdown() -> None:
     """Remove every pooled container now (also runs at interpreter exit)."""
     import sys
 
+    live = sys.modules.get(__name__ + ".sessions")
+    if live is not None:
+        live.close_all()
     pool = sys.modules.get(__name__ + ".pool")
     if pool is not None:
         pool.shutdown_all()

@@ -94,9 +94,12 @@ class RunResult:
     # be (it calls the script's own functions); the whole None: it did not run
     check: tuple[bool | None, str] | None = None
     isolation: str = ""  # what walled the run in: "gvisor", "container" or "bubblewrap"
-    # limit name -> "run" (held for this run alone) or "container" (shared with the same
-    # kernel's earlier and later runs, one at a time, in one sandbox container)
+    # limit name -> "run" (held for this run alone), "container" (shared with the same
+    # kernel's earlier and later runs, one at a time, in one sandbox container) or, for a
+    # --session run, "session" (held by the session's process as a whole, across its cells)
     limit_scope: dict[str, str] = field(default_factory=dict)
+    # --session: one line on the session this run used (kept, fresh, or ended and why)
+    session: str = ""
 
     @property
     def ok(self) -> bool:
@@ -127,7 +130,8 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
-            outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
+            outputs: Sequence[str] = (), check: str | None = None,
+            session: bool = False) -> RunResult:
         """Run code with files placed in its work dir; never raises for the code's faults.
 
         ``inputs`` are bound as variables in the script's globals before it
@@ -135,6 +139,9 @@ class Sandbox(abc.ABC):
         back in ``RunResult.values`` (or ``missing``, with why) and ``check``
         is evaluated over the values it names, in a process apart from the
         script's (``RunResult.check``), so nothing the script does can pass it.
+        ``session``: run in this kernel's session process, whose globals and
+        files stay for the next ``session`` run (``sessions.py``); a backend
+        without sessions refuses it (``ConfigurationError``).
         """
 
     def warm(self, limits: Limits | None = None) -> None:  # noqa: B027  (optional hook)

@@ -43,7 +43,11 @@ class CourseSandbox(Sandbox):
 
     def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
-            outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
+            outputs: Sequence[str] = (), check: str | None = None,
+            session: bool = False) -> RunResult:
+        if session:
+            raise ConfigurationError("--session keeps state in this kernel's own sandbox; the "
+                                     "course's runs are stateless: drop --session")
         import urllib.error
         import urllib.request
 

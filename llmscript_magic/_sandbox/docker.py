@@ -46,7 +46,7 @@ import os
 import re
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -445,8 +445,13 @@ class DockerSandbox(Sandbox):
 
     def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
-            outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
+            outputs: Sequence[str] = (), check: str | None = None,
+            session: bool = False) -> RunResult:
         limits = limits or Limits()
+        if session:
+            from .docker_session import run_in_session
+
+            return run_in_session(self, code, files, limits, inputs, outputs, check)
         near = engine_id(self.client).startswith(("unix://", "npipe://"))
         placed, mounted = split_files(files if near else inlined(files))  # bound only here
         check_others_read(mounted)
@@ -576,10 +581,14 @@ class DockerSandbox(Sandbox):
             "or use --sandbox local")
 
     def _take(self, pool: Pool) -> Slot:
+        return self._take_new(pool.take)
+
+    def _take_new(self, make: Callable[[], Slot]) -> Slot:
+        """A started container from make (the pool's, or a session's own), or one line why not."""
         import docker
 
         try:
-            return pool.take()
+            return make()
         except docker.errors.ImageNotFound:
             raise ImageNotFoundError(
                 f"Sandbox image {self.image} is not built: run `llmscript sandbox build`"

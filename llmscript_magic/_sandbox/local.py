@@ -155,8 +155,13 @@ class LocalSandbox(Sandbox):
 
     def run(self, code: str, *, files: Mapping[str, bytes | os.PathLike[str]] | None = None,
             limits: Limits | None = None, inputs: Sequence[Value] = (),
-            outputs: Sequence[str] = (), check: str | None = None) -> RunResult:
+            outputs: Sequence[str] = (), check: str | None = None,
+            session: bool = False) -> RunResult:
         limits = limits or Limits()
+        if session:
+            from .local_session import run_in_session
+
+            return run_in_session(self, code, files, limits, inputs, outputs, check)
         job = harness_job(code, inputs, outputs, check)
         start = time.monotonic()
         disk = limits.disk_mb * 2**20
@@ -203,44 +208,76 @@ class LocalSandbox(Sandbox):
             if info.pop("tar_cut", False) and not output.cut:
                 output.cut = (f"output files cut: more than the {limits.disk_mb} MB the work "
                               "dir holds")
-            work = root / "work"  # what the run left, for the check's evaluator to read
-            work.mkdir()
-            for f in [*output, *(OutputFile(n, len(d), d) for n, d in placed.items()
-                                 if n in wanted and n not in {o.name for o in output})]:
-                (work / f.name).parent.mkdir(parents=True, exist_ok=True)
-                (work / f.name).write_bytes(f.data)
-            for name, data in placed.items():
-                if name not in wanted:  # unchanged inputs: the check may read them too
-                    (work / name).parent.mkdir(parents=True, exist_ok=True)
-                    (work / name).write_bytes(data)
-            evaluator = [*_bwrap(str(work), [*python_binds, *binds,
-                                             "--bind", str(harness), str(harness)], env, disk),
-                         python, "-B", "-I", f"{proto.LOCAL_HARNESS}/wrapper.py"]
-
-            def evaluate(path: str, seconds: float) -> dict[str, Any]:
-                return supervise([*evaluator, "--verdict", path, "{fd}"], env=env,
-                                 cwd=str(root), timeout=seconds,
-                                 output_bytes=proto.VERDICT_OUTPUT, emit=lambda kind, data: None,
-                                 preexec_fn=functools.partial(_limit, limits, nproc))
-
+            evaluate = _evaluator(root, harness, output, placed, wanted, env,
+                                  [*python_binds, *binds], python, limits, nproc)
             judge(info, check, str(harness), limits.timeout, evaluate)
-            figures, values = info.pop("figures"), info.pop("values")
-            rc = info["returncode"]
-            info["returncode"] = 128 - rc if rc < 0 else rc  # -9 -> 137, as in Docker
-            figures = [f for f in figures if f.startswith(PNG)][:MAX_FIGURES]
-        report = clean_report(json.dumps(info).encode())  # the wrapper's verdicts, checked
-        result = build_result(report, bytes(out), bytes(err), figures, list(output), limits,
-                              time.monotonic() - start, None, oom=False, host_timeout=False,
-                              host_capped=False, diag=b"",
-                              values=values_from(values, outputs))
-        result.backend = "local"
-        result.warning = WARNING
-        result.isolation = self.isolation
+            result = _result(info, out, err, output, limits, start, outputs)
         result.limit_scope = {name: "run" for name in (
             "timeout", "output_bytes", "file_bytes", "pids", "memory_mb", "cpus", "disk_mb")}
-        if output.cut:
-            result.stderr += f"\n[sandbox] {output.cut}\n"
         return result
+
+    def session_command(self, limits: Limits, jobs: str, ctl_fd: int,
+                        binds: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+        """The bubblewrap command of a ``--session`` process (``local_session.py``), its env.
+
+        Its /work and /tmp are tmpfs of the disk limit that live as long as it does; the
+        session's jobs folder is bound read-only at its own path.
+        """
+        env = child_env(limits)
+        python_binds, python = _python(self.python)
+        env["PATH"] = os.pathsep.join([str(Path(python).parent), "/usr/bin", "/bin"])
+        binds = ["--ro-bind", HARNESS_DIR, proto.LOCAL_HARNESS, "--ro-bind", jobs, jobs,
+                 *binds]
+        cmd = [*_bwrap(None, [*python_binds, *binds], env, limits.disk_mb * 2**20), python,
+               "-B", "-I", f"{proto.LOCAL_HARNESS}/wrapper.py", "--session", str(ctl_fd)]
+        return cmd, env
+
+
+def _evaluator(root: Path, harness: Path, output: list[OutputFile], placed: Mapping[str, bytes],
+               wanted: set[str], env: dict[str, str], binds: list[str], python: str,
+               limits: Limits, nproc: int) -> Any:
+    """``evaluate`` for ``judge``: a sandbox of its own over a copy of what the run left."""
+    work = root / "work"  # what the run left, for the check's evaluator to read
+    work.mkdir()
+    for f in [*output, *(OutputFile(n, len(d), d) for n, d in placed.items()
+                         if n in wanted and n not in {o.name for o in output})]:
+        (work / f.name).parent.mkdir(parents=True, exist_ok=True)
+        (work / f.name).write_bytes(f.data)
+    for name, data in placed.items():
+        if name not in wanted:  # unchanged inputs: the check may read them too
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            (work / name).write_bytes(data)
+    evaluator = [*_bwrap(str(work), [*binds, "--bind", str(harness), str(harness)], env,
+                         limits.disk_mb * 2**20),
+                 python, "-B", "-I", f"{proto.LOCAL_HARNESS}/wrapper.py"]
+
+    def evaluate(path: str, seconds: float) -> dict[str, Any]:
+        return supervise([*evaluator, "--verdict", path, "{fd}"], env=env,
+                         cwd=str(root), timeout=seconds,
+                         output_bytes=proto.VERDICT_OUTPUT, emit=lambda kind, data: None,
+                         preexec_fn=functools.partial(_limit, limits, nproc))
+
+    return evaluate
+
+
+def _result(info: dict[str, Any], out: bytearray, err: bytearray, output: Any, limits: Limits,
+            start: float, outputs: Sequence[str]) -> RunResult:
+    """The RunResult of a local run (or session cell) from its relay info, judged."""
+    figures, values = info.pop("figures"), info.pop("values")
+    rc = info["returncode"]
+    info["returncode"] = 128 - rc if rc < 0 else rc  # -9 -> 137, as in Docker
+    figures = [f for f in figures if f.startswith(PNG)][:MAX_FIGURES]
+    report = clean_report(json.dumps(info).encode())  # the wrapper's verdicts, checked
+    result = build_result(report, bytes(out), bytes(err), figures, list(output), limits,
+                          time.monotonic() - start, None, oom=False, host_timeout=False,
+                          host_capped=False, diag=b"",
+                          values=values_from(values, outputs))
+    result.backend = "local"
+    result.warning = WARNING
+    result.isolation = LocalSandbox.isolation
+    if output.cut:
+        result.stderr += f"\n[sandbox] {output.cut}\n"
+    return result
 
 
 def _changed(sent: bytes) -> tuple[set[str], bytes]:

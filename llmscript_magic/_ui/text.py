@@ -71,6 +71,8 @@ def run_text(run: RunResult, saved: Sequence[Mapping[str, Any]] = (),
         lines.append(run.reason)
     if run.warning:  # a weaker backend or limits the engine cannot enforce: never silent
         lines.append(f"Warning: {run.warning}")
+    if run.session:  # --session: kept, fresh, or ended (and what that means for its state)
+        lines.append(f"Session: {run.session}")
     if run.stdout:
         lines += ["--- stdout ---", capped(run.stdout.rstrip("\n"), limit)]
     if run.stderr:

@@ -202,6 +202,8 @@ def run_html(run: RunResult, saved: Sequence[Mapping[str, Any]] = (), *, links: 
         parts.append(f"<div>{esc(run.reason)}</div>")
     if run.warning:
         parts.append(f"<div><small>⚠ {esc(run.warning)}</small></div>")
+    if run.session:
+        parts.append(f"<div><small>Session: {esc(run.session)}</small></div>")
     parts.append(_output_block("stdout", run.stdout, run.truncated, limit))
     parts.append(_output_block("stderr", run.stderr, run.truncated, limit))
     if run.files:

@@ -548,7 +548,9 @@ def main() -> None:
     run has its own uid (the job's ``uid``; its check evaluator ``uid + 1``):
     after it, every process of those uids is killed and their files removed
     before the report, and the report says whether the container is still
-    fit (``reusable``); the host replaces it when not.
+    fit (``reusable``); the host replaces it when not. A ``session`` job goes to
+    the kernel's session process instead (``session_runner.py``, loaded from the
+    job's harness files: a session container serves session jobs only).
     """
     wrapper_src, mpl_cache = sys.argv[1], sys.argv[2]
     config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
@@ -570,6 +572,7 @@ def main() -> None:
 
     fit = True
     runs = 0
+    session: Any = None  # the kernel's --session process, once a job asks for it
     while fit:
         folder = os.path.join(tmp, f"run-{runs}")
         runs += 1
@@ -581,15 +584,36 @@ def main() -> None:
             break  # the host closed the sandbox
         job, spec, before = got
         for name, source in (job.get("harness") or {}).items():
-            if name == "codec.py":  # the harness's own module, by name (the zygote
+            # the harness's own modules, by name (the zygote already runs this
+            # container's wrapper)
+            if name in ("codec.py", "session.py", "session_runner.py"):
                 with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
-                    fh.write(source)  # already runs this container's wrapper)
-        fit = _serve(job, spec, before, folder, zygote, config, wrapper, emit, stdin.fileno())
+                    fh.write(source)
+        if job.get("session"):
+            session = session or _session_lib(tmp).Session(sys.modules[__name__], zygote,
+                                                           job, config)
+            fit = session.serve(job, spec, before, folder, wrapper, emit, stdin.fileno())
+        else:
+            fit = _serve(job, spec, before, folder, zygote, config, wrapper, emit,
+                         stdin.fileno())
         _rm(folder)
     if zygote is not None:
         zygote.sock.close()
     while stdin.read(65536):  # unfit: wait for the host to let go (it removes us)
         pass
+
+
+def _session_lib(folder: str) -> Any:
+    """``session_runner.py``, written beside the wrapper from the job (this file runs as
+    ``python3 -c SOURCE``, so it hands itself to the session's supervisor)."""
+    import importlib.util
+
+    path = os.path.join(folder, "session_runner.py")
+    spec = importlib.util.spec_from_file_location("_llmscript_session_runner", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,

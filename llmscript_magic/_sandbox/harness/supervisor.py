@@ -96,7 +96,7 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
           output_bytes: int, emit: Callable[[bytes, bytes], None], grace: float = 1.0,
           cleanup: Callable[[], None] | None = None,
           owner_fd: int | None = None, files_fd: int | None = None,
-          files_cap: int = 0) -> dict[str, Any]:
+          files_cap: int = 0, kill_on_exit: bool = True) -> dict[str, Any]:
     """Supervise a started process from now on: the wall clock starts at this call.
 
     A warm interpreter is spawned long before its job, so the clock and the
@@ -107,6 +107,8 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
     the host process that owns this sandbox died mid-run (see ``owner_gone``).
     ``files_fd`` (the local backend's): a tar of the changed files, kept in
     ``info["tar"]`` up to ``files_cap`` bytes (``info["tar_cut"]`` past it).
+    ``kill_on_exit`` False: a session's cell, whose process (the session)
+    outlives it; a timeout or the output cap still kills its group.
     """
     assert proc.stdout is not None and proc.stderr is not None
     start = time.monotonic()
@@ -131,7 +133,8 @@ def relay(proc: "subprocess.Popen[bytes]", status_r: int, *, timeout: float,
         now = time.monotonic()
         if proc.poll() is not None and exited_at is None:
             exited_at = now
-            kill()  # leftovers in the group go with the script
+            if kill_on_exit:
+                kill()  # leftovers in the group go with the script
             if cleanup is not None:
                 cleanup()
         if exited_at is not None and now - exited_at > 0.3:

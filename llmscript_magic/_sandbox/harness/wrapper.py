@@ -5,7 +5,10 @@ Executed as a standalone file by the sandbox's own Python (stdlib only):
 container's zygote, ``python3 -B -I wrapper.py --zygote MODULES CTL_FD``: it
 imports MODULES (comma-separated) once, hides them (see ``_Stash``), and
 forks one process per run, which becomes the run's uid and runs its JOB
-(see ``_zygote``).
+(see ``_zygote``). For ``--session`` the zygote forks, once, a session
+process that runs each cell in globals that stay (``session.py`` beside it,
+``_fork_apart``); the local backend starts one as ``wrapper.py --session
+CTL_FD`` inside bubblewrap.
 
 JOB is a JSON file written by the runner: ``{"script": path, "inputs":
 [{"name", "format", "path"}], "outputs": [names], "check": expr or null,
@@ -382,7 +385,13 @@ def _reseed() -> None:
 
 
 def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
-    """In a child of the zygote: become the run's own uid and session, then run its job.
+    """In a child of the zygote: become the run's own uid and session, then run its job."""
+    _enter_run(order, out, err)
+    _run_job(str(order["job"]), fd)
+
+
+def _enter_run(order: dict[str, Any], out: int, err: int) -> None:
+    """Become a run (or a session) of the zygote's: own session, rlimits, uid, stdio, env.
 
     Still root here (the zygote is): the rlimits are set first (the run's
     address space is this copy's plus its memory limit and ``AS_SLACK``), then the uid, so the
@@ -410,7 +419,6 @@ def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
     os.environ.update({str(k): str(v) for k, v in (order.get("env") or {}).items()})
     os.chdir(proto.WORK)
     _reseed()
-    _run_job(str(order["job"]), fd)
 
 
 def _fork_twin(job_fd: int, stat_fd: int, uid: int, close: list[int]) -> int:
@@ -461,6 +469,9 @@ def _zygote(modules: str, ctl_fd: int) -> None:
             while os.waitpid(-1, os.WNOHANG)[0]:  # evaluators of earlier runs
                 pass
         order = json.loads(msg)
+        if order.get("kind") in ("session", "twin"):
+            sock.send(json.dumps(_fork_apart(order, fds, sock.fileno())).encode())
+            continue
         twin = None
         if order.get("twin_uid") is not None and len(fds) >= 5:
             twin = _fork_twin(fds[3], fds[4], int(order["twin_uid"]),
@@ -482,6 +493,51 @@ def _zygote(modules: str, ctl_fd: int) -> None:
         sock.send(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
 
 
+def _fork_apart(order: dict[str, Any], fds: list[int], sock_fd: int) -> dict[str, Any]:
+    """A process the zygote does not wait for: a session (``session.py``) or an evaluator.
+
+    ``session``: fds is the session's control socket; the child becomes the
+    session's uid and serves its cells until the socket closes. ``twin``: fds
+    are an evaluator's two pipes (see ``_fork_twin``), for a session's check.
+    """
+    if order["kind"] == "twin" and len(fds) >= 2:
+        pid = _fork_twin(fds[0], fds[1], int(order["twin_uid"]), [sock_fd])
+    elif order["kind"] == "session" and fds:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the session)
+            try:
+                os.close(sock_fd)
+                null = os.open(os.devnull, os.O_WRONLY)
+                _enter_run(order, null, null)
+                _session_module().serve(fds[0], _session_hooks())
+            finally:
+                os._exit(0)
+    else:
+        pid = None
+    for fd in fds:
+        os.close(fd)
+    return {"pid": pid}
+
+
+def _session_module() -> Any:
+    """session.py from this file's folder (the harness's; see ``_codec``)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "session.py")
+    spec = importlib.util.spec_from_file_location("_llmscript_session", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _session_hooks() -> dict[str, Any]:
+    """What a session's cell does that a single run does too: the same functions."""
+    return {"place_files": _place_files, "codec": _codec, "bind_inputs": _bind_inputs,
+            "run_script": _run_script, "send_outputs": _send_outputs,
+            "send_check_values": _send_check_values, "figures": _figures,
+            "mpl_home": _mpl_home, "send": _send, "value_bytes": VALUE_BYTES,
+            "proto": proto}
+
+
 def _place_files(job: dict[str, Any]) -> None:
     """The run's input files, copied into its work dir as its own uid (they are its to change).
 
@@ -494,6 +550,8 @@ def _place_files(job: dict[str, Any]) -> None:
             continue
         if os.path.dirname(rel):
             os.makedirs(os.path.dirname(rel), exist_ok=True)
+        if os.path.lexists(rel):  # a session's earlier cell placed it
+            os.remove(rel)
         os.symlink(str(item["target"]), rel)
     for item in job.get("files") or []:
         rel = str(item["name"])
@@ -577,6 +635,13 @@ def main() -> None:
         here = os.path.dirname(os.path.abspath(__file__))
         sys.path[:] = [p for p in sys.path if p != here]  # no module of ours by name
         verdict(sys.argv[2], int(sys.argv[3]))
+        os._exit(0)
+    if sys.argv[1] == "--session":  # the local backend's session (already in its sandbox)
+        null = os.open(os.devnull, os.O_RDWR)
+        for std in (0, 1, 2):
+            os.dup2(null, std)
+        os.close(null)
+        _session_module().serve(int(sys.argv[2]), _session_hooks())
         os._exit(0)
     if sys.argv[1] == "--zygote":
         _zygote(sys.argv[2], int(sys.argv[3]))
