@@ -10,7 +10,6 @@ cannot change a later ``--check`` verdict, which stays the evaluator's.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -218,7 +217,7 @@ def test_a_hostile_session_cannot_change_a_later_check_verdict(sandbox: Any) -> 
     assert patched.check == (True, "")  # its evaluator is not
     lied = ok(cell(sandbox, "x = 40", outputs=["x"], check="x == 41"))
     assert lied.check is not None and lied.check[0] is False  # forged frames never count
-    assert [json.loads(v.data) for v in lied.values] == [40]
+    # (its values are the session's own to spoil: the thread's bytes may land inside them)
 
 
 def test_a_cell_that_ends_the_process_ends_the_session_in_one_line(sandbox: Any) -> None:
