@@ -385,9 +385,12 @@ def _prepare(order: dict[str, Any]) -> dict[str, Any]:
     limit and a fresh numpy seed are made here, and the child inherits them.
     Nothing of a script has run in the zygote, and the next fork gets its own.
     """
+    import gc
+
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in (order.get("env") or {}).items()})
     _reseed()
+    gc.freeze()  # the run's collections never walk (so never copy) the zygote's objects
     try:
         with open(str(order["job"]), encoding="utf-8") as fh:
             job = json.load(fh)
