@@ -120,6 +120,28 @@ def test_runs_reuse_one_container_under_uids_of_their_own(sandbox: Any,
         assert r.limit_scope["timeout"] == "run" and r.limit_scope["disk_mb"] == "container"
 
 
+RANDOM = """
+import random
+try:
+    import numpy
+    drawn = numpy.random.random()
+except ImportError:
+    drawn = None
+print(random.random(), drawn)
+"""
+
+
+def test_each_run_draws_random_numbers_of_its_own(sandbox: Any,
+                                                  baseline: dict[str, Any]) -> None:
+    """Runs forked from one warm interpreter must not repeat each other's random numbers."""
+    runs = [sandbox.run(RANDOM, limits=FAST) for _ in range(3)]
+    assert all(r.status == "ok" for r in runs), [r.stderr for r in runs]
+    drawn = [r.stdout.split() for r in runs]
+    for column in zip(*drawn, strict=True):
+        if "None" not in column:
+            assert len(set(column)) == len(column), drawn
+
+
 DAEMON = r'''
 import os, time
 if os.fork() == 0:

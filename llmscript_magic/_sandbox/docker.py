@@ -606,9 +606,12 @@ class DockerSandbox(Sandbox):
         """The job (the go-signal), then the input values' and files' bytes after it.
 
         The run's uids come from the container's base: two per run, never reused
-        within the container.
+        within the container. The harness's own modules go with a container's
+        first run only: its runner keeps them for the later ones.
         """
         uid = slot.uid_base + 2 * slot.runs
+        if slot.runs:
+            job = {k: v for k, v in job.items() if k != "harness"}
         payload = json.dumps({**job, "timeout": limits.timeout, "grace": GRACE,
                               "output_bytes": limits.output_bytes,
                               "env": child_env(limits), "uid": uid,

@@ -374,6 +374,12 @@ def _vm_size() -> int:
     return 0
 
 
+def _preloaded(package: str) -> bool:
+    """Whether this process holds package already (imported, or stashed by the zygote)."""
+    return package in sys.modules or any(package in getattr(finder, "groups", {})
+                                         for finder in sys.meta_path)
+
+
 def _reseed() -> None:
     """A forked run must not repeat its siblings' random numbers (``random`` reseeds itself)."""
     numpy = sys.modules.get("numpy.random")
@@ -384,27 +390,60 @@ def _reseed() -> None:
             numpy.seed()
 
 
-def _forked_run(order: dict[str, Any], out: int, err: int, fd: int) -> None:
-    """In a child of the zygote: become the run's own uid and session, then run its job."""
-    _enter_run(order, out, err)
-    _run_job(str(order["job"]), fd)
+def _prepare(order: dict[str, Any]) -> dict[str, Any]:
+    """In the zygote, just before it forks a run: what the run's process would do first.
+
+    Under gVisor a forked child pays a page fault for every page it touches
+    first (read or write), the zygote does not: so the run's environment,
+    its job (data: JSON the runner wrote), the base of its address-space
+    limit and a fresh numpy seed are made here, and the child inherits them.
+    Nothing of a script has run in the zygote, and the next fork gets its own.
+    """
+    import gc
+
+    _set_env(order)
+    gc.freeze()  # the run's collections never walk (so never copy) the zygote's objects
+    try:
+        with open(str(order["job"]), encoding="utf-8") as fh:
+            job = json.load(fh)
+    except (OSError, ValueError):
+        job = None  # the child meets the error, not the zygote
+    return {"job": job, "vm": _vm_size() if order.get("memory") else 0}
 
 
-def _enter_run(order: dict[str, Any], out: int, err: int) -> None:
+def _set_env(order: dict[str, Any]) -> None:
+    """The run's environment and a fresh numpy seed (forked runs would share one)."""
+    os.environ.clear()
+    os.environ.update({str(k): str(v) for k, v in (order.get("env") or {}).items()})
+    _reseed()
+
+
+def _forked_run(order: dict[str, Any], ready: dict[str, Any], out: int, err: int,
+                fd: int) -> None:
+    """In a child of the zygote: become the run's own uid and session, then run its job
+    (``ready``: what ``_prepare`` made for it in the zygote)."""
+    _enter_run(order, out, err, ready)
+    _run_job(ready["job"] if ready["job"] is not None else _load(str(order["job"])), fd)
+
+
+def _enter_run(order: dict[str, Any], out: int, err: int,
+               ready: dict[str, Any] | None = None) -> None:
     """Become a run (or a session) of the zygote's: own session, rlimits, uid, stdio, env.
 
     Still root here (the zygote is): the rlimits are set first (the run's
     address space is this copy's plus its memory limit and ``AS_SLACK``), then the uid, so the
     run may only lower them. Nothing of the zygote's process state is shared
     back: whatever the script changes (modules, builtins, environment, signal
-    handlers, rlimits) ends with this process.
+    handlers, rlimits) ends with this process. ``ready`` is what ``_prepare``
+    made for it (None for a session: its environment is made here).
     """
     import resource
 
     os.setsid()
     limits = dict(order.get("rlimits") or {})
     if order.get("memory"):  # address space, not memory: thread stacks and arenas count
-        limits["as"] = _vm_size() + int(order["memory"]) + AS_SLACK
+        vm = _vm_size() if ready is None else int(ready["vm"])
+        limits["as"] = vm + int(order["memory"]) + AS_SLACK
     for name, value in limits.items():
         which = getattr(resource, f"RLIMIT_{str(name).upper()}", None)
         if which is not None:
@@ -415,10 +454,9 @@ def _enter_run(order: dict[str, Any], out: int, err: int) -> None:
         os.dup2(src, std)
     for extra in {null, out, err} - {0, 1, 2}:
         os.close(extra)
-    os.environ.clear()
-    os.environ.update({str(k): str(v) for k, v in (order.get("env") or {}).items()})
+    if ready is None:  # a session: nothing was prepared for it in the zygote
+        _set_env(order)
     os.chdir(proto.WORK)
-    _reseed()
 
 
 def _fork_twin(job_fd: int, stat_fd: int, uid: int, close: list[int]) -> int:
@@ -450,9 +488,18 @@ def _zygote(modules: str, ctl_fd: int) -> None:
     env, rlimits, memory) on the control socket with the run's stdout,
     stderr and status pipes (and the evaluator's two, for a check) as
     passed descriptors. The zygote forks the evaluator (if asked), then the
-    run, answers ``{"pid", "twin"}``, waits for the run and answers
-    ``{"exit": code}``. It never runs anything of a script itself.
+    run, which answers ``{"pid", "twin"}`` itself before anything of the
+    script runs; the zygote waits for the run and answers ``{"exit": code}``.
+    It never runs anything of a script itself.
+
+    While a child it forked lives, the zygote touches as little memory as
+    it can: under gVisor the first write to each 2 MiB of memory still
+    shared with a child copies all of it (about 2.5 ms each), and once the
+    children are gone the same writes are free. So everything is prepared
+    before the forks (``_prepare``), and in between the zygote only closes
+    the run's descriptors and waits.
     """
+    import resource  # noqa: F401 (each run's rlimits: imported once, not per fork)
     import socket
 
     _import_hidden(modules)
@@ -472,6 +519,7 @@ def _zygote(modules: str, ctl_fd: int) -> None:
         if order.get("kind") in ("session", "twin"):
             sock.send(json.dumps(_fork_apart(order, fds, sock.fileno())).encode())
             continue
+        ready = _prepare(order)
         twin = None
         if order.get("twin_uid") is not None and len(fds) >= 5:
             twin = _fork_twin(fds[3], fds[4], int(order["twin_uid"]),
@@ -480,15 +528,15 @@ def _zygote(modules: str, ctl_fd: int) -> None:
         if pid == 0:  # pragma: no cover (the run)
             code = 70
             try:
+                sock.send(json.dumps({"pid": os.getpid(), "twin": twin}).encode())
                 sock.close()
                 for fd in fds[3:]:
                     os.close(fd)
-                _forked_run(order, fds[0], fds[1], fds[2])
+                _forked_run(order, ready, fds[0], fds[1], fds[2])
             finally:
                 os._exit(code)
         for fd in fds:
             os.close(fd)
-        sock.send(json.dumps({"pid": pid, "twin": twin}).encode())
         _, status = os.waitpid(pid, 0)
         sock.send(json.dumps({"exit": os.waitstatus_to_exitcode(status)}).encode())
 
@@ -572,10 +620,12 @@ def _mpl_home() -> None:
     """A matplotlib config folder of the run's own (MPLCONFIGDIR), open for the runner to remove.
 
     matplotlib wants it writable, else it builds its font list anew, slowly,
-    in a temporary folder; the image's prebuilt list is linked in.
+    in a temporary folder; the image's prebuilt list is linked in. Not for a
+    run forked from a zygote that imported matplotlib: that one already knows
+    its folders (matplotlib reads MPLCONFIGDIR once, on import).
     """
     home = os.environ.get("MPLCONFIGDIR")
-    if not home or os.path.isdir(home):
+    if not home or os.path.isdir(home) or _preloaded("matplotlib"):
         return
     with contextlib.suppress(OSError):
         os.makedirs(home)
@@ -584,10 +634,13 @@ def _mpl_home() -> None:
             os.symlink(os.path.join(MPL_SHARED, name), os.path.join(home, name))
 
 
-def _run_job(job_path: str, fd: int) -> None:
-    """Run the job at job_path in this process (already the script's uid, in /work); exits."""
-    with open(job_path, encoding="utf-8") as fh:
-        job = json.load(fh)
+def _load(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return dict(json.load(fh))
+
+
+def _run_job(job: dict[str, Any], fd: int) -> None:
+    """Run job in this process (already the script's uid, in /work); exits."""
     _mpl_home()
     os.set_inheritable(fd, False)
     try:
@@ -647,7 +700,7 @@ def main() -> None:
         _zygote(sys.argv[2], int(sys.argv[3]))
         os._exit(0)
     job_path, fd = sys.argv[1], int(sys.argv[2])  # a fresh interpreter, already our uid
-    _run_job(job_path, fd)
+    _run_job(_load(job_path), fd)
 
 
 if __name__ == "__main__":
