@@ -67,9 +67,10 @@ def default_size(cpus: int, memory_mb: int, container_mb: int) -> int:
     (the kernels themselves, the engine). Bounded by cores: PER_CORE per core.
     At least two, so one kernel never waits for a single other one.
     """
-    by_memory = int(memory_mb * MEMORY_SHARE // (container_mb + GVISOR_MB)) if memory_mb else 0
-    by_cores = PER_CORE * max(1, cpus)
-    return max(2, min(by_cores, by_memory) if by_memory else by_cores)
+    size = PER_CORE * max(1, cpus)
+    if memory_mb > 0:  # 0: the engine did not say
+        size = min(size, int(memory_mb * MEMORY_SHARE // (container_mb + GVISOR_MB)))
+    return max(2, size)
 
 
 def configured_size(default: int) -> int:
