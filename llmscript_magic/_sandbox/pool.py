@@ -187,8 +187,9 @@ FILLERS = 2
 #: waiting for the budget (with nobody waiting it keeps it warm).
 YIELD_SECONDS = 2.0
 #: Seconds a kernel keeps one container while others wait: a kernel running one run after
-#: another then queues again behind them, so no one waits for a whole notebook.
-TURN_SECONDS = 10.0
+#: another then queues again behind them, so no one waits for a whole notebook. Long
+#: enough that a class's short bursts keep their container (a new one costs seconds of CPU).
+TURN_SECONDS = 60.0
 
 
 class Pool:
