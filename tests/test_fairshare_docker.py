@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_widgets import wv  # noqa: F401  (the widget view's fixture)
 
 from llmscript_magic._sandbox.image import LABEL, OWNER_LABEL
 
@@ -207,3 +208,50 @@ def test_an_idle_kernel_gives_its_container_to_a_waiter(docker_client: Any,
     owners = {owner} | {r["owner"] for r in lines if "owner" in r}
     assert sampler.most(owners) <= 1
     assert _gone(sampler, owners)
+
+
+@pytest.fixture
+def held_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                docker_client: Any) -> Iterator[Any]:
+    """A budget of one whose slot another kernel holds; it gives it back after 3 s."""
+    from llmscript_magic._sandbox.engine import engine_id
+    from llmscript_magic._sandbox.fairshare import Budget, queue_folder
+    from llmscript_magic._sandbox.pool import close_pools
+
+    monkeypatch.setenv("LLMSCRIPT_SANDBOX_BUDGET", "1")
+    monkeypatch.setenv("LLMSCRIPT_SANDBOX_QUEUE", str(tmp_path))
+    close_pools(engine_id(docker_client))  # pools made before took no budget
+    lease = Budget(queue_folder(engine_id(docker_client)), 1).take()
+    timer = threading.Timer(3.0, lease.release)
+    timer.start()
+    yield lease
+    timer.cancel()
+    lease.release()
+    close_pools(engine_id(docker_client))
+
+
+SPEC_REPLY = "Here you go:\n\n```python\nprint(6 * 7)\n```\n"
+
+
+def test_the_text_output_says_how_many_are_ahead(ip: Any, fake: Any, held_budget: Any,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    fake.enqueue(SPEC_REPLY)
+    res = ip.run_cell("%%generate --model fake:fake --no-insert --run --isolation container\n"
+                      "Print six times seven.")
+    assert res.success, res.error_in_exec
+    out = capsys.readouterr().out
+    assert "waiting for a sandbox (0 ahead)" in out
+    assert "42" in out
+
+
+def test_the_widget_says_how_many_are_ahead(ip: Any, wv: dict[str, Any], fake: Any,  # noqa: F811
+                                            held_budget: Any) -> None:
+    from test_widgets import updates
+
+    fake.enqueue(SPEC_REPLY)
+    res = ip.run_cell("%%generate --model fake:fake --no-insert --run --isolation container\n"
+                      "Print six times seven.")
+    assert res.success, res.error_in_exec
+    statuses = updates(wv["view"].status, "value")
+    assert any("waiting for a sandbox (0 ahead)" in s for s in statuses)
+    assert "waiting for a sandbox" not in statuses[-1]  # its turn came; the result shows
