@@ -188,3 +188,9 @@ def test_the_default_size_follows_cores_and_memory(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(BUDGET_ENV, "lots")
     with pytest.raises(ConfigurationError, match=BUDGET_ENV):
         configured_size(8)
+
+
+def test_a_queue_folder_that_cannot_be_made_says_how_to_fix_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigurationError, match="set LLMSCRIPT_SANDBOX_QUEUE to a folder"):
+        Budget(str(tmp_path / "file" / "q"), 1)

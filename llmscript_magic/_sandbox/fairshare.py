@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, SandboxUnavailableError
 
 BUDGET_ENV = "LLMSCRIPT_SANDBOX_BUDGET"
 QUEUE_ENV = "LLMSCRIPT_SANDBOX_QUEUE"
@@ -151,7 +151,10 @@ class Budget:
         containers there, so a kernel never waits for itself).
         """
         report = _reporter.get()
-        ticket, fd = self._enqueue()
+        try:
+            ticket, fd = self._enqueue()
+        except OSError as exc:
+            raise self._broken(exc) from None
         told: int | None = None
         try:
             while True:
@@ -167,6 +170,8 @@ class Budget:
                 if while_waiting is not None:
                     while_waiting()
                 time.sleep(POLL if ahead < self.size else SLOW_POLL)
+        except OSError as exc:
+            raise self._broken(exc) from None
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.folder, ticket))
@@ -177,6 +182,11 @@ class Budget:
     def waiting(self) -> int:
         """How many kernels wait for a slot now."""
         return len(self._live_tickets())
+
+    def _broken(self, exc: OSError) -> SandboxUnavailableError:
+        return SandboxUnavailableError(
+            f"The sandbox queue in {self.folder} failed ({exc.strerror or exc}): check that "
+            f"folder (free space, permissions), or set {QUEUE_ENV} to another folder")
 
     # -- files ---------------------------------------------------------------------------
     def _enqueue(self) -> tuple[str, int]:
@@ -268,6 +278,10 @@ def _shared_folder(path: str) -> None:
         os.chmod(path, 0o1777)  # mkdir's mode passed through the umask
     except FileExistsError:
         pass
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot make the sandbox queue folder {path} ({exc.strerror or exc}): "
+            f"set {QUEUE_ENV} to a folder you may write") from None
     deadline = time.monotonic() + 2
     while True:
         st = os.lstat(path)

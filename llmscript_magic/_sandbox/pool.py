@@ -301,8 +301,8 @@ class Pool:
 
         Unless its turn is over: held TURN_SECONDS while other kernels wait, it goes.
         """
-        if slot.lease is not None and self.budget is not None and \
-                time.monotonic() - slot.lease.since > TURN_SECONDS and self.budget.waiting():
+        if slot.lease is not None and time.monotonic() - slot.lease.since > TURN_SECONDS and \
+                self._others_wait():
             slot.discard()
             self.done()
             return
@@ -341,15 +341,18 @@ class Pool:
     def _yield(self) -> list[Slot]:
         """Idle YIELD_SECONDS while another kernel waits for the budget: our ready ones go."""
         if self.budget is None or self._busy or not self._ready or \
-                time.monotonic() - max(self._last_take, self._last_use) < YIELD_SECONDS:
-            return []
-        try:
-            if not self.budget.waiting():
-                return []
-        except OSError:
+                time.monotonic() - max(self._last_take, self._last_use) < YIELD_SECONDS or \
+                not self._others_wait():
             return []
         extra, self._ready = self._ready, []
         return extra
+
+    def _others_wait(self) -> bool:
+        """Whether a kernel waits for the budget (a queue we cannot read: no one)."""
+        try:
+            return self.budget is not None and self.budget.waiting() > 0
+        except OSError:
+            return False
 
     def _evict_one(self) -> bool:
         """Take a ready container from a pool of this process used less recently than us."""
