@@ -255,3 +255,20 @@ def test_the_widget_says_how_many_are_ahead(ip: Any, wv: dict[str, Any], fake: A
     statuses = updates(wv["view"].status, "value")
     assert any("waiting for a sandbox (0 ahead)" in s for s in statuses)
     assert "waiting for a sandbox" not in statuses[-1]  # its turn came; the result shows
+
+
+def test_doctor_shows_the_budget_in_use(budget_of: dict[str, str], docker_client: Any,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmscript_magic._sandbox.engine import engine_id
+    from llmscript_magic._sandbox.fairshare import Budget, queue_folder
+
+    env = {**budget_of, "LLMSCRIPT_SANDBOX_BUDGET": "3"}
+    monkeypatch.setenv("LLMSCRIPT_SANDBOX_QUEUE", env["LLMSCRIPT_SANDBOX_QUEUE"])
+    lease = Budget(queue_folder(engine_id(docker_client)), 3).take()  # another kernel's
+    try:
+        proc = subprocess.run([sys.executable, "-m", "llmscript_magic._cli.main", "doctor"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        lease.release()
+    assert "✓ sandbox budget: 3 containers on this engine (LLMSCRIPT_SANDBOX_BUDGET), " \
+           "1 in use, 0 kernels waiting" in proc.stdout, proc.stdout + proc.stderr

@@ -160,7 +160,7 @@ class Budget:
             while True:
                 live = self._live_tickets()
                 ahead = sum(1 for t in live if t < ticket)
-                if ahead < self._free():  # all ahead of us can have one, and one is left
+                if ahead < self.free():  # all ahead of us can have one, and one is left
                     lease = self._grab()
                     if lease is not None:
                         return lease
@@ -257,7 +257,8 @@ class Budget:
             return Lease(fd, index)
         return None
 
-    def _free(self) -> int:
+    def free(self) -> int:
+        """Slots nobody holds now (a moment's look)."""
         free = 0
         for index in range(self.size):
             fd = self._slot(index)
