@@ -20,6 +20,11 @@ other work also loads, the whole machine's CPU (``/proc/stat``) would count
 theirs too; it is printed for comparison, with the load average.
 Target: class wall time <= 1.3 x perfect. Counts and time are bounded: at most
 40 kernels x 20 runs, and every process is killed at ``--deadline`` seconds.
+
+The kernels share the engine's budget of sandbox containers (``fairshare.py``;
+``LLMSCRIPT_SANDBOX_BUDGET`` sets it): a thread samples the engine's list while the
+class runs, and the peak of the kernels' containers must never pass the budget
+(issue 24: 40 kernels x 5 runs, 200/200 ok, they wait and never fail).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -42,17 +48,19 @@ EXPECT = f"{sum(range(200))}\n"
 def child(runs: int) -> None:
     """One kernel: `runs` runs on the process's shared sandbox, then a JSON line."""
     from llmscript_magic._sandbox import run
+    from llmscript_magic._sandbox.fairshare import reporting
     from llmscript_magic._sandbox.image import owner_id
 
-    durations, failures = [], []
-    for _ in range(runs):
-        start = time.perf_counter()
-        r = run(SCRIPT)
-        durations.append(time.perf_counter() - start)
-        if r.status != "ok" or r.stdout != EXPECT:
-            failures.append(f"{r.status}: {r.reason}")
-    print(json.dumps({"owner": owner_id(), "durations": durations, "failures": failures}),
-          flush=True)
+    durations, failures, ahead = [], [], []
+    with reporting(lambda n: ahead.append(n) if n is not None else None):
+        for _ in range(runs):
+            start = time.perf_counter()
+            r = run(SCRIPT)
+            durations.append(time.perf_counter() - start)
+            if r.status != "ok" or r.stdout != EXPECT:
+                failures.append(f"{r.status}: {r.reason}")
+    print(json.dumps({"owner": owner_id(), "durations": durations, "failures": failures,
+                      "waited_behind": max(ahead, default=None)}), flush=True)
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -117,6 +125,41 @@ def kernels(count: int, runs: int, deadline: float) -> tuple[float, list[dict[st
     return time.perf_counter() - start, reports
 
 
+class Peak(threading.Thread):
+    """Samples the engine's sandbox containers by owner (every 0.2 s) while the class runs."""
+
+    def __init__(self) -> None:
+        from llmscript_magic._sandbox.docker import connect
+
+        super().__init__(daemon=True)
+        self.client = connect()
+        self.samples: list[list[tuple[str, str]]] = []  # (owner, container id)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from llmscript_magic._sandbox.image import LABEL, OWNER_LABEL
+
+        while not self.stop.is_set():
+            rows = self.client.api.containers(all=True, filters={"label": LABEL})
+            self.samples.append([((r.get("Labels") or {}).get(OWNER_LABEL, ""), r["Id"])
+                                 for r in rows])
+            time.sleep(0.2)
+
+    def most(self, owners: set[str]) -> int:
+        return max((sum(1 for o, _ in s if o in owners) for s in self.samples), default=0)
+
+    def made(self, owners: set[str]) -> int:
+        """Distinct containers of these owners seen (a lower bound of those made)."""
+        return len({c for s in self.samples for o, c in s if o in owners})
+
+
+def budget() -> int:
+    """The engine's budget the kernels share (LLMSCRIPT_SANDBOX_BUDGET, else the default)."""
+    from llmscript_magic._sandbox.docker import connect, sandbox_budget
+
+    return sandbox_budget(connect()).size
+
+
 def leftovers(owners: set[str]) -> list[str]:
     """Containers and volumes on the engine that one of these kernels made."""
     from llmscript_magic._sandbox.docker import connect
@@ -153,8 +196,12 @@ def main() -> None:
 
     time.sleep(2.0)
     cpu0 = cpu_seconds()
+    peak = Peak()
+    peak.start()
     wall, reports = kernels(count, runs, deadline)
     class_use = _delta(cpu_seconds(), cpu0)
+    peak.stop.set()
+    peak.join()
     class_cpu = class_use["total"]
     owners = {r["owner"] for r in reports + alone if r["owner"]}
     end = time.monotonic() + 20
@@ -178,10 +225,16 @@ def main() -> None:
           f"{statistics.median(durations) if durations else float('nan'):.2f} s, p95 {p95:.2f} s")
     print(f"perfect use of {cores} cores = {count} x {alone_cpu:.1f} / {cores} = {perfect:.1f} s;"
           f" class / perfect = {wall / perfect:.2f}  (target <= 1.3)")
+    class_owners = {r["owner"] for r in reports if r["owner"]}
+    most, size = peak.most(class_owners), budget()
+    waited = [r["waited_behind"] for r in reports if r.get("waited_behind") is not None]
+    print(f"sandbox containers at the peak: {most} (budget {size}), {peak.made(class_owners)} "
+          f"made; {len(waited)} of {count} kernels waited, behind at most "
+          f"{max(waited, default=0)}")
     print(f"left behind on the engine: {len(left)} {left[:5]}")
     for failure in failures[:5]:
         print("failure:", failure)
-    sys.exit(0 if not failures and not left and done == count * runs
+    sys.exit(0 if not failures and not left and done == count * runs and most <= size
              and wall <= 1.3 * perfect else 1)
 
 

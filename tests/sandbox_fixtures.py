@@ -31,11 +31,12 @@ def docker_client() -> Any:
     """A client for the real engine, or a skip (a failure under CI).
 
     The engine is shared with other test runs and notebooks, whose containers
-    count against the per-engine warm cap: the session lifts it, so the tests
-    that need a full pool do not depend on what else runs (the cap's own test
-    sets it).
+    count against the per-engine warm cap and budget: the session lifts them,
+    so the tests that need a full pool do not depend on what else runs (their
+    own tests set them).
     """
     os.environ.setdefault("LLMSCRIPT_MAX_WARM", "64")
+    os.environ.setdefault("LLMSCRIPT_SANDBOX_BUDGET", "64")  # the budget's tests set theirs
     try:
         import docker  # noqa: F401
     except ImportError:

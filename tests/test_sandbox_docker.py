@@ -708,25 +708,28 @@ def test_pool_grows_with_overlapping_runs_and_shrinks_when_quiet(
     assert warm_containers(engine_id(docker_client)) >= pool.warm()
 
 
-def test_the_engine_cap_bounds_warm_containers(docker_client: Any,
-                                               docker_leftover_check: None,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """LLMSCRIPT_MAX_WARM bounds the engine's sandbox containers; runs still get one."""
+def test_the_engine_budget_bounds_one_kernels_pools(docker_client: Any,
+                                                   docker_leftover_check: None,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """A budget of one: a second limit set waits for the first's idle container, never for
+    ever (a kernel does not wait on itself), and the two pools never hold two at once."""
     from llmscript_magic._sandbox.docker import DockerSandbox
     from llmscript_magic._sandbox.engine import engine_id
-    from llmscript_magic._sandbox.pool import close_pools, warm_containers
+    from llmscript_magic._sandbox.pool import close_pools
 
-    close_pools(engine_id(docker_client))  # earlier tests' pools were made under no cap
-    monkeypatch.setenv("LLMSCRIPT_MAX_WARM", "2")
+    close_pools(engine_id(docker_client))  # earlier tests' pools were made under no budget
+    monkeypatch.setenv("LLMSCRIPT_SANDBOX_BUDGET", "1")
+    monkeypatch.setenv("LLMSCRIPT_SANDBOX_QUEUE", str(tmp_path))
     sandbox = DockerSandbox(isolation="container")
     first, second = Limits(timeout=10, pids=85), Limits(timeout=10, pids=84)  # two pools
     assert sandbox.run("print(1)", limits=first).stdout == "1\n"
     assert sandbox.run("print(2)", limits=second).stdout == "2\n"
     seen = 0
-    deadline = time.monotonic() + 6
+    deadline = time.monotonic() + 4
     while time.monotonic() < deadline:
         seen = max(seen, sandbox._pool(first).warm() + sandbox._pool(second).warm())
         time.sleep(0.1)
-    assert seen <= 2  # not 2 per pool
+    assert seen <= 1  # not 1 per pool
     assert sandbox.run("print(3)", limits=first).stdout == "3\n"
-    assert warm_containers(engine_id(docker_client)) >= 0
+    close_pools(engine_id(docker_client))

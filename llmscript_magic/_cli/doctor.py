@@ -33,6 +33,21 @@ def _engine_limits() -> tuple[bool, str]:
     return True, "limits: the engine enforces every sandbox limit"
 
 
+def _budget() -> tuple[bool, str]:
+    """The engine-wide budget of sandbox containers every kernel shares, and its queue now."""
+    from .._sandbox.docker import sandbox_budget
+    from .._sandbox.engine import connect
+
+    try:
+        budget = sandbox_budget(connect(timeout=5))
+        held, waiting = budget.size - budget.free(), budget.waiting()
+    except Exception as err:  # ours already say the fix; the engine's is said above
+        return False, "sandbox budget: " + (str(err).splitlines() or [type(err).__name__])[0]
+    return True, (f"sandbox budget: {budget.size} containers on this engine "
+                  f"(LLMSCRIPT_SANDBOX_BUDGET), {held} in use, {waiting} kernels waiting "
+                  f"({budget.folder})")
+
+
 def _image() -> tuple[bool, str]:
     from .._sandbox import DEFAULT_IMAGE
     from .._sandbox.image import image_exists
@@ -153,7 +168,7 @@ def _extension() -> tuple[bool, str]:
 
 #: (check, required): a missing key is only a warning, since replay needs none
 CHECKS: list[tuple[Callable[[], tuple[bool, str]], bool]] = [
-    (_engine, True), (_engine_limits, False), (_image, True), (_env_image, False),
+    (_engine, True), (_engine_limits, False), (_budget, False), (_image, True), (_env_image, False),
     (_isolation, False),
     (_local_sandbox, False),
     (_keys, False), (_providers, False), (_llm_plugins, False), (_extension, True),

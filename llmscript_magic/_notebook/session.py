@@ -174,6 +174,7 @@ class NotebookSession:
         without usable code is a Generation whose ``code`` is None.
         """
         from .._pipeline.generate import generate
+        from .._sandbox.fairshare import reporting as sandbox_waits
         from ..providers import resolve_model
 
         cls, model = resolve_model(opts.model)
@@ -181,7 +182,7 @@ class NotebookSession:
         view.start(f"{cls.name}:{model}")
         attempts = iter(range(1, opts.retries + 2))
         try:
-            with self._replay_scope(cell_id):
+            with self._replay_scope(cell_id), sandbox_waits(getattr(view, "waiting", None)):
                 gen = generate(spec_text, opts, on_chunk=view.chunk,
                                on_attempt=lambda a: view.attempt(a, next(attempts)),
                                cancel=cancel, on_thinking=view.thinking)

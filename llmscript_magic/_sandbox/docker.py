@@ -56,6 +56,7 @@ from .engine import (  # engine_warning, *_option: engine differences (Podman)
     RUNSC,
     _why,
     connect,
+    engine_facts,
     engine_id,
     engine_warning,
     fallback_rlimits,
@@ -64,6 +65,7 @@ from .engine import (  # engine_warning, *_option: engine differences (Podman)
     seccomp_option,
     unreachable,
 )
+from .fairshare import Budget, default_size, engine_budget
 from .files import Outputs, outputs_from_tar
 from .harness import protocol as proto
 from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
@@ -198,11 +200,17 @@ def _reap_orphans_once(client: Any) -> None:
     threading.Thread(target=reap, name="llmscript-sandbox-reap", daemon=True).start()
 
 
-def _held_elsewhere(client: Any) -> int:
-    """Running sandbox containers of other owners on this engine (for the warm cap)."""
-    mine = _labels()[OWNER_LABEL]
-    rows = client.api.containers(filters={"label": f"{LABEL}=1"})
-    return sum(1 for row in rows if (row.get("Labels") or {}).get(OWNER_LABEL) != mine)
+def sandbox_budget(client: Any) -> Budget:
+    """The engine's budget of sandbox containers, shared by every kernel (``fairshare.py``).
+
+    Its default comes from the engine machine's cores and memory (``docker info``),
+    each container counted at a default run's cap plus the warm interpreter.
+    """
+    facts = engine_facts(client)
+    default = default_size(int(facts.get("cpus") or os.cpu_count() or 1),
+                           int(facts.get("memory_mb") or 0),
+                           container_memory_mb(Limits(), preimport=True))
+    return engine_budget(engine_id(client), default)
 
 
 def _prune_volumes(client: Any) -> bool:
@@ -437,7 +445,7 @@ class DockerSandbox(Sandbox):
                             preimport=self.preimport, labels=dict(self.labels), binds=binds)
 
         return get_pool(key, factory, self.pool_size if size is None else size,
-                        held_elsewhere=functools.partial(_held_elsewhere, self.client))
+                        budget=sandbox_budget(self.client))
 
     def warm(self, limits: Limits | None = None) -> None:
         """Have this kernel's sandbox container for limits started (or starting) now."""

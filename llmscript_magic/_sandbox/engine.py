@@ -259,6 +259,8 @@ def engine_facts(client: Any) -> dict[str, Any]:
         "rootless": bool(info.get("Rootless")) or "rootless" in security,  # Podman: Rootless
         "cgroup": str(info.get("CgroupVersion") or "1"),
         "runtimes": dict(info.get("Runtimes") or {}),
+        "cpus": int(info.get("NCPU") or 0),  # the engine machine's, for the sandbox budget
+        "memory_mb": int(info.get("MemTotal") or 0) // 2**20,
     }
     with _facts_lock:
         _facts[url] = found

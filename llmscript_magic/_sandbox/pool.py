@@ -19,7 +19,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fairshare import Budget, Lease
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Slot:
     uid_base: int = 0
     runs: int = 0
     pending: bytearray = field(default_factory=bytearray)  # read between runs (diagnostics)
+    lease: Lease | None = None  # its slot of the engine's budget, released once it is removed
 
     def discard(self, *, now: bool = False) -> None:
         """Close the socket and remove the container (now, or on the reaper).
@@ -52,8 +56,10 @@ class Slot:
         if now:
             with contextlib.suppress(Exception):
                 remove(self.client, self.container_id)
+            if self.lease is not None:
+                self.lease.release()
         else:
-            _reaper().put((self.client, self.container_id))
+            _reaper().put((self.client, self.container_id, self.lease))
 
     def alive(self) -> bool:
         """False when the engine already closed the attach stream (container gone).
@@ -111,15 +117,18 @@ def remove(client: Any, container_id: str) -> None:
 class _Reaper(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="llmscript-sandbox-reaper", daemon=True)
-        self.jobs: queue.Queue[tuple[Any, str] | None] = queue.Queue()
+        self.jobs: queue.Queue[tuple[Any, str, Lease | None] | None] = queue.Queue()
 
-    def put(self, job: tuple[Any, str]) -> None:
+    def put(self, job: tuple[Any, str, Lease | None]) -> None:
         self.jobs.put(job)
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
+            client, container_id, lease = job
             with contextlib.suppress(Exception):
-                remove(*job)
+                remove(client, container_id)
+            if lease is not None:  # the slot is free once the engine no longer has it
+                lease.release()
             self.jobs.task_done()
         self.jobs.task_done()
 
@@ -164,9 +173,8 @@ def _env_number(name: str, default: float) -> float:
     return value if value >= 0 else default
 
 
-#: Sandbox containers one engine may hold before pools stop making more ahead of demand
-#: (LLMSCRIPT_MAX_WARM): this process's warm ones plus every other kernel's (warm or
-#: running: the engine's list cannot tell them apart). Runs still get one past it.
+#: Warm containers one pool aims at, at most, when runs overlap (LLMSCRIPT_MAX_WARM).
+#: The engine-wide bound is the budget (``fairshare.py``): every container holds a slot.
 MAX_WARM = 8
 #: Seconds without a run after which a pool shrinks back to its base size.
 IDLE_SECONDS = 30.0
@@ -175,6 +183,13 @@ IDLE_SECONDS = 30.0
 RELEASE_SECONDS = 300.0
 #: Containers one pool creates at the same time (creation mostly waits on the engine).
 FILLERS = 2
+#: Seconds without a run after which a kernel gives its warm container back to a kernel
+#: waiting for the budget (with nobody waiting it keeps it warm).
+YIELD_SECONDS = 2.0
+#: Seconds a kernel keeps one container while others wait: a kernel running one run after
+#: another then queues again behind them, so no one waits for a whole notebook. Long
+#: enough that a class's short bursts keep their container (a new one costs seconds of CPU).
+TURN_SECONDS = 60.0
 
 
 class Pool:
@@ -183,15 +198,15 @@ class Pool:
     A quiet pool keeps ``size`` ready. When runs overlap (threads, ``-j N``,
     several notebooks) it aims at one more than the most runs seen at once,
     creating up to FILLERS at a time, and it shrinks back to ``size`` after
-    IDLE_SECONDS without a run. ``held_elsewhere`` (the engine's count of
-    sandbox containers of other kernels) and the warm containers of this
-    process's pools together stay under ``cap``, so thirty kernels on one
-    engine do not hold sixty idle containers; past it a run still gets a
-    container, made for it.
+    IDLE_SECONDS without a run. With a ``budget`` (the engine's, shared by
+    every kernel: ``fairshare.py``) each container holds one of its slots: a
+    run over budget waits its turn, fillers make containers ahead only from a
+    free slot nobody waits for, and an idle pool gives its container back
+    within YIELD_SECONDS when someone waits.
     """
 
     def __init__(self, factory: Callable[[bool], Slot], size: int, *, engine: str = "",
-                 cap: int | None = None, held_elsewhere: Callable[[], int] | None = None,
+                 cap: int | None = None, budget: Budget | None = None,
                  idle: float | None = None) -> None:
         self.factory = factory
         self.size = size
@@ -199,7 +214,7 @@ class Pool:
         self.cap = int(_env_number("LLMSCRIPT_MAX_WARM", MAX_WARM)) if cap is None else cap
         self.idle = _env_number("LLMSCRIPT_POOL_IDLE", IDLE_SECONDS) if idle is None else idle
         self.release = _env_number("LLMSCRIPT_SANDBOX_RELEASE", RELEASE_SECONDS)
-        self.held_elsewhere = held_elsewhere
+        self.budget = budget
         self._ready: list[Slot] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -209,7 +224,7 @@ class Pool:
         self._waiting = 0  # takers waiting for a container being made
         self._peak = 0  # most runs at once since the pool was last quiet
         self._retired = False  # shrunk to nothing while another pool was in use
-        self._last_take = time.monotonic()
+        self._last_take = self._last_use = time.monotonic()
         self._threads = [threading.Thread(target=self._fill, name="llmscript-sandbox-pool",
                                           daemon=True) for _ in range(FILLERS)]
         if size > 0:
@@ -248,11 +263,23 @@ class Pool:
             self._cond.notify_all()
         if slot is not None:
             return slot
+        lease = None
         try:
-            return self.factory(False)
+            if self.budget is not None:  # our turn: first come, first served
+                lease = self.budget.take(while_waiting=self._give_up_older)
+            slot = self.factory(False)
         except BaseException:
+            if lease is not None:
+                lease.release()
             self.done()
             raise
+        slot.lease = lease
+        return slot
+
+    def _give_up_older(self) -> None:
+        """While waiting: this process's idle containers in other pools go (never wait on us)."""
+        while self._evict_one():
+            pass
 
     def drop_dead(self) -> None:
         """Remove ready containers the engine already closed (e.g. after its restart)."""
@@ -270,9 +297,18 @@ class Pool:
             self._cond.notify_all()
 
     def give_back(self, slot: Slot) -> None:
-        """A run ended in a container fit for the next one: it is ready again (first in line)."""
+        """A run ended in a container fit for the next one: it is ready again (first in line).
+
+        Unless its turn is over: held TURN_SECONDS while other kernels wait, it goes.
+        """
+        if slot.lease is not None and time.monotonic() - slot.lease.since > TURN_SECONDS and \
+                self._others_wait():
+            slot.discard()
+            self.done()
+            return
         with self._cond:
             self._busy -= 1
+            self._last_use = time.monotonic()
             closed = self._closed
             if not closed:
                 self._ready.insert(0, slot)
@@ -302,6 +338,22 @@ class Pool:
         del self._ready[keep:]
         return extra
 
+    def _yield(self) -> list[Slot]:
+        """Idle YIELD_SECONDS while another kernel waits for the budget: our ready ones go."""
+        if self.budget is None or self._busy or not self._ready or \
+                time.monotonic() - max(self._last_take, self._last_use) < YIELD_SECONDS or \
+                not self._others_wait():
+            return []
+        extra, self._ready = self._ready, []
+        return extra
+
+    def _others_wait(self) -> bool:
+        """Whether a kernel waits for the budget (a queue we cannot read: no one)."""
+        try:
+            return self.budget is not None and self.budget.waiting() > 0
+        except OSError:
+            return False
+
     def _evict_one(self) -> bool:
         """Take a ready container from a pool of this process used less recently than us."""
         others = [p for p in _engine_pools(self.engine) if p is not self]
@@ -315,47 +367,49 @@ class Pool:
                 return True
         return False
 
-    def _over_cap(self) -> bool:
-        """True when one more warm container would pass the engine's cap.
+    def _lease_ahead(self) -> Lease | None:
+        """A free budget slot for a container made ahead of demand (None: none is free).
 
-        Over it, a pool of this process used less recently gives up a container
-        first: the limits in use now get the warm ones.
+        Never one a waiting kernel is owed. With none free, a pool of this process
+        used less recently gives up a container (its slot frees once it is removed):
+        the limits in use now get the warm ones.
         """
-        if self.held_elsewhere is None:
-            return False
+        assert self.budget is not None
         try:
-            others = self.held_elsewhere()
-        except Exception:
-            return False  # the engine's count is advice; the run itself reports a fault
-        total = others + warm_containers(self.engine)
-        while total >= self.cap:
-            if not self._evict_one():
-                return True
-            total -= 1
-        return False
+            lease = self.budget.try_take()
+            if lease is None and not self.budget.waiting():
+                self._evict_one()
+        except OSError:
+            return None
+        return lease
 
     def _fill(self) -> None:
         while True:
             with self._cond:
                 while not self._closed:
-                    extra = self._shrink()
+                    extra = self._shrink() or self._yield()
                     if extra:
                         for old in extra:
                             old.discard()
                         continue
                     if not self._idle():
                         break
-                    self._cond.wait(timeout=max(1.0, self.idle / 4))
+                    self._cond.wait(timeout=1.0 if self.budget else max(1.0, self.idle / 4))
                 if self._closed:
                     return
                 self._creating += 1
             slot: Slot | None = None
-            over = self._over_cap()
+            lease = self._lease_ahead() if self.budget is not None else None
+            over = self.budget is not None and lease is None
             try:
                 slot = None if over else self.factory(True)
             except Exception:
                 with self._cond:
                     self._failed = True  # retry on the next take(), not in a hot loop
+            if slot is not None:
+                slot.lease = lease
+            elif lease is not None:
+                lease.release()
             with self._cond:
                 self._creating -= 1
                 if slot is not None:
@@ -399,7 +453,7 @@ def warm_containers(engine: str) -> int:
 
 
 def get_pool(key: tuple[Any, ...], factory: Callable[[bool], Slot], size: int,
-             held_elsewhere: Callable[[], int] | None = None) -> Pool:
+             budget: Budget | None = None) -> Pool:
     """The shared pool for key (key[0] is the engine's base URL), created on first use.
 
     factory(ahead) makes one container; ahead is False for a run already waiting.
@@ -409,8 +463,7 @@ def get_pool(key: tuple[Any, ...], factory: Callable[[bool], Slot], size: int,
         if pool is None:
             if not _pools:
                 atexit.register(shutdown_all)
-            pool = _pools[key] = Pool(factory, size, engine=str(key[0]),
-                                      held_elsewhere=held_elsewhere)
+            pool = _pools[key] = Pool(factory, size, engine=str(key[0]), budget=budget)
         return pool
 
 

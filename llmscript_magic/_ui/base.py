@@ -27,6 +27,12 @@ class View(Protocol):
 
     def attempt(self, attempt: Attempt, number: int) -> None: ...
 
+    def waiting(self, ahead: int | None) -> None:
+        """A run waits for a sandbox with ``ahead`` kernels before it (None: it got one).
+
+        Optional: the session asks ``getattr(view, "waiting", None)``.
+        """
+
     def finish(self, gen: Generation, metadata: dict[str, Any]) -> None: ...
 
     def fail(self, message: str) -> None: ...

@@ -144,6 +144,7 @@ class TextView:
         self.prices = prices
         self.stream = stream
         self._thought = False
+        self._waited = float("-inf")  # when a wait for the sandbox was last said
 
     def start(self, model: str) -> None:
         if self.stream:
@@ -165,6 +166,19 @@ class TextView:
             self._thought = True
             sys.stdout.write(printable(text))
             sys.stdout.flush()
+
+    def waiting(self, ahead: int | None) -> None:
+        """A run waits for the engine's sandbox budget: said once, then at most every 5 s."""
+        import time
+
+        from .._sandbox.fairshare import waiting_text
+
+        now = time.monotonic()
+        if self.stream and ahead is not None and now - self._waited >= 5:
+            self._waited = now
+            print(f"\n{waiting_text(ahead)} …", flush=True)
+        elif ahead is None:
+            self._waited = float("-inf")
 
     def attempt(self, attempt: Attempt, number: int) -> None:
         if self.stream and attempt.will_retry:

@@ -214,6 +214,15 @@ class WidgetView:
         if time.monotonic() - self._last >= self.THROTTLE:
             self._flush()
 
+    def waiting(self, ahead: int | None) -> None:
+        """A run waits for the engine's sandbox budget (None: its turn came)."""
+        from .._sandbox.fairshare import waiting_text
+
+        if ahead is None:
+            self._flush()
+        else:
+            self._status(f"{h.esc(waiting_text(ahead))} …")
+
     def attempt(self, attempt: Attempt, number: int) -> None:
         self._tries += 1
         if attempt.will_retry:
