@@ -260,3 +260,13 @@ def test_the_output_cap_ends_the_session_in_one_line(sandbox: Any) -> None:
                                     "cap)") and "\n" not in flood.session
     fresh = ok(cell(sandbox, "print('kept' in globals())"))
     assert fresh.stdout.strip() == "False" and fresh.session.startswith("a fresh session")
+
+
+def test_a_session_holds_a_slot_of_the_engine_budget_until_reset(sandbox: Any) -> None:
+    if sandbox.backend == "local":
+        pytest.skip("the budget is the Docker engine's")
+    ok(cell(sandbox, "x = 1"))
+    handle = next(iter(sessions._live.values())).handle
+    assert handle.lease is not None and handle.lease.held  # it counts like any container
+    sessions.reset()
+    assert not handle.lease.held  # given back once the engine removed the container

@@ -48,7 +48,7 @@ def run_in_session(sandbox: DockerSandbox, code: str,
                    inputs: Sequence[Value], outputs: Sequence[str],
                    check: str | None) -> RunResult:
     """One cell in this kernel's session for sandbox's engine, image and isolation."""
-    from .docker import MAX_RUNS, _factory, _identity
+    from .docker import MAX_RUNS, _factory, _identity, sandbox_budget
 
     key = ("docker", engine_id(sandbox.client), sandbox.image_id, sandbox.runtime,
            sandbox.preimport, sandbox.labels)
@@ -63,9 +63,15 @@ def run_in_session(sandbox: DockerSandbox, code: str,
                            for name in SESSION_HARNESS})
 
     def start() -> tuple[Any, Callable[[], None]]:
-        slot = sandbox._take_new(lambda: _factory(
-            sandbox.client, sandbox.image, limits, sandbox.runtime,
-            preimport=sandbox.preimport, labels=dict(sandbox.labels), binds=binds))
+        lease = sandbox_budget(sandbox.client).take()  # a session's container counts too
+        try:
+            slot = sandbox._take_new(lambda: _factory(
+                sandbox.client, sandbox.image, limits, sandbox.runtime,
+                preimport=sandbox.preimport, labels=dict(sandbox.labels), binds=binds))
+        except BaseException:
+            lease.release()
+            raise
+        slot.lease = lease  # released once the engine has removed the container
         return slot, lambda: slot.discard(now=True)
 
     def cell(slot: Any) -> tuple[RunResult, bool]:
