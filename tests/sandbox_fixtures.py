@@ -26,6 +26,26 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: ``flags`` for a magic's cell at each isolation level (with the ``engine_for`` fixture)
+SANDBOX_FLAGS = [pytest.param("--isolation gvisor", marks=pytest.mark.docker, id="gvisor"),
+                 pytest.param("--isolation container", marks=pytest.mark.docker, id="runc"),
+                 pytest.param("--sandbox local", id="local")]
+
+
+@pytest.fixture
+def engine_for(request: pytest.FixtureRequest) -> None:
+    """The real engine (and gVisor) for a test's ``flags`` param; a skip, or a failure under CI."""
+    flags = request.node.callspec.params["flags"]
+    if "isolation" in flags:
+        client = request.getfixturevalue("docker_client")
+        request.getfixturevalue("docker_leftover_check")
+        if "gvisor" in flags:
+            from llmscript_magic._sandbox.engine import gvisor_problem
+
+            if (problem := gvisor_problem(client)) is not None:
+                _unavailable(f"no gVisor: {problem}")
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """A client for the real engine, or a skip (a failure under CI).

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from nbclient import NotebookClient
-from standins import TEST_ANTHROPIC_KEY, AnthropicStandIn, closed_port
+from replay_helpers import record_then_replay
+from sandbox_fixtures import SANDBOX_FLAGS
 
 FIZZBUZZ = '''def fizzbuzz(n):
     if n % 15 == 0:
@@ -41,9 +37,7 @@ TESTS = ('--test "fizzbuzz(15) == \'FizzBuzz\'" --test "fizzbuzz(3) == \'Fizz\'"
          '--test "__name__ != \'__main__\'"')
 LABEL = "(tests ran with the script's own code)"
 
-SANDBOXES = [pytest.param("--isolation gvisor", marks=pytest.mark.docker, id="gvisor"),
-             pytest.param("--isolation container", marks=pytest.mark.docker, id="runc"),
-             pytest.param("--sandbox local", id="local")]
+SANDBOXES = SANDBOX_FLAGS
 
 
 def _fenced(code: str) -> str:
@@ -59,18 +53,8 @@ def _generate(ip: InteractiveShell, flags: str) -> tuple[Any, str]:
 
 
 @pytest.fixture
-def engine(request: pytest.FixtureRequest) -> None:
-    """The real engine (and gVisor) for the docker params; a skip, or a failure under CI."""
-    flags = request.node.callspec.params["flags"]
-    if "isolation" in flags:
-        client = request.getfixturevalue("docker_client")
-        request.getfixturevalue("docker_leftover_check")
-        if "gvisor" in flags:
-            from llmscript_magic._sandbox.engine import gvisor_problem
-
-            if (problem := gvisor_problem(client)) is not None:
-                pytest.fail(f"no gVisor: {problem}") if os.environ.get("CI") else \
-                    pytest.skip(f"no gVisor: {problem}")
+def engine(engine_for: None) -> None:
+    """The real engine (and gVisor) for the docker params."""
 
 
 @pytest.mark.parametrize("flags", SANDBOXES)
@@ -125,32 +109,11 @@ def test_test_needs_a_run_and_check_points_to_it(ip: InteractiveShell, fake: Any
 @pytest.mark.docker
 def test_a_notebook_whose_tests_pass_replays_with_exit_0(tmp_path: Path,
                                                          docker_client: Any) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext llmscript_magic\n"
-                                          "%config GenerateMagics.widgets = False"),
-                nbformat.v4.new_code_cell(f"%%generate --run {TESTS}\n"
-                                          "A fizzbuzz(n) function.")]
-    base = {k: v for k, v in os.environ.items()
-            if not k.endswith("_API_KEY") and k not in ("LLMSCRIPT_REPLAY", "JPY_SESSION_NAME")}
-    with AnthropicStandIn(api_key=TEST_ANTHROPIC_KEY) as standin:
-        standin.enqueue(_fenced(FIZZBUZZ))
-        NotebookClient(nb, timeout=180, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute(
-            env={**base, "ANTHROPIC_BASE_URL": standin.url, "NO_PROXY": "127.0.0.1",
-                 "ANTHROPIC_API_KEY": TEST_ANTHROPIC_KEY,
-                 "LLMSCRIPT_CACHE_DIR": str(tmp_path / "c1")})
-    path = tmp_path / "lesson.ipynb"
-    nbformat.write(nb, path)
-    env = {**base, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{closed_port()}",
-           "LLMSCRIPT_CACHE_DIR": str(tmp_path / "c2"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"}
-    proc = subprocess.run([sys.executable, "-m", "llmscript_magic._cli.main", "run", str(path),
-                           "--replay", "-o", str(tmp_path / "out.ipynb")], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc, out = record_then_replay(
+        ["%load_ext llmscript_magic\n%config GenerateMagics.widgets = False",
+         f"%%generate --run {TESTS}\nA fizzbuzz(n) function."],
+        [_fenced(FIZZBUZZ)], tmp_path, "lesson.ipynb")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     assert "lesson.ipynb: ok" in proc.stdout
-    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     text = "".join(o.get("data", {}).get("text/plain", "") for o in out.cells[1].outputs)
     assert f"✓ test: fizzbuzz(15) == 'FizzBuzz' is true {LABEL}" in text

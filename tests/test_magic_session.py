@@ -10,39 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from nbclient import NotebookClient
-from standins import TEST_ANTHROPIC_KEY, AnthropicStandIn, closed_port
+from replay_helpers import record_then_replay
+from sandbox_fixtures import SANDBOX_FLAGS
 
 from llmscript_magic._sandbox import sessions
 
-SANDBOXES = [pytest.param("--isolation gvisor", marks=pytest.mark.docker, id="gvisor"),
-             pytest.param("--isolation container", marks=pytest.mark.docker, id="runc"),
-             pytest.param("--sandbox local", id="local")]
+SANDBOXES = SANDBOX_FLAGS
 
 
 @pytest.fixture
-def engine(request: pytest.FixtureRequest) -> Iterator[None]:
+def engine(engine_for: None) -> Iterator[None]:
     """The real engine (and gVisor) for the docker params; no session before or after."""
-    flags = request.node.callspec.params["flags"]
-    if "isolation" in flags:
-        client = request.getfixturevalue("docker_client")
-        request.getfixturevalue("docker_leftover_check")
-        if "gvisor" in flags:
-            from llmscript_magic._sandbox.engine import gvisor_problem
-
-            if (problem := gvisor_problem(client)) is not None:
-                pytest.fail(f"no gVisor: {problem}") if os.environ.get("CI") else \
-                    pytest.skip(f"no gVisor: {problem}")
     sessions.reset()
     yield
     sessions.reset()
@@ -96,35 +80,14 @@ def test_session_mistakes_are_one_line(ip: InteractiveShell, fake: Any) -> None:
 
 
 def test_a_recorded_session_notebook_replays_offline(tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
     flags = "%%generate --run --session --sandbox local --retries 0"
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext llmscript_magic\n"
-                                          "%config GenerateMagics.widgets = False"),
-                nbformat.v4.new_code_cell(f"{flags}\nSet base to 40."),
-                nbformat.v4.new_code_cell(f"{flags} --check 'answer == 42' --output answer\n"
-                                          "Add 2 to base as answer.")]
-    base = {k: v for k, v in os.environ.items()
-            if not k.endswith("_API_KEY") and k not in ("LLMSCRIPT_REPLAY", "JPY_SESSION_NAME")}
-    with AnthropicStandIn(api_key=TEST_ANTHROPIC_KEY) as standin:
-        standin.enqueue(_fenced("base = 40"))
-        standin.enqueue(_fenced("answer = base + 2\nprint('answer', answer)"))
-        NotebookClient(nb, timeout=180, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute(
-            env={**base, "ANTHROPIC_BASE_URL": standin.url, "NO_PROXY": "127.0.0.1",
-                 "ANTHROPIC_API_KEY": TEST_ANTHROPIC_KEY,
-                 "LLMSCRIPT_CACHE_DIR": str(tmp_path / "c1")})
-    path = tmp_path / "analysis.ipynb"
-    nbformat.write(nb, path)
-    env = {**base, "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{closed_port()}",
-           "LLMSCRIPT_CACHE_DIR": str(tmp_path / "c2"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"}
-    proc = subprocess.run([sys.executable, "-m", "llmscript_magic._cli.main", "run", str(path),
-                           "--replay", "--trust", "-o", str(tmp_path / "out.ipynb")], env=env,
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc, out = record_then_replay(
+        ["%load_ext llmscript_magic\n%config GenerateMagics.widgets = False",
+         f"{flags}\nSet base to 40.",
+         f"{flags} --check 'answer == 42' --output answer\nAdd 2 to base as answer."],
+        [_fenced("base = 40"), _fenced("answer = base + 2\nprint('answer', answer)")],
+        tmp_path, "analysis.ipynb", "--trust")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     text = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "")
                    for o in out.cells[2].outputs)
     assert "answer 42" in text and "session cell 2:" in text
