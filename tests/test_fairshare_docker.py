@@ -210,6 +210,56 @@ def test_an_idle_kernel_gives_its_container_to_a_waiter(docker_client: Any,
     assert _gone(sampler, owners)
 
 
+# A kernel with a --session: its first cell keeps a variable, then it idles until told to
+# run a second cell, and says what that cell found and the session's line.
+SESSION_KERNEL = r"""
+import json, sys
+from llmscript_magic._sandbox import get_sandbox
+from llmscript_magic._sandbox.image import owner_id
+box = get_sandbox("docker", isolation="container")
+say = lambda **kw: print(json.dumps(kw), flush=True)
+say(owner=owner_id())
+r = box.run("rows = list(range(5))", session=True)
+say(first=r.status, session=r.session)
+sys.stdin.readline()
+r = box.run("print(len(globals().get('rows', [])))", session=True)
+say(second=r.status, out=r.stdout, session=r.session)
+"""
+
+
+def test_an_idle_session_gives_its_container_to_a_waiter_and_says_so(
+        docker_client: Any, budget_of: dict[str, str]) -> None:
+    """A session holds a slot like any container; idle while another kernel waits, it
+    ends (its data is lost, and its next cell says why) rather than make anyone wait
+    forever."""
+    env = {**budget_of, "LLMSCRIPT_SANDBOX_BUDGET": "1", "LLMSCRIPT_SESSION_YIELD": "2"}
+    holder = subprocess.Popen([sys.executable, "-c", SESSION_KERNEL], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _started.append(holder)
+    held: list[dict[str, Any]] = []
+    first = _read_until(holder, "first", held)
+    assert first["first"] == "ok" and first["session"].startswith("a new session")
+    start = time.monotonic()
+    waiter = _kernel(env, 1)
+    watchdog = threading.Timer(60, waiter.kill)  # a waiter left waiting fails, never hangs
+    watchdog.start()
+    lines: list[dict[str, Any]] = []
+    ran = _read_until(waiter, "ran", lines)
+    watchdog.cancel()
+    assert ran["ok"] and ran["at"] - start < 30, ran
+    lines += _report(waiter)
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    second = _read_until(holder, "second", held)
+    assert second["second"] == "ok" and second["out"] == "0\n"  # a fresh session
+    assert second["session"].startswith(
+        "a fresh session: the previous one ended (it was idle while other kernels waited "
+        "for a sandbox)")
+    _report(holder)
+
+
 @pytest.fixture
 def held_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                 docker_client: Any) -> Iterator[Any]:

@@ -62,8 +62,10 @@ def run_in_session(sandbox: DockerSandbox, code: str,
     job["harness"].update({name: (_HARNESS / name).read_text(encoding="utf-8")
                            for name in SESSION_HARNESS})
 
+    budget = sandbox_budget(sandbox.client)
+
     def start() -> tuple[Any, Callable[[], None]]:
-        lease = sandbox_budget(sandbox.client).take()  # a session's container counts too
+        lease = budget.take()  # a session's container counts too
         try:
             slot = sandbox._take_new(lambda: _factory(
                 sandbox.client, sandbox.image, limits, sandbox.runtime,
@@ -92,4 +94,5 @@ def run_in_session(sandbox: DockerSandbox, code: str,
 
     label = f"docker/{sandbox.isolation}"
     bound = frozenset((inside, host, _identity(host)) for inside, host in binds.items())
-    return sessions.run_cell(key, label, (limits.container_key(), bound), start, cell)
+    return sessions.run_cell(key, label, (limits.container_key(), bound), start, cell,
+                             others_wait=lambda: budget.waiting() > 0)

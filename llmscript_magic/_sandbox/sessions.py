@@ -17,6 +17,7 @@ crash) is remembered until the next ``--session`` run says its state was lost.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,14 @@ ENDED = {
     "limits": "this cell asked for other limits (--memory, --cpus) or large --input files "
               "it was not started with",
     "unfit": "its sandbox was not fit for another cell",
+    "yielded": "it was idle while other kernels waited for a sandbox",
 }
+
+#: Seconds a session may sit idle while other kernels wait for the engine's budget
+#: (LLMSCRIPT_SESSION_YIELD) before it gives its container back. A stateless kernel gives
+#: its container back after 2 s; a session holds data the analyst would have to load
+#: again, so it keeps it longer, but never for good: no kernel waits forever.
+YIELD_SECONDS = 120.0
 
 
 class SessionLost(Exception):
@@ -54,6 +62,9 @@ class Live:
     fit: tuple[Any, frozenset[Any]] = ((), frozenset())
     started: float = 0.0
     cells: int = 0
+    last: float = 0.0  # when its last cell ended (or it started)
+    #: True when others wait for what this session holds (the engine's budget)
+    others_wait: Callable[[], bool] | None = None
     #: one cell at a time (a widget's Run button may fire while a cell runs)
     busy: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,7 +75,8 @@ _lock = threading.Lock()
 
 
 def acquire(key: tuple[Any, ...], label: str, fit: tuple[Any, frozenset[Any]],
-            start: Callable[[], tuple[Any, Callable[[], None]]]) -> tuple[Live, str]:
+            start: Callable[[], tuple[Any, Callable[[], None]]],
+            others_wait: Callable[[], bool] | None = None) -> tuple[Live, str]:
     """The alive session for key (started when there is none), and a line when it is new.
 
     fit: (the limits fixed when a session's sandbox starts, the large host
@@ -80,8 +92,12 @@ def acquire(key: tuple[Any, ...], label: str, fit: tuple[Any, frozenset[Any]],
         if live is not None:
             return live, ""
         handle, close = start()
-        live = _live[key] = Live(label, handle, close, fit, time.monotonic())
+        now = time.monotonic()
+        live = _live[key] = Live(label, handle, close, fit, now, last=now,
+                                 others_wait=others_wait)
         why = _lost.pop(key, "")
+        if others_wait is not None:
+            _watch()
     if why:
         return live, (f"a fresh session: the previous one ended ({ENDED.get(why, why)}), so "
                       "its variables and files are gone: run the cells that made them again")
@@ -166,17 +182,20 @@ def close_all() -> None:
 
 def run_cell(key: tuple[Any, ...], label: str, fit: tuple[Any, frozenset[Any]],
              start: Callable[[], tuple[Any, Callable[[], None]]],
-             cell: Callable[[Any], tuple[RunResult, bool]]) -> RunResult:
+             cell: Callable[[Any], tuple[RunResult, bool]],
+             others_wait: Callable[[], bool] | None = None) -> RunResult:
     """One ``--session`` run: the session (new or kept), the cell in it, its line.
 
     ``cell(handle)`` runs the cell and says whether the session lives on; a
     session that does not is ended here, and the result says why in one line.
+    ``others_wait``: see ``_watch``.
     """
-    live, note = acquire(key, label, fit, start)
+    live, note = acquire(key, label, fit, start, others_wait)
     try:
         try:
             with live.busy:
                 result, alive = cell(live.handle)
+                live.last = time.monotonic()
         except SessionLost:  # gone while idle (an engine restart): a fresh one, said so
             end(key, "lost")
             live, note = acquire(key, label, fit, start)
@@ -196,3 +215,45 @@ def run_cell(key: tuple[Any, ...], label: str, fit: tuple[Any, frozenset[Any]],
         gone = end(key, why)
         result.session = f"{note}; {gone}" if note else gone
     return result
+
+
+_watcher: threading.Thread | None = None
+
+
+def _watch() -> None:
+    """Start (once) the thread that ends sessions idle while other kernels wait.
+
+    Called with ``_lock`` held. Every few seconds it looks at the sessions whose
+    backend said how to tell that others wait (``Live.others_wait``: the engine's
+    budget has a queue); one idle for ``YIELD_SECONDS`` or more then ends, and the
+    next ``--session`` run says why its state is gone.
+    """
+    global _watcher
+    if _watcher is None:
+        _watcher = threading.Thread(target=_yield_idle, name="llmscript-session-yield",
+                                    daemon=True)
+        _watcher.start()
+
+
+def _yield_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("LLMSCRIPT_SESSION_YIELD", YIELD_SECONDS)))
+    except ValueError:
+        return YIELD_SECONDS
+
+
+def _yield_idle() -> None:
+    while True:
+        time.sleep(min(5.0, max(0.5, _yield_seconds() / 2)))
+        now, idle = time.monotonic(), _yield_seconds()
+        with _lock:
+            rows = [(k, live) for k, live in _live.items() if live.others_wait is not None]
+        for key, live in rows:
+            if now - live.last < idle or not live.busy.acquire(blocking=False):
+                continue
+            try:
+                with contextlib.suppress(Exception):
+                    if live.others_wait and live.others_wait() and _live.get(key) is live:
+                        end(key, "yielded")
+            finally:
+                live.busy.release()
