@@ -46,6 +46,31 @@ def engine_for(request: pytest.FixtureRequest) -> None:
                 _unavailable(f"no gVisor: {problem}")
 
 
+#: The isolation levels a run can have: ``sandbox_at``'s params.
+LEVELS = ["gvisor", "container", "local"]
+
+
+def sandbox_at(request: pytest.FixtureRequest) -> Any:
+    """The sandbox at ``request.param``'s level (one of ``LEVELS``), as a kernel holds it
+    for all its runs; a skip where that level is missing here (a failure under CI)."""
+    from llmscript_magic._sandbox import get_sandbox
+
+    if request.param == "local":
+        from llmscript_magic._sandbox.local import bubblewrap_problem
+
+        if (problem := bubblewrap_problem()) is not None:
+            _unavailable(f"no bubblewrap: {problem}")
+        return get_sandbox("local")
+    client = request.getfixturevalue("docker_client")
+    request.getfixturevalue("docker_leftover_check")  # no container or volume left behind
+    if request.param == "gvisor":
+        from llmscript_magic._sandbox.engine import gvisor_problem
+
+        if (problem := gvisor_problem(client)) is not None:
+            _unavailable(f"no gVisor: {problem}")
+    return get_sandbox("docker", isolation=request.param)
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """A client for the real engine, or a skip (a failure under CI).

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from sandbox_fixtures import LEVELS, sandbox_at
 
 from llmscript_magic._errors import ConfigurationError
 from llmscript_magic._notebook.data_io import encode_inputs
@@ -46,22 +47,9 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module", params=["gvisor", "container", "local"])
+@pytest.fixture(scope="module", params=LEVELS)
 def sandbox(request: pytest.FixtureRequest) -> Any:
-    if request.param == "local":
-        from llmscript_magic._sandbox.local import bubblewrap_problem
-
-        if bubblewrap_problem() is not None:
-            pytest.skip(f"no bubblewrap: {bubblewrap_problem()}")
-        return get_sandbox("local")
-    client = request.getfixturevalue("docker_client")
-    request.getfixturevalue("docker_leftover_check")  # no container or volume left behind
-    if request.param == "gvisor":
-        from llmscript_magic._sandbox.engine import gvisor_problem
-
-        if (problem := gvisor_problem(client)) is not None:
-            pytest.skip(f"no gVisor: {problem}")
-    return get_sandbox("docker", isolation=request.param)
+    return sandbox_at(request)
 
 
 READ_AND_ATTACK = r'''

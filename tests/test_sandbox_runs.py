@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 import pytest
+from sandbox_fixtures import LEVELS, sandbox_at
 
-from llmscript_magic._sandbox import Limits, get_sandbox
+from llmscript_magic._sandbox import Limits
 
 FAST = Limits(timeout=10)
 pytestmark = pytest.mark.docker
@@ -55,23 +56,10 @@ x = 41
 '''
 
 
-@pytest.fixture(scope="module", params=["gvisor", "container", "local"])
+@pytest.fixture(scope="module", params=LEVELS)
 def sandbox(request: pytest.FixtureRequest) -> Any:
     """The sandbox at one isolation level, as a kernel holds it for all its runs."""
-    if request.param == "local":
-        from llmscript_magic._sandbox.local import bubblewrap_problem
-
-        if bubblewrap_problem() is not None:
-            pytest.skip(f"no bubblewrap: {bubblewrap_problem()}")
-        return get_sandbox("local")
-    request.getfixturevalue("docker_client")
-    if request.param == "gvisor":
-        from llmscript_magic._sandbox.engine import gvisor_problem
-
-        problem = gvisor_problem(request.getfixturevalue("docker_client"))
-        if problem is not None:
-            pytest.skip(f"no gVisor: {problem}")
-    return get_sandbox("docker", isolation=request.param)
+    return sandbox_at(request)
 
 
 def probe(sandbox: Any, **kwargs: Any) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sandbox_fixtures import sandbox_at
 
-from llmscript_magic._sandbox import Limits, get_sandbox, sessions
+from llmscript_magic._sandbox import Limits, sessions
 
 FAST = Limits(timeout=20)
 LEVELS = [pytest.param("gvisor", marks=pytest.mark.docker),
@@ -27,21 +28,7 @@ LEVELS = [pytest.param("gvisor", marks=pytest.mark.docker),
 @pytest.fixture(scope="module", params=LEVELS)
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The sandbox at one isolation level, as a kernel holds it; no session before or after."""
-    if request.param == "local":
-        from llmscript_magic._sandbox.local import bubblewrap_problem
-
-        if bubblewrap_problem() is not None:
-            pytest.skip(f"no bubblewrap: {bubblewrap_problem()}")
-        box = get_sandbox("local")
-    else:
-        client = request.getfixturevalue("docker_client")
-        request.getfixturevalue("docker_leftover_check")
-        if request.param == "gvisor":
-            from llmscript_magic._sandbox.engine import gvisor_problem
-
-            if (problem := gvisor_problem(client)) is not None:
-                pytest.skip(f"no gVisor: {problem}")
-        box = get_sandbox("docker", isolation=request.param)
+    box = sandbox_at(request)
     sessions.reset()
     yield box
     sessions.reset()
