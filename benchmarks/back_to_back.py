@@ -9,6 +9,8 @@ pandas script after one warm-up run:
 
 - the median and p95 wall time per run (targets: <= 150 ms under gVisor,
   <= 30 ms under runc);
+- the same for a standard-library function (HumanEval-sized), forked from the
+  container's lean interpreter, beside the same run sent to the warm one;
 - CPU-seconds per run, counting the sandbox container's cgroup (gVisor's own
   processes are in it), the engine's daemons (dockerd, containerd and the
   shims) and this process (target: <= 0.25 CPU-s under gVisor). The engine is
@@ -30,6 +32,11 @@ from llmscript_magic._sandbox.engine import gvisor_problem
 
 PANDAS = ("import pandas as pd\ndf = pd.DataFrame({'k': list('abcab') * 20, 'v': range(100)})\n"
           "print(df.groupby('k').v.sum().to_dict())\n")
+#: A HumanEval-sized function: the standard library only, so it is forked from the lean
+#: interpreter; ``+ WARM`` sends the same run to the warm one (a dynamic name), to compare.
+FUNCTION = ("def triangle(n):\n    return sum(range(n + 1))\n\n"
+            "assert triangle(4) == 10\nprint(triangle(100))\n")
+WARM = "_ = eval\n"
 ENGINE = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2")
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -71,20 +78,20 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(level: str, runs: int) -> dict[str, float]:
+def measure(level: str, runs: int, code: str = PANDAS) -> dict[str, float]:
     sandbox = get_sandbox("docker", isolation=level)
     limits = Limits()
     first = sandbox.run("import socket\nprint(socket.gethostname())", limits=limits)
     assert first.status == "ok", first.reason
     time.sleep(3)  # the container's warm interpreter finishes its imports
-    assert sandbox.run(PANDAS, limits=limits).status == "ok"
+    assert sandbox.run(code, limits=limits).status == "ok"
     host = sandbox.run("import socket\nprint(socket.gethostname())", limits=limits).stdout.strip()
     cid = next(c.id for c in sandbox.client.containers.list() if c.id.startswith(host))
     walls = []
     cpu0 = container_cpu(cid) + engine_cpu() + own_cpu()
     for _ in range(runs):
         start = time.perf_counter()
-        r = sandbox.run(PANDAS, limits=limits)
+        r = sandbox.run(code, limits=limits)
         walls.append(time.perf_counter() - start)
         assert r.status == "ok", r.reason
     cpu = container_cpu(cid) + engine_cpu() + own_cpu() - cpu0
@@ -113,6 +120,11 @@ def main() -> None:
               f"(target <= {target[0] * 1000:.0f} ms), p95 {got['p95'] * 1000:.0f} ms, "
               f"CPU {got['cpu']:.3f} s/run"
               + (f" (target <= {target[1]} s)" if target[1] else ""))
+        lean, warm = measure(level, args.runs, FUNCTION), measure(level, args.runs, FUNCTION + WARM)
+        print(f"{level:9} back-to-back standard-library function: median "
+              f"{lean['median'] * 1000:.0f} ms from the lean interpreter, "
+              f"{warm['median'] * 1000:.0f} ms from the warm one "
+              f"({lean['median'] / warm['median']:.2f}x), CPU {lean['cpu']:.3f} s/run")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

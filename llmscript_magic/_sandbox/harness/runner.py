@@ -566,6 +566,10 @@ def main() -> None:
         fh.write(wrapper_src)
     _copy_tree(mpl_cache, proto.MPL_SHARED)
     zygote = Zygote(wrapper, config) if isinstance(config.get("env"), dict) else None
+    # beside the warm one, an interpreter without the heavy imports for runs that need
+    # none (the host says ``lean``): a fork of it shares little, so it is cheap under gVisor
+    lean = Zygote(wrapper, {**config, "preimport": []}) \
+        if zygote is not None and config.get("preimport") else None
     out = sys.stdout.buffer
     stdin: Any = sys.stdin.buffer.raw  # type: ignore[union-attr]  # unbuffered: nothing read ahead of a job
 
@@ -597,13 +601,23 @@ def main() -> None:
                                                            job, config)
             fit = session.serve(job, spec, before, folder, wrapper, emit, stdin.fileno())
         else:
-            fit = _serve(job, spec, before, folder, zygote, config, wrapper, emit,
-                         stdin.fileno())
+            fit = _serve(job, spec, before, folder, _pick(zygote, lean, job), config,
+                         wrapper, emit, stdin.fileno())
+            fit = fit and (lean is None or (not lean.dead and lean.proc.poll() is None))
         _rm(folder)
-    if zygote is not None:
-        zygote.sock.close()
+    for z in (zygote, lean):
+        if z is not None:
+            z.sock.close()
     while stdin.read(65536):  # unfit: wait for the host to let go (it removes us)
         pass
+
+
+def _pick(zygote: Zygote | None, lean: Zygote | None, job: dict[str, Any]) -> Zygote | None:
+    """The lean interpreter for a run that imports only the standard library, once it is
+    ready; the warm one otherwise."""
+    if job.get("lean") and lean is not None and lean.wait_ready(0.05):
+        return lean
+    return zygote
 
 
 def _session_lib(folder: str) -> Any:

@@ -1,0 +1,56 @@
+"""Runs that import only the standard library fork from the container's lean interpreter.
+
+The warm interpreter holds numpy, pandas and matplotlib (about 150 MB of address space);
+under gVisor a fork pays for what it shares, so a function-sized script (HumanEval, a
+class exercise) is forked from a second interpreter without them. What decides is the
+host's reading of the code (``stdlib_only``); either interpreter runs any script.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from llmscript_magic._sandbox import Limits
+from llmscript_magic._sandbox.docker import stdlib_only
+
+ADDRESS_SPACE = ("for line in open('/proc/self/status'):\n"
+                 "    if line.startswith('VmSize'):\n"
+                 "        print(int(line.split()[1]) // 1024)\n")
+
+
+@pytest.mark.parametrize(("code", "check", "lean"), [
+    ("def add(a, b):\n    return a + b\nprint(add(2, 3))", None, True),
+    ("import json, os.path\nfrom collections import Counter\nprint(Counter('aab'))", None, True),
+    ("import json\nprint(1)", "json.dumps(1) == '1'", True),
+    ("import pandas as pd\nprint(pd.__version__)", None, False),
+    ("from numpy import array", None, False),
+    ("print(1)", "__import__('numpy').zeros(1).size == 1", False),
+    ("mod = __import__('pandas')", None, False),
+    ("import importlib\nm = importlib.import_module('pandas')", None, False),
+    ("exec('import pandas')", None, False),
+    ("from . import sibling", None, False),
+    ("import seaborn", None, False),
+    ("def broken(:\n    pass", None, False),
+])
+def test_what_counts_as_the_standard_library_only(code: str, check: str | None,
+                                                  lean: bool) -> None:
+    assert stdlib_only(code, check) is lean
+
+
+@pytest.mark.docker
+def test_a_standard_library_run_is_forked_from_the_lean_interpreter(
+        isolated_sandbox: Any) -> None:
+    limits = Limits(timeout=20)
+    isolated_sandbox.run("print(1)", limits=limits)
+    time.sleep(3)  # both interpreters of the kernel's container are ready
+    lean = isolated_sandbox.run(ADDRESS_SPACE, limits=limits, check="True")
+    warm = isolated_sandbox.run(ADDRESS_SPACE + "_ = eval\n", limits=limits, check="True")
+    assert lean.status == warm.status == "ok" and lean.check == warm.check == (True, "")
+    assert int(lean.stdout) < 64 and int(warm.stdout) > 100, (lean.stdout, warm.stdout)
+    # the warm one still serves what needs its libraries, in the same container
+    df = isolated_sandbox.run("import pandas as pd\nprint(pd.DataFrame({'a': [1, 2]}).a.sum())",
+                              limits=limits)
+    assert df.status == "ok" and df.stdout == "3\n"
