@@ -123,6 +123,7 @@ FIXTURES: dict[str, Callable[[pytest.FixtureRequest], Any]] = {
     "host_canary": lambda request: request.getfixturevalue("host_canary"),
     "monkeypatch": lambda request: request.getfixturevalue("monkeypatch"),
     "wait_gone": lambda request: request.getfixturevalue("wait_gone"),
+    "tmp_path": lambda request: request.getfixturevalue("tmp_path"),
 }
 
 

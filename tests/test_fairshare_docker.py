@@ -263,7 +263,8 @@ def test_an_idle_session_gives_its_container_to_a_waiter_and_says_so(
 @pytest.fixture
 def held_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                 docker_client: Any) -> Iterator[Any]:
-    """A budget of one whose slot another kernel holds; it gives it back after 3 s."""
+    """A budget of one whose slot another kernel holds; it gives it back a second after
+    someone queues for it (however long the run takes to get there under load)."""
     from llmscript_magic._sandbox.engine import engine_id
     from llmscript_magic._sandbox.fairshare import Budget, queue_folder
     from llmscript_magic._sandbox.pool import close_pools
@@ -271,11 +272,22 @@ def held_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("LLMSCRIPT_SANDBOX_BUDGET", "1")
     monkeypatch.setenv("LLMSCRIPT_SANDBOX_QUEUE", str(tmp_path))
     close_pools(engine_id(docker_client))  # pools made before took no budget
-    lease = Budget(queue_folder(engine_id(docker_client)), 1).take()
-    timer = threading.Timer(3.0, lease.release)
-    timer.start()
+    budget = Budget(queue_folder(engine_id(docker_client)), 1)
+    lease = budget.take()
+    done = threading.Event()
+
+    def give_back() -> None:
+        deadline = time.monotonic() + 120
+        while not budget.waiting() and not done.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done.wait(1.0)  # the waiter has said "0 ahead" by now
+        lease.release()
+
+    giver = threading.Thread(target=give_back, daemon=True)
+    giver.start()
     yield lease
-    timer.cancel()
+    done.set()
+    giver.join()
     lease.release()
     close_pools(engine_id(docker_client))
 
