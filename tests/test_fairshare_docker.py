@@ -131,7 +131,8 @@ def test_six_kernels_share_a_budget_of_two(docker_client: Any,
     sampler = Sampler(docker_client)
     sampler.start()
     try:
-        procs = [_kernel(budget_of, 3) for _ in range(6)]
+        # each run takes a second, so kernels queue however fast their starts are
+        procs = [_kernel(budget_of, 3, slow=1.0) for _ in range(6)]
         reports = [_report(p) for p in procs]
     finally:
         sampler.stop.set()
