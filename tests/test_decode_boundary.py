@@ -63,6 +63,25 @@ def test_decoding_never_imports_from_the_working_folder(tmp_path: Path) -> None:
     assert str(tmp_path) not in lines[1] and "site-packages" in lines[1]
 
 
+def test_a_process_that_decodes_a_table_and_exits_exits_cleanly(tmp_path: Path) -> None:
+    """`llmscript run --output` decodes a Parquet table and exits at once: pyarrow's thread
+    pool aborted one such process in forty (one in two when the read came last): 24 must
+    all exit 0."""
+    blob = tmp_path / "table.bin"
+    blob.write_bytes(codec.encode(pd.DataFrame({"a": [1.5, 2.5]}), parquet=True)[1])
+    script = ("import sys\nfrom llmscript_magic._sandbox.harness import codec\n"
+              f"print(codec.decode('parquet', open({str(blob)!r}, 'rb').read())['a'].sum())")
+    results, errors = [], []
+    for _ in range(4):
+        procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            results.append((proc.returncode, out))
+            errors.append(err[-300:])
+    assert results == [(0, "4.0\n")] * 24, errors
+
+
 def test_a_value_that_would_blow_up_in_memory_is_refused_in_one_line() -> None:
     rows = json.dumps([{"a": i % 10, "b": "x"} for i in range(1_600_000)]).encode()
     assert len(rows) > 30 * 2**20  # the attack: 30 MiB of small rows (~26x as objects)

@@ -355,6 +355,27 @@ def test_import_does_not_load_docker() -> None:
     assert json.loads(out) is False
 
 
+@pytest.mark.parametrize("after", [0.03, 0.08, 0.15, 0.3, 0.6])
+def test_an_early_interrupt_leaves_no_container(docker_client: Any, after: float) -> None:
+    """Stop pressed while the container is still being created, attached or started: the
+    engine may finish making it after our request was cut, and it is removed all the same."""
+    sandbox = get_sandbox("docker", pool_size=0)
+    limits = Limits(timeout=30, pids=96)  # its own pool key: nothing pre-started
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, after)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sandbox.run("import time\ntime.sleep(60)", limits=limits)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert _with_pids(docker_client, 96) == []
+
+
 def _with_pids(client: Any, pids: int) -> list[Any]:
     """Containers with this pids limit; ones removed while we look are skipped.
 

@@ -81,7 +81,7 @@ from .mounts import (
     target,
 )
 from .outcome import build_result, child_env, clean_report, harness_job, values_from
-from .pool import Pool, Slot, close_pools, forget, get_pool, on_close, remove
+from .pool import Pool, Slot, close_pools, create_container, forget, get_pool, on_close, remove
 
 WORK = proto.WORK
 UID = f"{proto.RUNNER_UID}:{proto.RUNNER_UID}"  # the runner's (module docstring); see SCRIPT_UID
@@ -378,27 +378,31 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
     warm = {"env": child_env(limits), "preimport": list(PREIMPORT) if heavy else [],
             "rlimits": fallback_rlimits(client, limits)}
-    created = client.api.create_container(
-        image, command=["python3", "-I", "-S", "-c", BOOT, *runner, wrapper, MPL_CACHE,
-                        json.dumps(warm)],
+    cid = create_container(
+        client, image=image,
+        command=["python3", "-I", "-S", "-c", BOOT, *runner, wrapper, MPL_CACHE, json.dumps(warm)],
         user=UID, working_dir=WORK, environment={}, labels={**(labels or {}), **_labels()},
         stdin_open=True, detach=False, network_disabled=True, use_config_proxy=False,
         host_config=_host_config(client, limits, runtime, preimport, binds),
     )
-    cid = created["Id"]
+    slot = None
     try:
         raw = client.api.attach_socket(
             cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         sock = getattr(raw, "_sock", raw)
+        # Over TLS (an https:// engine) raw is the SSL socket itself; the HTTP response
+        # docker-py hangs on it still holds a reference, so it is closed with the socket.
+        base = UID_LOW + 2 * secrets.randbelow((UID_HIGH - UID_LOW) // 2 - 2 * MAX_RUNS)
+        slot = Slot(client, cid, sock,
+                    raw if raw is not sock else getattr(raw, "_response", None), uid_base=base)
         client.api.start(cid)
-    except BaseException:
-        remove(client, cid)
+    except BaseException:  # e.g. the user's Stop: neither the container nor its socket stays
+        if slot is not None:
+            slot.discard(now=True)
+        else:
+            remove(client, cid, patience=10)
         raise
-    # Over TLS (an https:// engine) raw is the SSL socket itself; the HTTP response
-    # docker-py hangs on it still holds a reference, so it is closed with the socket.
-    base = UID_LOW + 2 * secrets.randbelow((UID_HIGH - UID_LOW) // 2 - 2 * MAX_RUNS)
-    return Slot(client, cid, sock, raw if raw is not sock else getattr(raw, "_response", None),
-                uid_base=base)
+    return slot
 
 
 class _Stream:

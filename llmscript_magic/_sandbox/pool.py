@@ -55,7 +55,7 @@ class Slot:
                     stream.close()
         if now:
             with contextlib.suppress(Exception):
-                remove(self.client, self.container_id)
+                remove(self.client, self.container_id, patience=10)
             if self.lease is not None:
                 self.lease.release()
         else:
@@ -103,15 +103,58 @@ def already_gone(exc: Exception) -> bool:
     return exc.status_code == 409 or "no such container" in str(exc.explanation or "").lower()
 
 
-def remove(client: Any, container_id: str) -> None:
-    """Force-remove a container and its anonymous volume; already gone is fine."""
+def remove(client: Any, container_id: str, patience: float = 0.0) -> None:
+    """Force-remove a container and its anonymous volume; already gone is fine.
+
+    patience: seconds to keep asking while the engine refuses (Podman answers 500 while
+    the container is still being created or started, as after an interrupt).
+    """
     import docker
 
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            client.api.remove_container(container_id, force=True, v=True)
+            return
+        except docker.errors.APIError as exc:
+            if already_gone(exc):
+                return
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)
+
+
+def create_container(client: Any, **config: Any) -> str:
+    """The id of a container created with config, none left behind by an interrupt.
+
+    The engine may still be creating when the user's Stop (KeyboardInterrupt) cuts our
+    request, and the container it makes then is known to nobody. The request runs in a
+    thread instead: an interrupt waits for its id, removes the container, then goes on.
+    (Its outcome comes through a queue: an interrupted Thread.join can later report a
+    running thread as finished.)
+    """
+    outcome: queue.Queue[tuple[bool, Any]] = queue.Queue()
+
+    def create() -> None:
+        try:
+            outcome.put((True, client.api.create_container(**config)["Id"]))
+        except BaseException as exc:  # handed to the caller below
+            outcome.put((False, exc))
+
+    worker = threading.Thread(target=create, name="llmscript-create", daemon=True)
     try:
-        client.api.remove_container(container_id, force=True, v=True)
-    except docker.errors.APIError as exc:
-        if not already_gone(exc):
-            raise
+        worker.start()  # an interrupt can land here too, once the thread runs
+        made, value = outcome.get()
+    except BaseException:
+        if worker.ident is not None:  # started: wait for what the engine made, remove it
+            with contextlib.suppress(Exception):  # the interrupt is what the caller sees
+                made, value = outcome.get(timeout=120)
+                if made:
+                    remove(client, value, patience=10)
+        raise
+    if not made:
+        raise value
+    return str(value)
 
 
 class _Reaper(threading.Thread):
@@ -397,12 +440,16 @@ class Pool:
                     self._cond.wait(timeout=1.0 if self.budget else max(1.0, self.idle / 4))
                 if self._closed:
                     return
+            lease = self._lease_ahead() if self.budget is not None else None
+            if self.budget is not None and lease is None:
+                with self._cond:  # another kernel's run may end meanwhile
+                    self._cond.wait(timeout=2.0)
+                continue
+            with self._cond:  # counted once it may be made: what takers wait for
                 self._creating += 1
             slot: Slot | None = None
-            lease = self._lease_ahead() if self.budget is not None else None
-            over = self.budget is not None and lease is None
             try:
-                slot = None if over else self.factory(True)
+                slot = self.factory(True)
             except Exception:
                 with self._cond:
                     self._failed = True  # retry on the next take(), not in a hot loop
@@ -418,8 +465,6 @@ class Pool:
                     else:
                         self._ready.append(slot)
                         self._cond.notify_all()
-                elif over:
-                    self._cond.wait(timeout=2.0)  # another kernel's run may end meanwhile
 
     def close(self) -> None:
         with self._cond:

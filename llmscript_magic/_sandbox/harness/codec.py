@@ -334,7 +334,10 @@ def decode(fmt: str, data: bytes) -> Any:
         import pyarrow.parquet as pq
 
         view = memoryview(data)
-        table = pq.read_table(io.BytesIO(view[1:]))
+        # One thread: pyarrow 26's thread pool, started by a threaded read, aborts the
+        # process at exit about half the time ("terminate called without an active
+        # exception") when it exits soon after, as `llmscript run` does.
+        table = pq.read_table(io.BytesIO(view[1:]), use_threads=False)
         for field in table.schema:
             if getattr(field.type, "tz", None):
                 safe_tz(field.type.tz)
@@ -343,7 +346,7 @@ def decode(fmt: str, data: bytes) -> Any:
             if isinstance(col, dict) and isinstance(col.get("metadata"), dict) \
                     and col["metadata"].get("timezone"):
                 safe_tz(col["metadata"]["timezone"])
-        frame = table.to_pandas()
+        frame = table.to_pandas(use_threads=False)
         if bytes(view[:1]) != b"S":
             return frame
         s = frame.iloc[:, 0]
