@@ -315,6 +315,29 @@ def test_bad_input_name_is_a_configuration_error(isolated_sandbox: Any) -> None:
         isolated_sandbox.run("print(1)", files={"../escape.txt": b"x"})
 
 
+def test_an_input_over_the_file_size_limit_is_refused_in_one_line(isolated_sandbox: Any,
+                                                                  tmp_path: Path) -> None:
+    """A file sent in the job is written in the sandbox under its file size limit: a larger
+    one is refused before any run, in one line, not by a run that died mid-write (which said
+    "engine not reachable"). On disk and on this machine, it is mounted at any size."""
+    from llmscript_magic._sandbox.engine import engine_id
+
+    limits = Limits(timeout=20, file_bytes=2**20)
+    with pytest.raises(ConfigurationError) as err:
+        isolated_sandbox.run("print(1)", files={"big.bin": b"x" * (2 * 2**20)}, limits=limits)
+    assert str(err.value).startswith("--input big.bin is 2.0 MiB, over the sandbox's 1 MiB "
+                                     "file size limit; ") and "\n" not in str(err.value)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (2 * 2**20))
+    code = "import os\nprint(os.path.getsize('big.bin'))"
+    if engine_id(isolated_sandbox.client).startswith("unix://"):
+        assert isolated_sandbox.run(code, files={"big.bin": big}, limits=limits
+                                    ).stdout == f"{2 * 2**20}\n"
+    else:  # an engine on another machine cannot mount it, and says so
+        with pytest.raises(ConfigurationError, match="on another machine"):
+            isolated_sandbox.run(code, files={"big.bin": big}, limits=limits)
+
+
 def test_missing_image_is_reported(docker_client: Any) -> None:
     with pytest.raises(ImageNotFoundError) as err:
         get_sandbox("docker", image="llmscript-sandbox:does-not-exist")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from llmscript_magic._errors import ConfigurationError
 from llmscript_magic._sandbox import Limits, get_sandbox, run
 from llmscript_magic._sandbox.local import WARNING, LocalSandbox
 
@@ -98,6 +99,21 @@ def test_files_in_and_out_without_following_links(local: LocalSandbox) -> None:
     r = local.run(code, files={"in.txt": b"abc"}, limits=FAST)
     assert r.status == "ok", r.stderr
     assert [(f.name, f.data) for f in r.files] == [("out/up.txt", b"ABC")]
+
+
+def test_an_input_over_the_file_size_limit_is_refused_or_mounted(local: LocalSandbox,
+                                                                 tmp_path: Path) -> None:
+    """As bytes it would be written under the file size limit: refused in one line. As a
+    file on disk it is bound read-only, at any size."""
+    limits = Limits(timeout=20, file_bytes=2**20)
+    with pytest.raises(ConfigurationError, match=r"^--input big.bin is 2.0 MiB, over the "
+                       r"sandbox's 1 MiB file size limit; pass it as a path"):
+        local.run("print(1)", files={"big.bin": b"x" * (2 * 2**20)}, limits=limits)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * (2 * 2**20))
+    r = local.run("import os\nprint(os.path.getsize('big.bin'))", files={"big.bin": big},
+                  limits=limits)
+    assert r.stdout == f"{2 * 2**20}\n", r.stderr
 
 
 def test_figure_is_captured(local: LocalSandbox) -> None:

@@ -410,9 +410,7 @@ def warm_sandbox(opts: Options) -> None:
     sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
     sandbox_modules(opts)
     sandbox_facts(opts)  # the image's versions, for the prompt and the parity check
-    warm = getattr(sandbox, "warm", None)  # backends with a container to start ahead
-    if warm is not None:
-        warm(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
+    sandbox.warm(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:

@@ -16,11 +16,13 @@ from typing import Any
 
 from .._errors import ConfigurationError, SandboxError, SandboxUnavailableError
 from .base import Limits, RunResult, Sandbox, Value
-from .mounts import inlined  # the service has no view of this host's files: send them
+from .mounts import split_files
 from .wire import job_to_json, result_from_json
 
 URL_ENV = "LLMSCRIPT_COURSE_URL"
 TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
+#: The service has no view of this host's files: they are sent, never bound.
+ON_HUB = "the course's sandbox runs on the hub"
 #: time the service may take beyond the run's own timeout (queueing, a container start)
 SLACK = 90.0
 
@@ -56,7 +58,8 @@ class CourseSandbox(Sandbox):
         if not token:
             raise SandboxUnavailableError(f"No hub token ({TOKEN_ENV}): --sandbox course works "
                                           "in a server started by the course's JupyterHub.")
-        body = json.dumps(job_to_json(code, files=inlined(files), limits=limits, inputs=inputs,
+        sent = split_files(files, limits.file_bytes, ON_HUB)[0]
+        body = json.dumps(job_to_json(code, files=sent, limits=limits, inputs=inputs,
                                       outputs=outputs, check=check)).encode()
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
             "Authorization": f"token {token}", "Content-Type": "application/json"})

@@ -4,7 +4,8 @@ A container starts `harness/runner.py` (see ``BOOT``) as its main process with n
 read-only root, an empty environment and caps on memory (+swap), CPU, pids,
 file size and open files. The runner starts a warm interpreter for the script
 (importing the image's heavy libraries; uids: ``harness/protocol.py``) before the job exists;
-the job then runs in it: one script per container, as before. The work dir is
+each job runs in a fresh fork of it, under a uid of its own, and a container serves up
+to ``MAX_RUNS`` such runs (a ``--session``'s keeps one interpreter). The work dir is
 an anonymous tmpfs-backed volume (put_archive/get_archive reach it, unlike a
 --tmpfs mount). The host keeps the wall clock and output cap too: it never
 trusts the runner to stop on its own.
@@ -74,16 +75,17 @@ from .image import DEFAULT_IMAGE, LABEL, MPL_CACHE, OWNER_LABEL, owner_id
 from .mounts import (
     INLINE_VALUE_BYTES,
     check_others_read,
-    inlined,
     links,
     spilled,
     split_files,
     target,
 )
-from .outcome import build_result, child_env, clean_report, harness_job, values_from
+from .outcome import build_result, child_env, clean_report, harness_job, harness_source, values_from
 from .pool import Pool, Slot, close_pools, create_container, forget, get_pool, on_close, remove
 
 WORK = proto.WORK
+#: Why --input files are copied, not bound, on an engine reached over TCP or SSH.
+FAR = "the Docker engine is on another machine (one on this machine mounts files at any size)"
 UID = f"{proto.RUNNER_UID}:{proto.RUNNER_UID}"  # the runner's (module docstring); see SCRIPT_UID
 SCRIPT_UID = f"{proto.SCRIPT_UID}:{proto.SCRIPT_UID}"
 RUNNER_CAPS = ["SETUID", "SETGID", "KILL"]
@@ -97,7 +99,6 @@ DIAG_CAP = 64 * 1024
 MAX_FIGURES = proto.MAX_FIGURES
 FIGURE_BUDGET = proto.FIGURE_BYTES  # part of the runner's STATUS_CAP
 PNG = proto.PNG
-_HARNESS = Path(__file__).parent / "harness"
 ISOLATIONS = ("auto", "gvisor", "container")
 # Docker's defaults (kept: the list replaces them) plus what leaks host facts.
 MASKED_PATHS = [
@@ -373,8 +374,8 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     """
     import secrets
 
-    runner = [(_HARNESS / name).read_text() for name in RUNNER_FILES]
-    wrapper = (_HARNESS / "wrapper.py").read_text()
+    runner = [harness_source(name) for name in RUNNER_FILES]
+    wrapper = harness_source("wrapper.py")
     heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
     warm = {"env": child_env(limits), "preimport": list(PREIMPORT) if heavy else [],
             "rlimits": fallback_rlimits(client, limits)}
@@ -500,7 +501,7 @@ class DockerSandbox(Sandbox):
 
             return run_in_session(self, code, files, limits, inputs, outputs, check)
         near = engine_id(self.client).startswith(("unix://", "npipe://"))
-        placed, mounted = split_files(files if near else inlined(files))  # bound only here
+        placed, mounted = split_files(files, limits.file_bytes, "" if near else FAR)
         check_others_read(mounted)
         with spilled(inputs, None if not near else INLINE_VALUE_BYTES) as (
                 inline, entries, value_binds):

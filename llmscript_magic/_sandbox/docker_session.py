@@ -17,19 +17,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import sessions
 from .base import Limits, RunResult, Value
 from .engine import engine_id
-from .mounts import check_others_read, inlined, links, split_files, target
-from .outcome import harness_job
+from .mounts import check_others_read, links, split_files, target
+from .outcome import harness_job, harness_source
 
 if TYPE_CHECKING:
     from .docker import DockerSandbox
 
-_HARNESS = Path(__file__).parent / "harness"
 SESSION_HARNESS = ("session.py", "session_runner.py")
 
 
@@ -48,19 +46,18 @@ def run_in_session(sandbox: DockerSandbox, code: str,
                    inputs: Sequence[Value], outputs: Sequence[str],
                    check: str | None) -> RunResult:
     """One cell in this kernel's session for sandbox's engine, image and isolation."""
-    from .docker import MAX_RUNS, _factory, _identity, sandbox_budget
+    from .docker import FAR, MAX_RUNS, _factory, _identity, sandbox_budget
 
     key = ("docker", engine_id(sandbox.client), sandbox.image_id, sandbox.runtime,
            sandbox.preimport, sandbox.labels)
     near = engine_id(sandbox.client).startswith(("unix://", "npipe://"))
-    placed, mounted = split_files(files if near else inlined(files))  # large ones: bound
+    placed, mounted = split_files(files, limits.file_bytes, "" if near else FAR)
     check_others_read(mounted)
     binds = {target(rel): host for rel, host in mounted.items()}
     job = harness_job(code, inputs, outputs, check)
     job["session"] = True
     job["links"] = links(mounted)
-    job["harness"].update({name: (_HARNESS / name).read_text(encoding="utf-8")
-                           for name in SESSION_HARNESS})
+    job["harness"].update({name: harness_source(name) for name in SESSION_HARNESS})
 
     budget = sandbox_budget(sandbox.client)
 

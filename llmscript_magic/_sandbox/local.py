@@ -167,7 +167,8 @@ class LocalSandbox(Sandbox):
         disk = limits.disk_mb * 2**20
         with tempfile.TemporaryDirectory(prefix="llmscript-local-") as tmp:
             root = Path(tmp)
-            placed, mounted = split_files(files)  # large --input files: --ro-bind, not copied
+            # large --input files: --ro-bind, not copied
+            placed, mounted = split_files(files, limits.file_bytes)
             job["links"] = links(mounted)
             harness = root / "harness"  # the job, its values and files: never the work dir
             harness.mkdir()

@@ -219,7 +219,7 @@ def run_in_session(sandbox: LocalSandbox, code: str,
                    inputs: Sequence[Value], outputs: Sequence[str],
                    check: str | None) -> RunResult:
     """One cell in this kernel's local session (started with the first one)."""
-    placed, mounted = split_files(files)  # large --input files: bound read-only
+    placed, mounted = split_files(files, limits.file_bytes)  # large --input files: bound read-only
     key = ("local", sandbox.python)
 
     def start() -> tuple[Any, Callable[[], None]]:

@@ -36,29 +36,37 @@ def big_or_bytes(path: Path) -> bytes | Path:
     return real if real.stat().st_size > INLINE_FILE_BYTES else real.read_bytes()
 
 
-def split_files(files: Mapping[str, bytes | os.PathLike[str]] | None
-                ) -> tuple[dict[str, bytes], dict[str, str]]:
-    """(files sent in the job, {work dir name: resolved host path} of those bound read-only)."""
+def split_files(files: Mapping[str, bytes | os.PathLike[str]] | None, cap: int,
+                remote: str = "") -> tuple[dict[str, bytes], dict[str, str]]:
+    """(files sent in the job, {work dir name: resolved host path} of those bound read-only)
+
+    cap: the sandbox's file size limit. A file sent in the job is written inside the
+    sandbox under that limit, so a larger one is refused here, in one line that says
+    what to do, rather than killing the run's supervisor mid-write.
+    remote: why no file can be bound (the engine is on another machine), said to the user.
+    """
     inline: dict[str, bytes] = {}
     mounted: dict[str, str] = {}
     for name, item in (files or {}).items():
         rel = safe_name(name)
-        if isinstance(item, os.PathLike):
+        if isinstance(item, os.PathLike) and not remote:
             path = Path(item).resolve()  # symlinks resolved here: the engine binds the target
             if not path.is_file():
                 raise ConfigurationError(
                     f"--input {os.fspath(item)!r} is not a regular file: name a file, not a "
                     "folder or device")
             mounted[rel] = str(path)
-        else:
-            inline[rel] = bytes(item)
+            continue
+        data = Path(item).read_bytes() if isinstance(item, os.PathLike) else bytes(item)
+        if len(data) > cap:
+            how = (f"{remote}, so --input files are copied into it: pass a smaller file or a "
+                   "sample of it" if remote else
+                   "pass it as a path: a file on disk is mounted read-only at any size")
+            raise ConfigurationError(
+                f"--input {rel} is {len(data) / 2**20:.1f} MiB, over the sandbox's "
+                f"{cap / 2**20:.0f} MiB file size limit; {how}")
+        inline[rel] = data
     return inline, mounted
-
-
-def inlined(files: Mapping[str, bytes | os.PathLike[str]] | None) -> dict[str, bytes]:
-    """Every file as bytes: for an engine on another machine, which cannot bind our files."""
-    return {k: Path(v).read_bytes() if isinstance(v, os.PathLike) else bytes(v)
-            for k, v in (files or {}).items()}
 
 
 def check_others_read(mounted: Mapping[str, str]) -> None:
@@ -111,4 +119,4 @@ def spilled(inputs: Sequence[Value], cap: int | None = INLINE_VALUE_BYTES
 
 
 __all__ = ["INLINE_FILE_BYTES", "INLINE_VALUE_BYTES", "MOUNT_ROOT", "big_or_bytes",
-           "check_others_read", "inlined", "links", "spilled", "split_files", "target"]
+           "check_others_read", "links", "spilled", "split_files", "target"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 from collections.abc import Sequence
@@ -14,6 +15,13 @@ from .harness import protocol as proto
 from .harness.codec import FORMATS
 
 _HARNESS = Path(__file__).parent / "harness"
+
+
+@functools.cache
+def harness_source(name: str) -> str:
+    """A harness module's text, read once: every job carries it (a container runs this
+    version of the harness, whatever its image was built with)."""
+    return (_HARNESS / name).read_text(encoding="utf-8")
 
 
 def child_env(limits: Limits) -> dict[str, str]:
@@ -54,8 +62,7 @@ def harness_job(code: str, inputs: Sequence[Value], outputs: Sequence[str],
         "outputs": list(outputs), "check": check or None,
         # the host decodes the outputs: parquet only when it can read it
         "parquet": importlib.util.find_spec("pyarrow") is not None,
-        "harness": {name: (_HARNESS / name).read_text(encoding="utf-8")
-                    for name in ("codec.py", "wrapper.py")},
+        "harness": {name: harness_source(name) for name in ("codec.py", "wrapper.py")},
     }
 
 

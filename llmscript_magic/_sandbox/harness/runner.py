@@ -53,7 +53,6 @@ except ImportError:
     from supervisor import judge, parse_status, relay, spawn, write_job  # type: ignore[no-redef]
 
 HEADER = proto.HEADER
-MARK = "\n[... output truncated: more than {} bytes ...]\n"
 
 
 def frame(kind: bytes, payload: bytes) -> bytes:
