@@ -11,11 +11,13 @@ import inspect
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -315,8 +317,7 @@ def test_bad_input_name_is_a_configuration_error(isolated_sandbox: Any) -> None:
         isolated_sandbox.run("print(1)", files={"../escape.txt": b"x"})
 
 
-def test_an_input_over_the_file_size_limit_is_refused_in_one_line(isolated_sandbox: Any,
-                                                                  tmp_path: Path) -> None:
+def test_an_input_over_the_file_size_limit_is_refused_in_one_line(isolated_sandbox: Any) -> None:
     """A file sent in the job is written in the sandbox under its file size limit: a larger
     one is refused before any run, in one line, not by a run that died mid-write (which said
     "engine not reachable"). On disk and on this machine, it is mounted at any size."""
@@ -327,8 +328,11 @@ def test_an_input_over_the_file_size_limit_is_refused_in_one_line(isolated_sandb
         isolated_sandbox.run("print(1)", files={"big.bin": b"x" * (2 * 2**20)}, limits=limits)
     assert str(err.value).startswith("--input big.bin is 2.0 MiB, over the sandbox's 1 MiB "
                                      "file size limit; ") and "\n" not in str(err.value)
-    big = tmp_path / "big.bin"
+    shared = Path(tempfile.mkdtemp(prefix="llmscript-big-"))  # a rootless engine's user
+    shared.chmod(0o755)  # must reach it too (pytest's tmp_path is closed to others)
+    big = shared / "big.bin"
     big.write_bytes(b"x" * (2 * 2**20))
+    big.chmod(0o644)
     code = "import os\nprint(os.path.getsize('big.bin'))"
     if engine_id(isolated_sandbox.client).startswith("unix://"):
         assert isolated_sandbox.run(code, files={"big.bin": big}, limits=limits
@@ -336,6 +340,7 @@ def test_an_input_over_the_file_size_limit_is_refused_in_one_line(isolated_sandb
     else:  # an engine on another machine cannot mount it, and says so
         with pytest.raises(ConfigurationError, match="on another machine"):
             isolated_sandbox.run(code, files={"big.bin": big}, limits=limits)
+    shutil.rmtree(shared)
 
 
 def test_missing_image_is_reported(docker_client: Any) -> None:

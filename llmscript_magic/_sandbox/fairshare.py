@@ -148,7 +148,8 @@ class Budget:
         """A slot, waiting first come, first served; Ctrl-C while waiting leaves nothing.
 
         while_waiting runs at each look (the pool gives back this process's idle
-        containers there, so a kernel never waits for itself).
+        containers there, so a kernel never waits for itself); what it raises ends the
+        wait, the ticket withdrawn.
         """
         report = _reporter.get()
         try:

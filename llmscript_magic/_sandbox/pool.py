@@ -157,6 +157,10 @@ def create_container(client: Any, **config: Any) -> str:
     return str(value)
 
 
+class _ReadyMeanwhile(Exception):
+    """Ends a pool's wait in the budget queue: one of its own containers is ready."""
+
+
 class _Reaper(threading.Thread):
     def __init__(self) -> None:
         super().__init__(name="llmscript-sandbox-reaper", daemon=True)
@@ -304,23 +308,30 @@ class Pool:
             self._peak = max(self._peak, self._busy)
             self._last_take = time.monotonic()
             self._cond.notify_all()
-        if slot is not None:
-            return slot
-        lease = None
-        try:
-            if self.budget is not None:  # our turn: first come, first served
-                lease = self.budget.take(while_waiting=self._give_up_older)
-            slot = self.factory(False)
-        except BaseException:
-            if lease is not None:
-                lease.release()
-            self.done()
-            raise
-        slot.lease = lease
+        while slot is None:
+            lease = None
+            try:
+                if self.budget is not None:  # our turn: first come, first served
+                    lease = self.budget.take(while_waiting=self._never_wait_on_us)
+                slot = self.factory(False)
+                slot.lease = lease
+            except _ReadyMeanwhile:  # our own filler made one while we queued: take it
+                with self._cond:
+                    slot = self._ready.pop(0) if self._ready else None
+            except BaseException:
+                if lease is not None:
+                    lease.release()
+                self.done()
+                raise
         return slot
 
-    def _give_up_older(self) -> None:
-        """While waiting: this process's idle containers in other pools go (never wait on us)."""
+    def _never_wait_on_us(self) -> None:
+        """While queued for a slot: this process's idle containers in other pools go, and a
+        container of this pool's that became ready meanwhile (holding the slot we would
+        wait for) ends the wait."""
+        with self._cond:
+            if self._ready:
+                raise _ReadyMeanwhile
         while self._evict_one():
             pass
 
