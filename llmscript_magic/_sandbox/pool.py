@@ -267,6 +267,7 @@ class Pool:
         self._closed = False
         self._failed = False
         self._creating = 0
+        self._asking = 0  # of those being created: still asking the budget for a slot
         self._busy = 0
         self._waiting = 0  # takers waiting for a container being made
         self._peak = 0  # most runs at once since the pool was last quiet
@@ -286,9 +287,9 @@ class Pool:
         return max(self.size, min(self._peak, max(self.cap, self.size)))
 
     def warm(self) -> int:
-        """Ready and being created (what this pool holds that no run uses)."""
+        """Ready and being created with a budget slot (what this pool holds that no run uses)."""
         with self._cond:
-            return len(self._ready) + self._creating
+            return len(self._ready) + self._creating - self._asking
 
     def take(self) -> Slot:
         """A ready container, or a fresh one if the pool is empty; pair with done()."""
@@ -451,14 +452,18 @@ class Pool:
                     self._cond.wait(timeout=1.0 if self.budget else max(1.0, self.idle / 4))
                 if self._closed:
                     return
-            lease = self._lease_ahead() if self.budget is not None else None
-            if self.budget is not None and lease is None:
-                with self._cond:  # another kernel's run may end meanwhile
-                    self._cond.wait(timeout=2.0)
-                continue
-            with self._cond:  # counted once it may be made: what takers wait for
-                self._creating += 1
+                self._creating += 1  # a taker waits for it rather than make a second
+                self._asking += 1  # until it holds a budget slot, warm() does not count it
             slot: Slot | None = None
+            lease = self._lease_ahead() if self.budget is not None else None
+            over = self.budget is not None and lease is None
+            with self._cond:
+                self._asking -= 1
+                if over:
+                    self._creating -= 1
+                    self._cond.notify_all()  # takers waiting for it: none is coming
+                    self._cond.wait(timeout=2.0)  # another kernel's run may end meanwhile
+                    continue
             try:
                 slot = self.factory(True)
             except Exception:

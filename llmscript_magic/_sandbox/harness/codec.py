@@ -331,13 +331,16 @@ def decode(fmt: str, data: bytes) -> Any:
 
         return np.load(io.BytesIO(data), allow_pickle=False)
     if fmt == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         view = memoryview(data)
-        # One thread: pyarrow 26's thread pool, started by a threaded read, aborts the
-        # process at exit about half the time ("terminate called without an active
-        # exception") when it exits soon after, as `llmscript run` does.
-        table = pq.read_table(io.BytesIO(view[1:]), use_threads=False)
+        # No thread of pyarrow's: a process that exits soon after a read that started its
+        # pools (read_table starts them even with use_threads=False) aborts at exit now
+        # and then ("terminate called without an active exception"), as `llmscript run`
+        # may. ParquetFile.read, unbuffered and on one thread, starts none.
+        table = pq.ParquetFile(pa.BufferReader(bytes(view[1:])), pre_buffer=False
+                               ).read(use_threads=False)
         for field in table.schema:
             if getattr(field.type, "tz", None):
                 safe_tz(field.type.tz)
