@@ -295,21 +295,23 @@ def test_keyboard_interrupt_removes_the_container(docker_client: Any) -> None:
     sandbox = get_sandbox("docker", pool_size=0)
     limits = Limits(timeout=30, pids=97)  # its own pool key: nothing pre-started
 
-    def mine() -> list[Any]:
-        return _with_pids(docker_client, 97)
+    _interrupted_run(sandbox, limits, 1.5)
+    assert _with_pids(docker_client, 97) == []  # removed before run() let the interrupt through
 
+
+def _interrupted_run(sandbox: Any, limits: Limits, after: float) -> None:
+    """A long run that the user stops (KeyboardInterrupt) after seconds."""
     def interrupt(*_: Any) -> None:
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    signal.setitimer(signal.ITIMER_REAL, after)
     try:
         with pytest.raises(KeyboardInterrupt):
             sandbox.run("import time\ntime.sleep(60)", limits=limits)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
-    assert mine() == []  # removed before run() let the interrupt through
 
 
 def test_bad_input_name_is_a_configuration_error(isolated_sandbox: Any) -> None:
@@ -389,18 +391,7 @@ def test_an_early_interrupt_leaves_no_container(docker_client: Any, after: float
     engine may finish making it after our request was cut, and it is removed all the same."""
     sandbox = get_sandbox("docker", pool_size=0)
     limits = Limits(timeout=30, pids=96)  # its own pool key: nothing pre-started
-
-    def interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, after)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            sandbox.run("import time\ntime.sleep(60)", limits=limits)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    _interrupted_run(sandbox, limits, after)
     assert _with_pids(docker_client, 96) == []
 
 
