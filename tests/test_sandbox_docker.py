@@ -372,6 +372,26 @@ def test_unreachable_engine_is_reported(monkeypatch: pytest.MonkeyPatch) -> None
     assert "\n" not in msg
 
 
+def test_a_socket_left_by_a_stopped_engine_is_one_line_and_leaks_nothing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The engine stopped but its socket file is still there: every connection is refused.
+    Said in one line, and no socket is left to the garbage collector (docker-py leaks the
+    socket of a refused connection; pytest turns that ResourceWarning into an error)."""
+    import gc
+
+    path = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+        gone.bind(str(path))  # the file stays, nobody listens
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    for _ in range(2):  # a second attempt (the run after the warm-up) is no different
+        with pytest.raises(SandboxUnavailableError) as err:
+            get_sandbox("docker")
+        msg = str(err.value)
+        assert msg.startswith(f"Docker engine not reachable (unix://{path}: ")
+        assert "refused" in msg.lower() and "\n" not in msg
+    gc.collect()
+
+
 def test_unknown_backend_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="Unknown sandbox 'vm'"):
         get_sandbox("vm")

@@ -103,6 +103,7 @@ def connect(timeout: int = 60, url: str | None = None) -> Any:
         client = _clients.get(key)
     try:
         if client is None:
+            _knock(where)
             client = _client(env, timeout)
     except SandboxUnavailableError:
         raise
@@ -157,8 +158,28 @@ def _client(env: dict[str, str], timeout: int) -> Any:
         client.close()
         raise SandboxUnavailableError(problem)
     if not pinned:
-        client.api._version = client.api._retrieve_server_version()
+        try:
+            client.api._version = client.api._retrieve_server_version()
+        except BaseException:
+            client.close()
+            raise
     return client
+
+
+def _knock(where: str) -> None:
+    """Connect once to a local engine's socket and hang up; raise OSError if it refuses.
+
+    A socket file left by an engine that stopped refuses every connection, and docker-py
+    never closes the socket of a refused connection (``UnixHTTPConnection.connect``):
+    without this, every attempt (each ``%load_ext`` warm-up) would leak one.
+    """
+    if not where.startswith("unix://"):
+        return
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(10)
+        probe.connect(where.removeprefix("unix://"))
 
 
 def missing_socket() -> str | None:
