@@ -167,6 +167,8 @@ def test_saved_notebook_shows_code_checks_output_and_chart(anthropic_standin: An
 
     saved = nbformat.read(path, as_version=4)  # reopened: no kernel, no widget model
     cell = saved.cells[1]
+    stray = [o.get("text") for o in cell.outputs if o.output_type == "stream"]
+    assert not stray, f"the saved cell has stray output: {stray}"  # said in full
     widget, result, figure = cell.outputs
     assert set(widget.data) == {WIDGET_MIME}  # no second copy of the text
     assert widget.metadata["llmscript"]["record"]["code"] == CHART  # replay reads it here
