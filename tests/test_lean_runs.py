@@ -1,8 +1,8 @@
 """Runs that import only the standard library fork from the container's lean interpreter.
 
-The warm interpreter holds numpy, pandas and matplotlib (about 150 MB of address space);
-under gVisor a fork pays for what it shares, so a function-sized script (HumanEval, a
-class exercise) is forked from a second interpreter without them. What decides is the
+The warm interpreter holds numpy and pandas, and matplotlib once a run plots (about 150 MB
+of address space in all); under gVisor a fork pays for what it shares, so a function-sized
+script (HumanEval, a class exercise) is forked from a second interpreter without them. What decides is the
 host's reading of the code (``stdlib_only``); either interpreter runs any script.
 """
 
@@ -54,3 +54,26 @@ def test_a_standard_library_run_is_forked_from_the_lean_interpreter(
     df = isolated_sandbox.run("import pandas as pd\nprint(pd.DataFrame({'a': [1, 2]}).a.sum())",
                               limits=limits)
     assert df.status == "ok" and df.stdout == "3\n"
+
+
+#: Whether matplotlib's code is in the run's address space, and whether the script sees it.
+MAPPED = ("import sys\nprint(any('matplotlib' in line for line in open('/proc/self/maps')), "
+          "'matplotlib' in sys.modules)\n_ = eval\n")  # eval: the warm interpreter, not the lean
+
+
+@pytest.mark.docker
+def test_the_warm_interpreter_takes_matplotlib_only_once_a_run_plots(
+        isolated_sandbox: Any) -> None:
+    """Until a run plots, forks of the warm interpreter do without matplotlib (cheaper under
+    gVisor); the first plotting run has it imported there, and later runs inherit it, still
+    hidden from the script until it imports it."""
+    limits = Limits(timeout=30, pids=93)  # a pool of its own: a container nothing plotted in
+    isolated_sandbox.run("print(1)", limits=limits)
+    time.sleep(3)  # the warm interpreter is ready
+    before = isolated_sandbox.run(MAPPED, limits=limits)
+    plot = isolated_sandbox.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\n"
+                                "print('drawn')", limits=limits)
+    after = isolated_sandbox.run(MAPPED, limits=limits)
+    assert before.stdout == "False False\n", before.stderr
+    assert plot.status == "ok" and plot.stdout == "drawn\n" and len(plot.figures) == 1
+    assert after.stdout == "True False\n", after.stderr

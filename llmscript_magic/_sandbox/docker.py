@@ -90,7 +90,10 @@ UID = f"{proto.RUNNER_UID}:{proto.RUNNER_UID}"  # the runner's (module docstring
 SCRIPT_UID = f"{proto.SCRIPT_UID}:{proto.SCRIPT_UID}"
 RUNNER_CAPS = ["SETUID", "SETGID", "KILL"]
 #: Imported by the warm interpreter before the job (the image's heavy libraries).
-PREIMPORT = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
+PREIMPORT = ("numpy", "pandas")
+#: Imported by the warm interpreter only once a run of its container plots: under gVisor a
+#: fork pays for every mapping it shares, and matplotlib's cost every pandas run ~25 ms.
+PLOTTING = ("matplotlib", "matplotlib.pyplot")
 #: Below this memory cap the interpreter starts without them: they take ~90 MB.
 PREIMPORT_MIN_MB = 192
 GRACE = 1.0  # SIGTERM -> SIGKILL inside the container
@@ -249,6 +252,15 @@ def uses_preimported(code: str) -> bool:
     return bool(_HEAVY_IMPORT.search(code))
 
 
+def plots(code: str, check: str | None = None) -> bool:
+    """Whether a script (likely) plots: its container's warm interpreter then imports
+    matplotlib before it forks the run, once (a miss only costs the run that import)."""
+    return any(_PLOTS.search(text) for text in filter(None, (code, check)))
+
+
+_PLOTS = re.compile(r"matplotlib|seaborn|\bplt\b|\.plot\b|\.(?:hist|boxplot)\(")
+
+
 def stdlib_only(code: str, check: str | None = None) -> bool:
     """Whether a script (and its check) imports nothing but the standard library.
 
@@ -369,7 +381,8 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
 
     detach=False + stdin_open sets StdinOnce: closing our socket (or our process
     dying) ends the runner, even mid-run, and the engine removes the container.
-    preimport: its zygote imports PREIMPORT once, for every run it forks.
+    preimport: its zygote imports PREIMPORT once, for every run it forks (and PLOTTING
+    once a run plots).
     labels: extra container labels (the course service's ``llmscript.student``).
     """
     import secrets
@@ -378,6 +391,7 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     wrapper = harness_source("wrapper.py")
     heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
     warm = {"env": child_env(limits), "preimport": list(PREIMPORT) if heavy else [],
+            "later": list(PLOTTING) if heavy else [],
             "rlimits": fallback_rlimits(client, limits)}
     cid = create_container(
         client, image=image,
@@ -664,6 +678,7 @@ class DockerSandbox(Sandbox):
                               "output_bytes": limits.output_bytes,
                               "env": child_env(limits), "uid": uid,
                               "wait_warm": uses_preimported(job["code"]),
+                              "plots": plots(job["code"], job.get("check")),
                               "lean": not inputs and stdlib_only(job["code"],
                                                                   job.get("check")),
                               "memory": limits.memory_mb * 2**20,

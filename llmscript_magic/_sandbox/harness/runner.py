@@ -414,9 +414,11 @@ class Zygote:
 
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         modules = ",".join(str(m) for m in config.get("preimport") or [])
+        later = ",".join(str(m) for m in config.get("later") or [])
         try:
             self.proc = subprocess.Popen(
-                ["python3", "-B", "-I", wrapper, "--zygote", modules, str(theirs.fileno())],
+                ["python3", "-B", "-I", wrapper, "--zygote", modules, str(theirs.fileno()),
+                 later],
                 env=config["env"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), start_new_session=True,
                 preexec_fn=functools.partial(_enter_work, _rlimits(config), False))
@@ -544,7 +546,7 @@ def main() -> None:
     """Container entry point: prepare, then serve runs until the host closes stdin.
 
     argv: WRAPPER_SOURCE MPL_CACHE [CONFIG_JSON]. CONFIG (``{"env": ...,
-    "preimport": [...], "rlimits": {...}}``) starts the zygote (``Zygote``)
+    "preimport": [...], "later": [...], "rlimits": {...}}``) starts the zygote (``Zygote``)
     that forks each run; a job whose environment differs, or one that finds
     the zygote not ready or dead, runs in a fresh interpreter instead. Each
     run has its own uid (the job's ``uid``; its check evaluator ``uid + 1``):
@@ -567,7 +569,7 @@ def main() -> None:
     zygote = Zygote(wrapper, config) if isinstance(config.get("env"), dict) else None
     # beside the warm one, an interpreter without the heavy imports for runs that need
     # none (the host says ``lean``): a fork of it shares little, so it is cheap under gVisor
-    lean = Zygote(wrapper, {**config, "preimport": []}) \
+    lean = Zygote(wrapper, {**config, "preimport": [], "later": []}) \
         if zygote is not None and config.get("preimport") else None
     out = sys.stdout.buffer
     stdin: Any = sys.stdin.buffer.raw  # type: ignore[union-attr]  # unbuffered: nothing read ahead of a job
@@ -655,7 +657,8 @@ def _serve(job: dict[str, Any], spec: str, before: dict[str, str], folder: str,
         if check:
             theirs += [pipes[3][0], pipes[4][1]]
         order = {"job": spec, "uid": uid, "twin_uid": twin_uid if check else None,
-                 "env": env, "rlimits": rlimits, "memory": job.get("memory")}
+                 "env": env, "rlimits": rlimits, "memory": job.get("memory"),
+                 "plots": bool(job.get("plots"))}
         reply = zygote.fork(order, theirs)
         for fd in theirs:
             os.close(fd)

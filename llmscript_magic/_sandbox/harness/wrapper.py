@@ -481,7 +481,7 @@ def _fork_twin(job_fd: int, stat_fd: int, uid: int, close: list[int]) -> int:
         os._exit(0)
 
 
-def _zygote(modules: str, ctl_fd: int) -> None:
+def _zygote(modules: str, ctl_fd: int, later: str = "") -> None:
     """``--zygote``: import once, then fork one fresh process per run, for a whole container.
 
     The runner sends each run's order (JSON: job path, uid, evaluator uid,
@@ -498,11 +498,16 @@ def _zygote(modules: str, ctl_fd: int) -> None:
     children are gone the same writes are free. So everything is prepared
     before the forks (``_prepare``), and in between the zygote only closes
     the run's descriptors and waits.
+
+    ``later``: modules imported (hidden the same way) before the first run whose order
+    says it ``plots``, in the environment the zygote started with; until then every fork
+    is the cheaper for their absence.
     """
     import resource  # noqa: F401 (each run's rlimits: imported once, not per fork)
     import socket
 
     _import_hidden(modules)
+    boot_env = dict(os.environ)
     sock = socket.socket(fileno=ctl_fd)
     sock.send(b'{"ready": true}')
     while True:
@@ -519,6 +524,11 @@ def _zygote(modules: str, ctl_fd: int) -> None:
         if order.get("kind") in ("session", "twin"):
             sock.send(json.dumps(_fork_apart(order, fds, sock.fileno())).encode())
             continue
+        if later and order.get("plots"):  # no child of ours runs now: the writes are free
+            os.environ.clear()
+            os.environ.update(boot_env)
+            _import_hidden(later)
+            later = ""
         ready = _prepare(order)
         twin = None
         if order.get("twin_uid") is not None and len(fds) >= 5:
@@ -697,7 +707,7 @@ def main() -> None:
         _session_module().serve(int(sys.argv[2]), _session_hooks())
         os._exit(0)
     if sys.argv[1] == "--zygote":
-        _zygote(sys.argv[2], int(sys.argv[3]))
+        _zygote(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "")
         os._exit(0)
     job_path, fd = sys.argv[1], int(sys.argv[2])  # a fresh interpreter, already our uid
     _run_job(_load(job_path), fd)
