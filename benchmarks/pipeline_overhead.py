@@ -166,8 +166,11 @@ def main() -> int:
               f"{n - len(failed)}/{n} passed"
               + (f" (failed: {', '.join(failed[:8])})" if failed else ""))
         per = sum(whole) / len(whole) * 1000
+        slow = sorted(whole)
         print(f"  whole pipeline, wall / problems      {per:7.1f} ms "
-              f"(median {median_ms(whole):.1f} ms)")
+              f"(median {median_ms(whole):.1f} ms, p90 {slow[int(0.9 * (n - 1))] * 1000:.1f}, "
+              f"max {slow[-1] * 1000:.1f}; the 5 slowest: "
+              f"{', '.join(f'{w * 1000:.0f}' for w in slow[-5:])})")
         print(f"    inside Sandbox.run                 {median_ms(got['inside']):7.1f} ms")
         print(f"    reply streaming (SDK + stand-in)   {median_ms(got['streaming']):7.1f} ms")
         print(f"    pipeline overhead (the rest)       {median_ms(overhead):7.1f} ms"

@@ -91,8 +91,9 @@ SCRIPT_UID = f"{proto.SCRIPT_UID}:{proto.SCRIPT_UID}"
 RUNNER_CAPS = ["SETUID", "SETGID", "KILL"]
 #: Imported by the warm interpreter before the job (the image's heavy libraries).
 PREIMPORT = ("numpy", "pandas")
-#: Imported by the warm interpreter only once a run of its container plots: under gVisor a
-#: fork pays for every mapping it shares, and matplotlib's cost every pandas run ~25 ms.
+#: Imported by the warm interpreter before the first run that plots, and at start in the
+#: containers a kernel makes after it plotted: under gVisor a fork pays for every mapping
+#: it shares, and matplotlib's cost every pandas run about 30 ms.
 PLOTTING = ("matplotlib", "matplotlib.pyplot")
 #: Below this memory cap the interpreter starts without them: they take ~90 MB.
 PREIMPORT_MIN_MB = 192
@@ -361,6 +362,8 @@ def _host_config(client: Any, limits: Limits, runtime: str | None = None,
 
 #: Runs one container serves before it is replaced (each uses two uids from its base).
 MAX_RUNS = 50
+#: this many runs before its last, a container's successor is started (Slot.retiring)
+RENEW_AHEAD = 5
 UID_LOW, UID_HIGH = proto.RUN_UID_LOW, proto.RUN_UID_HIGH  # run uids (see protocol.py)
 #: The container's first program (``-c``): the runner and the protocol module it
 #: imports, from its arguments into ``HARNESS_TMP`` (the image carries no harness),
@@ -376,13 +379,13 @@ BOOT = ("import os, runpy, sys\n"
 
 def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
              preimport: bool = True, labels: Mapping[str, str] | None = None,
-             binds: Mapping[str, str] | None = None) -> Slot:
+             binds: Mapping[str, str] | None = None, plotting: bool = False) -> Slot:
     """Create, attach and start one container whose runner waits for its runs.
 
     detach=False + stdin_open sets StdinOnce: closing our socket (or our process
     dying) ends the runner, even mid-run, and the engine removes the container.
-    preimport: its zygote imports PREIMPORT once, for every run it forks (and PLOTTING
-    once a run plots).
+    preimport: its zygote imports PREIMPORT once, for every run it forks, and PLOTTING
+    before the first run that plots (at start with ``plotting``: the kernel has plotted).
     labels: extra container labels (the course service's ``llmscript.student``).
     """
     import secrets
@@ -390,8 +393,9 @@ def _factory(client: Any, image: str, limits: Limits, runtime: str | None,
     runner = [harness_source(name) for name in RUNNER_FILES]
     wrapper = harness_source("wrapper.py")
     heavy = preimport and limits.memory_mb >= PREIMPORT_MIN_MB
-    warm = {"env": child_env(limits), "preimport": list(PREIMPORT) if heavy else [],
-            "later": list(PLOTTING) if heavy else [],
+    warm = {"env": child_env(limits),
+            "preimport": [*PREIMPORT, *(PLOTTING if plotting else ())] if heavy else [],
+            "later": list(PLOTTING) if heavy and not plotting else [],
             "rlimits": fallback_rlimits(client, limits)}
     cid = create_container(
         client, image=image,
@@ -474,6 +478,8 @@ class DockerSandbox(Sandbox):
         self.pool_size = pool_size
         #: the warm interpreter imports numpy/pandas/matplotlib (None: LLMSCRIPT_PREIMPORT)
         self.preimport = preimport_wanted() if preimport is None else preimport
+        #: a run of this sandbox plotted: its next containers import PLOTTING at start
+        self.plotted = False
         _reap_orphans_once(self.client)
         try:
             self.image_id = self.client.images.get(image).id
@@ -482,6 +488,13 @@ class DockerSandbox(Sandbox):
                 f"Sandbox image {image} is not built: run `llmscript sandbox build`") from None
         except Exception as exc:  # requests' errors too: the engine went away meanwhile
             raise unreachable(exc) from None
+
+    def _plots(self, code: str, check: str | None) -> bool:
+        """Whether this run plots; once one has, containers made later start with PLOTTING
+        imported (ahead, not on the run), so only a kernel's first plot waits for it."""
+        wanted = plots(code, check)
+        self.plotted = self.plotted or wanted
+        return wanted
 
     def _key(self, limits: Limits, binds: Mapping[str, str] | None = None) -> tuple[Any, ...]:
         return (engine_id(self.client), self.image_id, self.runtime, limits.container_key(),
@@ -496,7 +509,8 @@ class DockerSandbox(Sandbox):
 
         def factory(ahead: bool) -> Slot:
             return _factory(self.client, self.image, limits, self.runtime,
-                            preimport=self.preimport, labels=dict(self.labels), binds=binds)
+                            preimport=self.preimport, labels=dict(self.labels), binds=binds,
+                            plotting=self.plotted)
 
         return get_pool(key, factory, self.pool_size if size is None else size,
                         budget=sandbox_budget(self.client))
@@ -560,6 +574,7 @@ class DockerSandbox(Sandbox):
                     raise self._engine_failed(exc) from None
                 slot.runs += 1
                 keep = fit and slot.runs < MAX_RUNS and not single_use
+                slot.retiring = slot.runs >= MAX_RUNS - RENEW_AHEAD
                 self._prune_volumes()
                 result.isolation = self.isolation
                 result.limit_scope = limit_scope(self.runtime)
@@ -678,7 +693,7 @@ class DockerSandbox(Sandbox):
                               "output_bytes": limits.output_bytes,
                               "env": child_env(limits), "uid": uid,
                               "wait_warm": uses_preimported(job["code"]),
-                              "plots": plots(job["code"], job.get("check")),
+                              "plots": self._plots(job["code"], job.get("check")),
                               "lean": not inputs and stdlib_only(job["code"],
                                                                   job.get("check")),
                               "memory": limits.memory_mb * 2**20,

@@ -41,6 +41,7 @@ class Slot:
     runs: int = 0
     pending: bytearray = field(default_factory=bytearray)  # read between runs (diagnostics)
     lease: Lease | None = None  # its slot of the engine's budget, released once it is removed
+    retiring: bool = False  # a few runs from its last: its successor is made ahead (Pool)
 
     def discard(self, *, now: bool = False) -> None:
         """Close the socket and remove the container (now, or on the reaper).
@@ -372,8 +373,10 @@ class Pool:
             slot.discard(now=True)
 
     def _idle(self) -> bool:
-        # containers in use come back after their run: they count as held
-        full = len(self._ready) + self._creating + self._busy >= self.target
+        # containers in use come back after their run: they count as held; one that will
+        # retire soon does not, so its successor boots while it still serves (no run waits)
+        ready = sum(not slot.retiring for slot in self._ready)
+        full = ready + self._creating + self._busy >= self.target
         return full or self._failed
 
     def _shrink(self) -> list[Slot]:
@@ -389,6 +392,7 @@ class Pool:
         quiet_for = time.monotonic() - self._last_take
         keep = self.size if _latest(self.engine) is self and quiet_for < self.release else 0
         self._retired = keep == 0
+        self._ready.sort(key=lambda slot: slot.retiring)  # a successor outlives its elder
         extra = self._ready[keep:]
         del self._ready[keep:]
         return extra
