@@ -45,7 +45,7 @@ from .tutor import (
 from .validate import Check, ValidationReport, validate
 
 if TYPE_CHECKING:
-    from .._sandbox import RunResult
+    from .._sandbox import RunResult, SandboxSpec
     from .._sandbox.facts import ImageFacts
 
 ChunkCallback = Callable[[str], None]
@@ -333,10 +333,10 @@ def sandbox_facts(opts: Options) -> ImageFacts | None:
 
 def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
     """The code runs unchanged; the harness binds inputs, returns outputs, checks."""
-    from .._sandbox import Limits, shared_sandbox
+    from .._sandbox import SANDBOXES, Limits
 
     assert attempt.code is not None
-    sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
+    sandbox = SANDBOXES.get(sandbox_spec(opts))
     limits = Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus)
     result = sandbox.run(attempt.code, files=dict(opts.files), limits=limits,
                          inputs=tuple(opts.inputs), outputs=tuple(opts.outputs),
@@ -385,14 +385,13 @@ def engine_ready(opts: Options) -> None:
         connect(timeout=10)
 
 
-def _sandbox_options(opts: Options) -> dict[str, Any]:
-    """How ``_run`` (and ``warm_sandbox``) ask for the shared sandbox: the same key."""
-    options: dict[str, Any] = {}
-    if opts.sandbox == "docker":
-        options["isolation"] = opts.isolation
-        if image := sandbox_image(opts):
-            options["image"] = image
-    return options
+def sandbox_spec(opts: Options) -> SandboxSpec:
+    """Which sandbox ``_run`` (and ``warm_sandbox``) use for these options: the same one."""
+    from .._sandbox import SandboxSpec
+
+    if opts.sandbox != "docker":
+        return SandboxSpec(opts.sandbox)
+    return SandboxSpec(isolation=opts.isolation, image=sandbox_image(opts))
 
 
 def warm_sandbox(opts: Options) -> None:
@@ -403,14 +402,15 @@ def warm_sandbox(opts: Options) -> None:
     ``%load_ext``; it raises what goes wrong, and the caller ignores that: the real run
     meets the same problem and reports it as usual.
     """
-    from .._sandbox import Limits, shared_sandbox
+    from .._sandbox import SANDBOXES, Limits
 
     if opts.sandbox != "docker":
         return
-    sandbox = shared_sandbox(opts.sandbox, **_sandbox_options(opts))
+    spec = sandbox_spec(opts)
+    SANDBOXES.get(spec)
     sandbox_modules(opts)
     sandbox_facts(opts)  # the image's versions, for the prompt and the parity check
-    sandbox.warm(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
+    SANDBOXES.warm(spec, Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:

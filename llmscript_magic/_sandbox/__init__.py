@@ -1,33 +1,37 @@
 """Run generated code where it cannot hurt the host: the sandbox contract.
 
-Backends: ``docker`` (hardened single-use containers from a warm pool; the
-default; ``isolation`` picks gVisor or plain containers), ``local`` (a
+Backends: ``docker`` (a hardened container per kernel, each run a fresh process
+forked in it under a uid of its own; the default; ``isolation`` picks gVisor or
+plain containers), ``local`` (a
 bubblewrap sandbox on this machine: weaker, clearly labelled) and ``course``
-(a JupyterHub course's service runs it in the class's shared engine).
+(a JupyterHub course's service runs it in the class's shared engine). Callers
+say which with a ``SandboxSpec``; ``SANDBOXES`` keeps one sandbox per spec.
 Importing this module must stay cheap: ``docker`` is imported only on use.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from .._errors import ConfigurationError
 from .base import Limits, OutputFile, RunResult, Sandbox
 from .image import DEFAULT_IMAGE
+from .spec import SANDBOXES, Sandboxes, SandboxSpec
 
 __all__ = [
     "DEFAULT_IMAGE",
+    "SANDBOXES",
     "Limits",
     "OutputFile",
     "RunResult",
     "Sandbox",
+    "SandboxSpec",
+    "Sandboxes",
     "available_modules",
     "get_sandbox",
     "run",
-    "shared_sandbox",
     "shutdown",
 ]
 
@@ -65,34 +69,15 @@ def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
 def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,
         files: Mapping[str, bytes | os.PathLike[str]] | None = None, image: str | None = None,
         isolation: str = "auto") -> RunResult:
-    """Convenience: one run on a shared sandbox (so the warm pool is reused).
+    """Convenience: one run on the process's sandbox for these options (``SANDBOXES``,
+    so the warm pool is reused).
 
     A file given as a path (``Path``) is bound read-only, not copied (``mounts.py``).
     """
-    options: dict[str, Any] = {"isolation": isolation}
-    if image is not None:
-        if sandbox != "docker":
-            raise ConfigurationError("An image only applies to the docker sandbox: drop --image")
-        options["image"] = image
-    return shared_sandbox(sandbox, **options).run(code, files=files, limits=limits)
-
-
-_shared: dict[tuple[Any, ...], Sandbox] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
-    """One sandbox per (kind, options, engine) for the whole process.
-
-    Every generation and ``run()`` reuses it, so the engine client, the image lookup
-    and the warm pool are paid for once, not per attempt (and no client is leaked).
-    """
-    key = (kind, tuple(sorted(options.items())), os.environ.get("DOCKER_HOST"))
-    with _shared_lock:
-        sandbox = _shared.get(key)
-        if sandbox is None:
-            sandbox = _shared[key] = get_sandbox(kind, **options)
-        return sandbox
+    if image is not None and sandbox != "docker":
+        raise ConfigurationError("An image only applies to the docker sandbox: drop --image")
+    spec = SandboxSpec(sandbox, isolation, image or "")
+    return SANDBOXES.get(spec).run(code, files=files, limits=limits)
 
 
 def available_modules(image: str | None = None) -> frozenset[str]:
@@ -100,7 +85,7 @@ def available_modules(image: str | None = None) -> frozenset[str]:
     from .docker import DockerSandbox
     from .docker import available_modules as _available
 
-    shared = shared_sandbox("docker", isolation="auto", **({"image": image} if image else {}))
+    shared = SANDBOXES.get(SandboxSpec(image=image or ""))
     assert isinstance(shared, DockerSandbox)
     return _available(image or DEFAULT_IMAGE, shared)
 
@@ -115,8 +100,4 @@ def shutdown() -> None:
     pool = sys.modules.get(__name__ + ".pool")
     if pool is not None:
         pool.shutdown_all()
-    with _shared_lock:
-        sandboxes = list(_shared.values())
-        _shared.clear()
-    for sandbox in sandboxes:
-        sandbox.close()
+    SANDBOXES.close()

@@ -127,7 +127,6 @@ def probe(sandbox: Any) -> ImageFacts:
 
 def image_facts(image: str | None = None) -> ImageFacts:
     """The facts of the named image (default: the built-in one) on the shared sandbox."""
-    from . import shared_sandbox
+    from .spec import SANDBOXES, SandboxSpec
 
-    sandbox = shared_sandbox("docker", isolation="auto", **({"image": image} if image else {}))
-    return probe(sandbox)
+    return probe(SANDBOXES.get(SandboxSpec(image=image or "")))
