@@ -96,11 +96,11 @@ def pipeline_runs(todo: list[dict[str, Any]], scripts: list[str], isolation: str
         use_env(env)
         import llmscript_magic._pipeline.generate as pipeline
         from llmscript_magic import Options, generate
-        from llmscript_magic._sandbox import SANDBOXES, SandboxSpec, shutdown
+        from llmscript_magic._sandbox import SHARED, SandboxSpec, shutdown
 
         opts = Options(run=True, sandbox="docker", cache=False, retries=0, isolation=isolation)
         spent = {"sandbox": 0.0, "reply": 0.0}
-        sandbox = SANDBOXES.get(SandboxSpec(isolation=opts.isolation))
+        sandbox = SHARED.get(SandboxSpec(isolation=opts.isolation))
         real_stream = pipeline._stream
 
         def timed(fn: Any, key: str) -> Any:

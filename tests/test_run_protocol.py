@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from llmscript_magic._sandbox import SANDBOXES, Limits, SandboxSpec, get_sandbox
+from llmscript_magic._sandbox import SHARED, Limits, SandboxSpec, get_sandbox
 from llmscript_magic._sandbox.base import Value
 from llmscript_magic._sandbox.harness import protocol
 from llmscript_magic._sandbox.values import decode_value, encode_value
@@ -135,7 +135,7 @@ def walled(request: pytest.FixtureRequest) -> Any:
     if request.param == "bubblewrap":
         return get_sandbox("local")
     request.getfixturevalue("docker_sandbox")  # the engine, the image, the leftover check
-    return SANDBOXES.get(SandboxSpec(isolation=request.param))  # one engine client per level
+    return SHARED.get(SandboxSpec(isolation=request.param))  # one engine client per level
 
 
 def test_a_run_cannot_change_the_protocol_the_next_run_uses(walled: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from llmscript_magic._errors import ConfigurationError
-from llmscript_magic._sandbox import SANDBOXES, Limits, SandboxSpec, get_sandbox, run
+from llmscript_magic._sandbox import SHARED, Limits, SandboxSpec, get_sandbox, run
 from llmscript_magic._sandbox.local import WARNING, LocalSandbox
 
 FAST = Limits(timeout=5)
@@ -30,16 +30,16 @@ def local() -> LocalSandbox:
 def test_a_spec_is_one_sandbox_per_process_and_a_bad_one_is_one_line() -> None:
     """Equal specs get the same sandbox (its warm interpreter and pool are paid once);
     a spec that cannot be built says which option to drop, before anything starts."""
-    first = SANDBOXES.get(SandboxSpec("local"))
-    assert SANDBOXES.get(SandboxSpec(kind="local", isolation="auto")) is first
+    first = SHARED.get(SandboxSpec("local"))
+    assert SHARED.get(SandboxSpec(kind="local", isolation="auto")) is first
     assert first.run("print(6 * 7)").stdout == "42\n"
     with pytest.raises(ConfigurationError) as err:
-        SANDBOXES.get(SandboxSpec("local", isolation="gvisor"))
+        SHARED.get(SandboxSpec("local", isolation="gvisor"))
     assert str(err.value) == ("--isolation applies to the docker sandbox only: drop it or "
                               "use --sandbox docker")
     with pytest.raises(ConfigurationError, match="Unknown sandbox 'vm'"):
-        SANDBOXES.get(SandboxSpec("vm"))
-    assert SANDBOXES.get(SandboxSpec("local")) is first  # a refused spec left nothing behind
+        SHARED.get(SandboxSpec("vm"))
+    assert SHARED.get(SandboxSpec("local")) is first  # a refused spec left nothing behind
 
 
 def test_result_is_labelled_weaker(local: LocalSandbox) -> None:

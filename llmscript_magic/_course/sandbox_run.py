@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from .._errors import SandboxError
-from .._sandbox import SANDBOXES, SandboxSpec
+from .._sandbox import SHARED, SandboxSpec
 from .._sandbox.wire import job_from_json, result_to_json
 from .gate import Gate
 
@@ -39,7 +39,7 @@ def run_job(gate: Gate, user: str, body: bytes) -> tuple[int, dict[str, Any]]:
                                    memory_mb=min(limits.memory_mb, settings.run_memory_mb),
                                    cpus=min(limits.cpus, 1.0))
         try:
-            sandbox = SANDBOXES.get(SandboxSpec(isolation=settings.isolation,
+            sandbox = SHARED.get(SandboxSpec(isolation=settings.isolation,
                                                 labels=((STUDENT_LABEL, user),)))
             result = sandbox.run(code, **kwargs)
         except SandboxError as err:

@@ -333,10 +333,10 @@ def sandbox_facts(opts: Options) -> ImageFacts | None:
 
 def _run(attempt: Attempt, spec: Spec, opts: Options, report: ValidationReport) -> RunResult:
     """The code runs unchanged; the harness binds inputs, returns outputs, checks."""
-    from .._sandbox import SANDBOXES, Limits
+    from .._sandbox import SHARED, Limits
 
     assert attempt.code is not None
-    sandbox = SANDBOXES.get(sandbox_spec(opts))
+    sandbox = SHARED.get(sandbox_spec(opts))
     limits = Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus)
     result = sandbox.run(attempt.code, files=dict(opts.files), limits=limits,
                          inputs=tuple(opts.inputs), outputs=tuple(opts.outputs),
@@ -402,15 +402,15 @@ def warm_sandbox(opts: Options) -> None:
     ``%load_ext``; it raises what goes wrong, and the caller ignores that: the real run
     meets the same problem and reports it as usual.
     """
-    from .._sandbox import SANDBOXES, Limits
+    from .._sandbox import SHARED, Limits
 
     if opts.sandbox != "docker":
         return
     spec = sandbox_spec(opts)
-    SANDBOXES.get(spec)
+    SHARED.get(spec)
     sandbox_modules(opts)
     sandbox_facts(opts)  # the image's versions, for the prompt and the parity check
-    SANDBOXES.warm(spec, Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
+    SHARED.warm(spec, Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:

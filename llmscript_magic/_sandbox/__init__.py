@@ -5,7 +5,7 @@ forked in it under a uid of its own; the default; ``isolation`` picks gVisor or
 plain containers), ``local`` (a
 bubblewrap sandbox on this machine: weaker, clearly labelled) and ``course``
 (a JupyterHub course's service runs it in the class's shared engine). Callers
-say which with a ``SandboxSpec``; ``SANDBOXES`` keeps one sandbox per spec.
+say which with a ``SandboxSpec``; ``SHARED`` keeps one sandbox per spec.
 Importing this module must stay cheap: ``docker`` is imported only on use.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 from .._errors import ConfigurationError
 from .base import Limits, OutputFile, RunResult, Sandbox
 from .image import DEFAULT_IMAGE
-from .spec import SANDBOXES, Sandboxes, SandboxSpec
+from .spec import SHARED, Sandboxes, SandboxSpec
 
 __all__ = [
     "DEFAULT_IMAGE",
-    "SANDBOXES",
+    "SHARED",
     "Limits",
     "OutputFile",
     "RunResult",
@@ -69,7 +69,7 @@ def get_sandbox(kind: str = "docker", **options: Any) -> Sandbox:
 def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,
         files: Mapping[str, bytes | os.PathLike[str]] | None = None, image: str | None = None,
         isolation: str = "auto") -> RunResult:
-    """Convenience: one run on the process's sandbox for these options (``SANDBOXES``,
+    """Convenience: one run on the process's sandbox for these options (``SHARED``,
     so the warm pool is reused).
 
     A file given as a path (``Path``) is bound read-only, not copied (``mounts.py``).
@@ -77,7 +77,7 @@ def run(code: str, *, sandbox: str = "docker", limits: Limits | None = None,
     if image is not None and sandbox != "docker":
         raise ConfigurationError("An image only applies to the docker sandbox: drop --image")
     spec = SandboxSpec(sandbox, isolation, image or "")
-    return SANDBOXES.get(spec).run(code, files=files, limits=limits)
+    return SHARED.get(spec).run(code, files=files, limits=limits)
 
 
 def available_modules(image: str | None = None) -> frozenset[str]:
@@ -85,7 +85,7 @@ def available_modules(image: str | None = None) -> frozenset[str]:
     from .docker import DockerSandbox
     from .docker import available_modules as _available
 
-    shared = SANDBOXES.get(SandboxSpec(image=image or ""))
+    shared = SHARED.get(SandboxSpec(image=image or ""))
     assert isinstance(shared, DockerSandbox)
     return _available(image or DEFAULT_IMAGE, shared)
 
@@ -100,4 +100,4 @@ def shutdown() -> None:
     pool = sys.modules.get(__name__ + ".pool")
     if pool is not None:
         pool.shutdown_all()
-    SANDBOXES.close()
+    SHARED.close()

@@ -127,6 +127,6 @@ def probe(sandbox: Any) -> ImageFacts:
 
 def image_facts(image: str | None = None) -> ImageFacts:
     """The facts of the named image (default: the built-in one) on the shared sandbox."""
-    from .spec import SANDBOXES, SandboxSpec
+    from .spec import SHARED, SandboxSpec
 
-    return probe(SANDBOXES.get(SandboxSpec(image=image or "")))
+    return probe(SHARED.get(SandboxSpec(image=image or "")))

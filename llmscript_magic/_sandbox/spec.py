@@ -1,7 +1,7 @@
 """Which sandbox a run uses, as a value, and the one sandbox a process keeps for each.
 
 Callers (a generation's options, the course service, ``run()``) say *which* sandbox
-with a ``SandboxSpec`` instead of a name and loose keywords; ``SANDBOXES`` builds it
+with a ``SandboxSpec`` instead of a name and loose keywords; ``SHARED`` builds it
 once per spec and engine and keeps it, so the engine client, the image lookup and the
 warm pool are paid for once, not per attempt, and no client is leaked.
 """
@@ -74,4 +74,4 @@ class Sandboxes:
 
 #: The process's sandboxes: a kernel is one process, and its pools and the engine's
 #: budget are per process too, so every session of the kernel shares them.
-SANDBOXES = Sandboxes()
+SHARED = Sandboxes()
