@@ -406,11 +406,10 @@ def warm_sandbox(opts: Options) -> None:
 
     if opts.sandbox != "docker":
         return
-    spec = sandbox_spec(opts)
-    SHARED.get(spec)
+    sandbox = SHARED.get(sandbox_spec(opts))
     sandbox_modules(opts)
     sandbox_facts(opts)  # the image's versions, for the prompt and the parity check
-    SHARED.warm(spec, Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
+    sandbox.warm(Limits(timeout=opts.timeout, memory_mb=opts.memory_mb, cpus=opts.cpus))
 
 
 def _load_outputs(attempt: Attempt, names: tuple[str, ...], result: RunResult) -> Check:

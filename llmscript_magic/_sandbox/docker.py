@@ -476,7 +476,8 @@ class DockerSandbox(Sandbox):
         self.engine_warning = engine_warning(self.client)
         self.image = image
         self.pool_size = pool_size
-        #: the warm interpreter imports numpy/pandas/matplotlib (None: LLMSCRIPT_PREIMPORT)
+        #: the warm interpreter imports numpy and pandas, and matplotlib once a run plots
+        #: (None: LLMSCRIPT_PREIMPORT)
         self.preimport = preimport_wanted() if preimport is None else preimport
         #: a run of this sandbox plotted: its next containers import PLOTTING at start
         self.plotted = False

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Limits, Sandbox
+from .base import Sandbox
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,6 @@ class Sandboxes:
             if sandbox is None:
                 sandbox = self._held[key] = spec.build()
             return sandbox
-
-    def warm(self, spec: SandboxSpec, limits: Limits) -> None:
-        """Build the sandbox and start what a run with ``limits`` would wait for."""
-        self.get(spec).warm(limits)
 
     def close(self) -> None:
         """Close every sandbox held (their warm containers are removed)."""
